@@ -1,0 +1,146 @@
+//! The validated configuration Conflux runs on: every value parsed, every
+//! template compiled, every path resolved. Built once by `config::load`.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{HeaderName, HeaderValue, Method};
+use indexmap::IndexMap;
+
+use super::diagnostic::Location;
+use crate::connector::template::{Placeholder, Template};
+
+#[derive(Debug)]
+pub struct Config {
+    /// The config file, as given on the command line.
+    pub path: PathBuf,
+    /// Every schema file, directories expanded, in load order.
+    pub schema_files: Vec<SchemaFile>,
+    pub server: ServerConfig,
+    pub limits: Limits,
+    pub services: IndexMap<String, Arc<ServiceConfig>>,
+    /// `[types.X]`: how a JSON object picks its concrete GraphQL type.
+    pub types: IndexMap<String, TypeResolution>,
+    pub mappings: Vec<FieldMapping>,
+    /// Every `[resolvers]` key written, valid or not, so a root field whose
+    /// entry has an error is not also reported as unmapped.
+    pub mapped_fields: std::collections::HashSet<String>,
+    /// Whether `[auth]` is configured; `{claims.…}` needs it.
+    pub auth_configured: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct SchemaFile {
+    pub path: PathBuf,
+    /// The path as shown in diagnostics (relative to the config's folder
+    /// when it was written relative).
+    pub display: Arc<str>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub listen: String,
+    pub graphiql: bool,
+    pub introspection: bool,
+    pub cors_origins: Vec<String>,
+    pub debug: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub max_depth: u32,
+    pub max_complexity: u64,
+    pub max_aliases: u32,
+    pub max_batch: usize,
+    pub max_body_bytes: usize,
+    pub request_timeout: Duration,
+}
+
+#[derive(Debug)]
+pub struct ServiceConfig {
+    pub name: String,
+    /// Base URLs without a trailing slash, ready to have a path appended.
+    pub urls: Vec<String>,
+    pub timeout: Duration,
+    pub retries: u32,
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+    pub forward_headers: Vec<HeaderName>,
+    pub claims_headers: Vec<(HeaderName, String)>,
+    pub max_concurrency: u32,
+    pub coalesce: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct TypeResolution {
+    pub discriminator: String,
+    /// discriminator value → concrete type name.
+    pub map: IndexMap<String, String>,
+    pub location: Location,
+}
+
+/// One `[resolvers]` entry.
+#[derive(Debug)]
+pub struct FieldMapping {
+    pub type_name: String,
+    pub field_name: String,
+    /// Where the entry's key is, for messages about the field.
+    pub location: Location,
+    pub source: FieldSource,
+    /// Every placeholder of every template, with where it was written, so
+    /// the binding step can check them against the schema.
+    pub placeholders: Vec<(Location, Placeholder)>,
+    pub timeout: Option<Duration>,
+    pub cache_ttl: Option<Duration>,
+    pub stale_if_error: Option<Duration>,
+}
+
+#[derive(Debug)]
+pub enum FieldSource {
+    /// One upstream call.
+    Call(CallSpec),
+    /// Calls made in parallel, objects deep-merged, later ones winning.
+    Merge(Vec<CallSpec>),
+    /// No call: a dotted path into the parent's JSON.
+    From(Vec<String>),
+    /// Keys collected across the operation, fetched together.
+    Batch(BatchSpec),
+}
+
+/// One upstream request, as templates.
+#[derive(Debug)]
+pub struct CallSpec {
+    pub service: String,
+    pub method: Method,
+    /// The path before any `?`, relative to the service URL.
+    pub path: Template,
+    /// Query parameters: those after `?` in the path template, then `query`.
+    pub query: Vec<(String, Template)>,
+    pub headers: Vec<(HeaderName, Template)>,
+    pub body: Option<BodyTemplate>,
+    /// Dotted path into the response.
+    pub select: Option<Vec<String>>,
+}
+
+#[derive(Debug)]
+pub struct BatchSpec {
+    /// Gives one parent's key.
+    pub key: Template,
+    /// The batched call: `{keys}` in its path, query or body.
+    pub call: CallSpec,
+    /// The field of each returned item that equals the key.
+    pub match_field: Vec<String>,
+    /// Keys per call.
+    pub max: usize,
+}
+
+/// A JSON body whose strings are templates.
+#[derive(Debug, Clone)]
+pub enum BodyTemplate {
+    /// A string; one placeholder alone keeps its JSON type.
+    Text(Template),
+    /// A number, boolean or date written in the TOML.
+    Literal(serde_json::Value),
+    Array(Vec<BodyTemplate>),
+    Object(Vec<(String, BodyTemplate)>),
+}

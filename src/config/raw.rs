@@ -1,0 +1,316 @@
+//! The raw, user-shaped model of `services.toml`: exactly what serde reads,
+//! with source spans kept where a later check needs to point at a value.
+//!
+//! No `deny_unknown_fields` here: unknown keys are collected all at once by
+//! `serde_ignored` in `config::load`, so `check` can report every one of them
+//! with its location instead of stopping at the first.
+
+use indexmap::IndexMap;
+use serde::Deserialize;
+use toml::Spanned;
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(default)]
+pub struct RawConfig {
+    /// A .graphql file, a directory of them, or a list of either.
+    pub schema: Option<Spanned<OneOrMany>>,
+    pub server: RawServer,
+    pub limits: RawLimits,
+    pub auth: Option<Spanned<RawAuth>>,
+    pub services: IndexMap<String, Spanned<RawService>>,
+    pub cache: RawCache,
+    pub rate_limit: Option<Spanned<RawRateLimit>>,
+    pub persisted_queries: RawPersistedQueries,
+    pub telemetry: RawTelemetry,
+    pub types: IndexMap<String, Spanned<RawTypeResolution>>,
+    pub resolvers: IndexMap<String, Spanned<RawMapping>>,
+}
+
+#[derive(Debug, Deserialize, Clone)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(default)]
+pub struct RawServer {
+    pub listen: Spanned<String>,
+    pub graphiql: bool,
+    pub introspection: bool,
+    pub cors_origins: Vec<Spanned<String>>,
+    pub debug: bool,
+    pub tls: Option<Spanned<RawServerTls>>,
+}
+
+impl Default for RawServer {
+    fn default() -> Self {
+        RawServer {
+            listen: Spanned::new(0..0, "127.0.0.1:4000".to_owned()),
+            graphiql: true,
+            introspection: true,
+            cors_origins: Vec::new(),
+            debug: false,
+            tls: None,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(default)]
+pub struct RawServerTls {
+    pub cert_file: Option<Spanned<String>>,
+    pub key_file: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(default)]
+pub struct RawLimits {
+    pub max_depth: u32,
+    pub max_complexity: u64,
+    pub max_aliases: u32,
+    pub max_batch: u32,
+    pub max_body_bytes: u64,
+    pub request_timeout_ms: u64,
+}
+
+impl Default for RawLimits {
+    fn default() -> Self {
+        RawLimits {
+            max_depth: 15,
+            max_complexity: 10_000,
+            max_aliases: 50,
+            max_batch: 10,
+            max_body_bytes: 1_048_576,
+            request_timeout_ms: 15_000,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(default)]
+pub struct RawAuth {
+    pub required: bool,
+    pub algorithms: Option<Vec<Spanned<String>>>,
+    pub secret: Option<Spanned<String>>,
+    pub public_key_file: Option<Spanned<String>>,
+    pub jwks_url: Option<Spanned<String>>,
+    pub jwks_min_refetch_s: Option<u64>,
+    pub issuer: Option<String>,
+    pub audience: Option<Vec<String>>,
+    pub leeway_s: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(default)]
+pub struct RawService {
+    pub url: Option<Spanned<String>>,
+    pub urls: Option<Vec<Spanned<String>>>,
+    pub load_balancing: Spanned<String>,
+    pub timeout_ms: u64,
+    pub retries: u32,
+    pub headers: IndexMap<String, Spanned<String>>,
+    pub forward_headers: Vec<Spanned<String>>,
+    pub claims_headers: IndexMap<String, Spanned<String>>,
+    pub health: Option<Spanned<RawHealth>>,
+    pub circuit_breaker: Option<Spanned<RawCircuitBreaker>>,
+    pub max_concurrency: u32,
+    pub coalesce: bool,
+    pub tls: Option<Spanned<RawServiceTls>>,
+}
+
+impl Default for RawService {
+    fn default() -> Self {
+        RawService {
+            url: None,
+            urls: None,
+            load_balancing: Spanned::new(0..0, "round_robin".to_owned()),
+            timeout_ms: 5000,
+            retries: 1,
+            headers: IndexMap::new(),
+            forward_headers: Vec::new(),
+            claims_headers: IndexMap::new(),
+            health: None,
+            circuit_breaker: None,
+            max_concurrency: 512,
+            coalesce: true,
+            tls: None,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(default)]
+pub struct RawHealth {
+    pub path: String,
+    pub interval_ms: u64,
+}
+
+impl Default for RawHealth {
+    fn default() -> Self {
+        RawHealth {
+            path: "/health".to_owned(),
+            interval_ms: 5000,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(default)]
+pub struct RawCircuitBreaker {
+    pub failures: u32,
+    pub open_ms: u64,
+}
+
+impl Default for RawCircuitBreaker {
+    fn default() -> Self {
+        RawCircuitBreaker {
+            failures: 5,
+            open_ms: 10_000,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(default)]
+pub struct RawServiceTls {
+    pub ca_file: Option<Spanned<String>>,
+    pub client_cert_file: Option<Spanned<String>>,
+    pub client_key_file: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(default)]
+pub struct RawCache {
+    pub backend: Spanned<String>,
+    pub max_entries: u64,
+    pub redis_url: Option<Spanned<String>>,
+}
+
+impl Default for RawCache {
+    fn default() -> Self {
+        RawCache {
+            backend: Spanned::new(0..0, "memory".to_owned()),
+            max_entries: 10_000,
+            redis_url: None,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(default)]
+pub struct RawRateLimit {
+    pub per_second: f64,
+    pub burst: u32,
+    pub key: Spanned<String>,
+    pub backend: Spanned<String>,
+    pub redis_url: Option<Spanned<String>>,
+}
+
+impl Default for RawRateLimit {
+    fn default() -> Self {
+        RawRateLimit {
+            per_second: 50.0,
+            burst: 100,
+            key: Spanned::new(0..0, "ip".to_owned()),
+            backend: Spanned::new(0..0, "memory".to_owned()),
+            redis_url: None,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(default)]
+pub struct RawPersistedQueries {
+    pub apq: bool,
+    pub safelist: Option<Spanned<String>>,
+    pub only_safelisted: bool,
+}
+
+impl Default for RawPersistedQueries {
+    fn default() -> Self {
+        RawPersistedQueries {
+            apq: true,
+            safelist: None,
+            only_safelisted: false,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(default)]
+pub struct RawTelemetry {
+    pub metrics: bool,
+    pub otlp_endpoint: Option<Spanned<String>>,
+    pub propagate_trace_context: bool,
+}
+
+impl Default for RawTelemetry {
+    fn default() -> Self {
+        RawTelemetry {
+            metrics: true,
+            otlp_endpoint: None,
+            propagate_trace_context: true,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(default)]
+pub struct RawTypeResolution {
+    pub discriminator: Option<Spanned<String>>,
+    pub map: IndexMap<String, Spanned<String>>,
+}
+
+/// One upstream call: the shape shared by a mapping and each `merge` entry.
+#[derive(Debug, Deserialize, Default)]
+#[serde(default)]
+pub struct RawCall {
+    pub service: Option<Spanned<String>>,
+    pub get: Option<Spanned<String>>,
+    pub post: Option<Spanned<String>>,
+    pub put: Option<Spanned<String>>,
+    pub patch: Option<Spanned<String>>,
+    pub delete: Option<Spanned<String>>,
+    pub query: IndexMap<String, Spanned<String>>,
+    pub headers: IndexMap<String, Spanned<String>>,
+    pub body: Option<Spanned<toml::Value>>,
+    pub select: Option<Spanned<String>>,
+}
+
+/// A `[resolvers]` entry. Which keys may appear together is checked in
+/// `config::validate`, where every bad combination gets its own message.
+#[derive(Debug, Deserialize, Default)]
+#[serde(default)]
+pub struct RawMapping {
+    pub service: Option<Spanned<String>>,
+    pub get: Option<Spanned<String>>,
+    pub post: Option<Spanned<String>>,
+    pub put: Option<Spanned<String>>,
+    pub patch: Option<Spanned<String>>,
+    pub delete: Option<Spanned<String>>,
+    pub query: IndexMap<String, Spanned<String>>,
+    pub headers: IndexMap<String, Spanned<String>>,
+    pub body: Option<Spanned<toml::Value>>,
+    pub select: Option<Spanned<String>>,
+    pub from: Option<Spanned<String>>,
+    pub merge: Option<Vec<Spanned<RawCall>>>,
+    pub batch: Option<Spanned<RawBatch>>,
+    pub cache_ttl_s: Option<u64>,
+    pub stale_if_error_s: Option<u64>,
+    pub timeout_ms: Option<u64>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(default)]
+pub struct RawBatch {
+    pub key: Option<Spanned<String>>,
+    pub get: Option<Spanned<String>>,
+    pub post: Option<Spanned<String>>,
+    pub body: Option<Spanned<toml::Value>>,
+    pub select: Option<Spanned<String>>,
+    #[serde(rename = "match")]
+    pub match_field: Option<Spanned<String>>,
+    pub max: Option<u32>,
+}

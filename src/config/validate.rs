@@ -1,0 +1,742 @@
+//! Raw model → validated [`Config`]: every value parsed, every template
+//! compiled, every problem collected with its location.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{HeaderName, HeaderValue, Method};
+use indexmap::IndexMap;
+use toml::Spanned;
+
+use super::model::*;
+use super::raw::*;
+use super::{Diagnostics, Location, Source};
+use crate::connector::template::{Placeholder, Template};
+
+/// Keys per batched call when `max` is not given.
+const DEFAULT_BATCH_MAX: usize = 100;
+
+pub(super) fn validate(
+    raw: RawConfig,
+    path: &Path,
+    source: &Source<'_>,
+    key_offsets: &super::KeyOffsets,
+    diagnostics: Diagnostics,
+) -> (Config, Diagnostics) {
+    let mut v = Validator {
+        source,
+        diagnostics,
+    };
+    let base_dir = path.parent().unwrap_or(Path::new("")).to_path_buf();
+
+    let schema_files = v.schema_files(raw.schema.as_ref(), &base_dir);
+    let server = v.server(&raw.server);
+    let limits = v.limits(&raw.limits);
+    if let Some(auth) = &raw.auth {
+        v.unsupported(auth.span().start, "[auth]");
+    }
+    if let Some(rate_limit) = &raw.rate_limit {
+        v.unsupported(rate_limit.span().start, "[rate_limit]");
+    }
+    v.one_of(&raw.cache.backend, &["memory", "redis"], "cache backend");
+    if raw.cache.backend.get_ref() == "redis" && raw.cache.redis_url.is_none() {
+        v.error(
+            raw.cache.backend.span().start,
+            "cache backend `redis` needs `redis_url`",
+        );
+    }
+    let services: IndexMap<String, Arc<ServiceConfig>> = raw
+        .services
+        .iter()
+        .filter_map(|(name, service)| Some((name.clone(), Arc::new(v.service(name, service)?))))
+        .collect();
+    let types = raw
+        .types
+        .iter()
+        .filter_map(|(name, resolution)| Some((name.clone(), v.type_resolution(name, resolution)?)))
+        .collect();
+    let auth_configured = raw.auth.is_some();
+    let mappings = raw
+        .resolvers
+        .iter()
+        .filter_map(|(key, mapping)| {
+            let offset = key_offsets
+                .get(key)
+                .copied()
+                .unwrap_or(mapping.span().start);
+            v.mapping(key, offset, mapping, &services)
+        })
+        .collect();
+    let mapped_fields = raw.resolvers.keys().cloned().collect();
+
+    let config = Config {
+        path: path.to_path_buf(),
+        schema_files,
+        server,
+        limits,
+        services,
+        types,
+        mappings,
+        mapped_fields,
+        auth_configured,
+    };
+    (config, v.diagnostics)
+}
+
+struct Validator<'a> {
+    source: &'a Source<'a>,
+    diagnostics: Diagnostics,
+}
+
+impl Validator<'_> {
+    fn error(&mut self, offset: usize, message: impl Into<String>) {
+        self.diagnostics
+            .push(self.source.diagnostic(offset, message));
+    }
+
+    fn location(&self, offset: usize) -> Location {
+        self.source.location(offset)
+    }
+
+    fn unsupported(&mut self, offset: usize, what: &str) {
+        self.error(
+            offset,
+            format!("{what} is not supported by this version of Conflux yet; remove it"),
+        );
+    }
+
+    fn one_of(&mut self, value: &Spanned<String>, allowed: &[&str], what: &str) {
+        if !allowed.contains(&value.get_ref().as_str()) {
+            self.error(
+                value.span().start,
+                format!(
+                    "unknown {what} `{}` (expected one of: {})",
+                    value.get_ref(),
+                    allowed.join(", ")
+                ),
+            );
+        }
+    }
+
+    fn schema_files(
+        &mut self,
+        raw: Option<&Spanned<OneOrMany>>,
+        base_dir: &Path,
+    ) -> Vec<SchemaFile> {
+        let (entries, offset) = match raw {
+            None => (vec!["schema".to_owned()], 0),
+            Some(spanned) => match spanned.get_ref() {
+                OneOrMany::One(one) => (vec![one.clone()], spanned.span().start),
+                OneOrMany::Many(many) => (many.clone(), spanned.span().start),
+            },
+        };
+        let mut files = Vec::new();
+        for entry in entries {
+            let path = base_dir.join(&entry);
+            if path.is_dir() {
+                let mut found: Vec<PathBuf> = match std::fs::read_dir(&path) {
+                    Ok(dir) => dir
+                        .filter_map(|e| e.ok().map(|e| e.path()))
+                        .filter(|p| {
+                            matches!(
+                                p.extension().and_then(|e| e.to_str()),
+                                Some("graphql" | "graphqls" | "gql")
+                            )
+                        })
+                        .collect(),
+                    Err(err) => {
+                        self.error(
+                            offset,
+                            format!("cannot read schema directory `{entry}`: {err}"),
+                        );
+                        continue;
+                    }
+                };
+                found.sort();
+                if found.is_empty() {
+                    self.error(
+                        offset,
+                        format!("schema directory `{entry}` has no .graphql files"),
+                    );
+                }
+                files.extend(found.into_iter().map(|path| SchemaFile {
+                    display: Arc::from(path.display().to_string()),
+                    path,
+                }));
+            } else if path.is_file() {
+                files.push(SchemaFile {
+                    display: Arc::from(path.display().to_string()),
+                    path,
+                });
+            } else {
+                self.error(offset, format!("schema path `{entry}` does not exist"));
+            }
+        }
+        files
+    }
+
+    fn server(&mut self, raw: &RawServer) -> ServerConfig {
+        if raw.listen.get_ref().parse::<SocketAddr>().is_err() {
+            self.error(
+                raw.listen.span().start,
+                format!(
+                    "`listen` must be an address like 127.0.0.1:4000, found `{}`",
+                    raw.listen.get_ref()
+                ),
+            );
+        }
+        if let Some(tls) = &raw.tls {
+            self.unsupported(tls.span().start, "[server].tls");
+        }
+        for origin in &raw.cors_origins {
+            if origin.get_ref() != "*" && HeaderValue::from_str(origin.get_ref()).is_err() {
+                self.error(origin.span().start, "invalid CORS origin");
+            }
+        }
+        ServerConfig {
+            listen: raw.listen.get_ref().clone(),
+            graphiql: raw.graphiql,
+            introspection: raw.introspection,
+            cors_origins: raw
+                .cors_origins
+                .iter()
+                .map(|o| o.get_ref().clone())
+                .collect(),
+            debug: raw.debug,
+        }
+    }
+
+    fn limits(&mut self, raw: &RawLimits) -> Limits {
+        Limits {
+            max_depth: raw.max_depth,
+            max_complexity: raw.max_complexity,
+            max_aliases: raw.max_aliases,
+            max_batch: raw.max_batch as usize,
+            max_body_bytes: usize::try_from(raw.max_body_bytes).unwrap_or(usize::MAX),
+            request_timeout: Duration::from_millis(raw.request_timeout_ms),
+        }
+    }
+
+    fn service(&mut self, name: &str, raw: &Spanned<RawService>) -> Option<ServiceConfig> {
+        let at = raw.span().start;
+        let service = raw.get_ref();
+        let mut urls = Vec::new();
+        match (&service.url, &service.urls) {
+            (Some(_), Some(_)) => self.error(
+                at,
+                format!("service `{name}` sets both `url` and `urls`; keep one"),
+            ),
+            (None, None) => self.error(at, format!("service `{name}` needs `url` or `urls`")),
+            (Some(url), None) => urls.push(url),
+            (None, Some(list)) if list.is_empty() => {
+                self.error(at, format!("service `{name}` has an empty `urls` list"))
+            }
+            (None, Some(list)) => urls.extend(list.iter()),
+        }
+        let urls: Vec<String> = urls
+            .into_iter()
+            .filter_map(|url| self.base_url(url))
+            .collect();
+        self.one_of(
+            &service.load_balancing,
+            &["round_robin", "least_requests"],
+            "load_balancing",
+        );
+        if service.timeout_ms == 0 {
+            self.error(
+                at,
+                format!("service `{name}`: `timeout_ms` must be greater than 0"),
+            );
+        }
+        if service.max_concurrency == 0 {
+            self.error(
+                at,
+                format!("service `{name}`: `max_concurrency` must be greater than 0"),
+            );
+        }
+        if let Some(tls) = &service.tls {
+            self.unsupported(tls.span().start, "a service `tls` table");
+        }
+        let headers = service
+            .headers
+            .iter()
+            .filter_map(|(header, value)| {
+                let name = self.header_name(header, value.span().start)?;
+                match HeaderValue::from_str(value.get_ref()) {
+                    Ok(value) => Some((name, value)),
+                    Err(_) => {
+                        self.error(
+                            value.span().start,
+                            format!("invalid value for header `{header}`"),
+                        );
+                        None
+                    }
+                }
+            })
+            .collect();
+        let forward_headers = service
+            .forward_headers
+            .iter()
+            .filter_map(|h| self.header_name(h.get_ref(), h.span().start))
+            .collect();
+        let claims_headers = service
+            .claims_headers
+            .iter()
+            .filter_map(|(header, claim)| {
+                Some((
+                    self.header_name(header, claim.span().start)?,
+                    claim.get_ref().clone(),
+                ))
+            })
+            .collect();
+        Some(ServiceConfig {
+            name: name.to_owned(),
+            urls,
+            timeout: Duration::from_millis(service.timeout_ms),
+            retries: service.retries,
+            headers,
+            forward_headers,
+            claims_headers,
+            max_concurrency: service.max_concurrency,
+            coalesce: service.coalesce,
+        })
+    }
+
+    fn base_url(&mut self, url: &Spanned<String>) -> Option<String> {
+        match reqwest::Url::parse(url.get_ref()) {
+            Ok(parsed) if matches!(parsed.scheme(), "http" | "https") && parsed.has_host() => {
+                if parsed.query().is_some() || parsed.fragment().is_some() {
+                    self.error(
+                        url.span().start,
+                        "a service URL cannot carry a query or fragment",
+                    );
+                    return None;
+                }
+                Some(parsed.as_str().trim_end_matches('/').to_owned())
+            }
+            Ok(_) => {
+                self.error(
+                    url.span().start,
+                    format!("`{}` is not an http(s) URL", url.get_ref()),
+                );
+                None
+            }
+            Err(err) => {
+                self.error(
+                    url.span().start,
+                    format!("invalid URL `{}`: {err}", url.get_ref()),
+                );
+                None
+            }
+        }
+    }
+
+    fn header_name(&mut self, name: &str, offset: usize) -> Option<HeaderName> {
+        match HeaderName::from_bytes(name.as_bytes()) {
+            Ok(name) => Some(name),
+            Err(_) => {
+                self.error(offset, format!("invalid header name `{name}`"));
+                None
+            }
+        }
+    }
+
+    fn type_resolution(
+        &mut self,
+        name: &str,
+        raw: &Spanned<RawTypeResolution>,
+    ) -> Option<TypeResolution> {
+        let at = raw.span().start;
+        let resolution = raw.get_ref();
+        let Some(discriminator) = &resolution.discriminator else {
+            self.error(at, format!("[types.{name}] needs `discriminator`"));
+            return None;
+        };
+        if resolution.map.is_empty() {
+            self.error(at, format!("[types.{name}] needs a non-empty `map`"));
+        }
+        Some(TypeResolution {
+            discriminator: discriminator.get_ref().clone(),
+            map: resolution
+                .map
+                .iter()
+                .map(|(value, ty)| (value.clone(), ty.get_ref().clone()))
+                .collect(),
+            location: self.location(at),
+        })
+    }
+
+    fn mapping(
+        &mut self,
+        key: &str,
+        at: usize,
+        raw: &Spanned<RawMapping>,
+        services: &IndexMap<String, Arc<ServiceConfig>>,
+    ) -> Option<FieldMapping> {
+        let Some((type_name, field_name)) = key.split_once('.') else {
+            self.error(at, format!("resolver key `{key}` must be `Type.field`"));
+            return None;
+        };
+        let mapping = raw.get_ref();
+        let mut placeholders = Vec::new();
+        let has_call = mapping.service.is_some() || method_of(&mapping.as_call()).is_some();
+        let source = match (&mapping.from, &mapping.merge, &mapping.batch, has_call) {
+            (Some(from), None, None, false) => Some(FieldSource::From(dotted(from.get_ref()))),
+            (None, Some(calls), None, false) => {
+                if calls.is_empty() {
+                    self.error(at, "`merge` needs at least one call");
+                }
+                let specs: Vec<CallSpec> = calls
+                    .iter()
+                    .filter_map(|call| {
+                        self.call(
+                            call.span().start,
+                            &call.get_ref().as_call(),
+                            services,
+                            &mut placeholders,
+                        )
+                    })
+                    .collect();
+                (specs.len() == calls.len()).then_some(FieldSource::Merge(specs))
+            }
+            (None, None, Some(batch), _) => self.batch(mapping, batch, services, &mut placeholders),
+            (None, None, None, true) => self
+                .call(
+                    raw.span().start,
+                    &mapping.as_call(),
+                    services,
+                    &mut placeholders,
+                )
+                .map(FieldSource::Call),
+            (None, None, None, false) => {
+                self.error(
+                    at,
+                    format!(
+                        "resolver `{}` needs a call (`service` + get/post/put/patch/delete), `from`, `merge` or `batch`",
+                        key
+                    ),
+                );
+                None
+            }
+            _ => {
+                self.error(
+                    at,
+                    format!(
+                        "resolver `{}` mixes `from`, `merge`, `batch` and a call; use one",
+                        key
+                    ),
+                );
+                None
+            }
+        }?;
+        Some(FieldMapping {
+            type_name: type_name.to_owned(),
+            field_name: field_name.to_owned(),
+            location: self.location(at),
+            source,
+            placeholders,
+            timeout: mapping.timeout_ms.map(Duration::from_millis),
+            cache_ttl: mapping.cache_ttl_s.map(Duration::from_secs),
+            stale_if_error: mapping.stale_if_error_s.map(Duration::from_secs),
+        })
+    }
+
+    fn batch(
+        &mut self,
+        mapping: &RawMapping,
+        raw: &Spanned<RawBatch>,
+        services: &IndexMap<String, Arc<ServiceConfig>>,
+        placeholders: &mut Vec<(Location, Placeholder)>,
+    ) -> Option<FieldSource> {
+        let at = raw.span().start;
+        let batch = raw.get_ref();
+        // The single-key call beside `batch` is optional; when present it is
+        // checked like any call, though batching always takes precedence.
+        if method_of(&mapping.as_call()).is_some() {
+            self.call(at, &mapping.as_call(), services, placeholders)?;
+        }
+        let key = match &batch.key {
+            Some(key) => self.template(key, placeholders)?,
+            None => {
+                self.error(at, "`batch` needs `key`");
+                return None;
+            }
+        };
+        let Some(match_field) = &batch.match_field else {
+            self.error(
+                at,
+                "`batch` needs `match` (the field of each item that equals the key)",
+            );
+            return None;
+        };
+        let call_parts = CallParts {
+            service: mapping.service.as_ref(),
+            get: batch.get.as_ref(),
+            post: batch.post.as_ref(),
+            put: None,
+            patch: None,
+            delete: None,
+            query: &IndexMap::new(),
+            headers: &mapping.headers,
+            body: batch.body.as_ref(),
+            select: batch.select.as_ref(),
+        };
+        if batch.get.is_none() && batch.post.is_none() {
+            self.error(at, "`batch` needs `get` or `post` with `{keys}`");
+            return None;
+        }
+        let call = self.call(at, &call_parts, services, placeholders)?;
+        if batch.max == Some(0) {
+            self.error(at, "`batch.max` must be at least 1");
+        }
+        Some(FieldSource::Batch(BatchSpec {
+            key,
+            call,
+            match_field: dotted(match_field.get_ref()),
+            max: batch
+                .max
+                .map_or(DEFAULT_BATCH_MAX, |max| max.max(1) as usize),
+        }))
+    }
+
+    fn call(
+        &mut self,
+        at: usize,
+        raw: &CallParts<'_>,
+        services: &IndexMap<String, Arc<ServiceConfig>>,
+        placeholders: &mut Vec<(Location, Placeholder)>,
+    ) -> Option<CallSpec> {
+        let service = match raw.service {
+            Some(service) if services.contains_key(service.get_ref()) => {
+                Some(service.get_ref().clone())
+            }
+            Some(service) => {
+                let known: Vec<&str> = services.keys().map(String::as_str).collect();
+                self.error(
+                    service.span().start,
+                    format!(
+                        "unknown service `{}` (defined: {})",
+                        service.get_ref(),
+                        if known.is_empty() {
+                            "none".to_owned()
+                        } else {
+                            known.join(", ")
+                        }
+                    ),
+                );
+                None
+            }
+            None => {
+                self.error(at, "a call needs `service`");
+                None
+            }
+        };
+        let methods = raw.methods();
+        let (method, path) = match methods.as_slice() {
+            [(method, path)] => (method.clone(), *path),
+            [] => {
+                self.error(
+                    at,
+                    "a call needs one of `get`, `post`, `put`, `patch`, `delete`",
+                );
+                return None;
+            }
+            _ => {
+                self.error(
+                    at,
+                    "a call takes exactly one of `get`, `post`, `put`, `patch`, `delete`",
+                );
+                return None;
+            }
+        };
+        let (path_part, query_part) = match path.get_ref().split_once('?') {
+            Some((path_part, query_part)) => (path_part, Some(query_part)),
+            None => (path.get_ref().as_str(), None),
+        };
+        if !path_part.starts_with('/') {
+            self.error(
+                path.span().start,
+                format!("path `{}` must start with `/`", path.get_ref()),
+            );
+        }
+        let path_template = self.template_text(path_part, path.span().start, placeholders);
+        let mut query = Vec::new();
+        for pair in query_part
+            .into_iter()
+            .flat_map(|q| q.split('&'))
+            .filter(|p| !p.is_empty())
+        {
+            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+            if let Some(value) = self.template_text(value, path.span().start, placeholders) {
+                query.push((name.to_owned(), value));
+            }
+        }
+        for (name, value) in raw.query {
+            if let Some(value) = self.template(value, placeholders) {
+                query.push((name.clone(), value));
+            }
+        }
+        let mut headers = Vec::new();
+        for (name, value) in raw.headers {
+            let header = self.header_name(name, value.span().start);
+            let template = self.template(value, placeholders);
+            if let (Some(header), Some(template)) = (header, template) {
+                headers.push((header, template));
+            }
+        }
+        let body = raw
+            .body
+            .and_then(|body| self.body(body.get_ref(), body.span().start, placeholders));
+        if raw.body.is_some() && method == Method::GET {
+            self.error(at, "a GET call cannot have a `body`");
+        }
+        Some(CallSpec {
+            service: service?,
+            method,
+            path: path_template?,
+            query,
+            headers,
+            body,
+            select: raw.select.map(|s| dotted(s.get_ref())),
+        })
+    }
+
+    fn body(
+        &mut self,
+        value: &toml::Value,
+        offset: usize,
+        placeholders: &mut Vec<(Location, Placeholder)>,
+    ) -> Option<BodyTemplate> {
+        Some(match value {
+            toml::Value::String(text) => {
+                BodyTemplate::Text(self.template_text(text, offset, placeholders)?)
+            }
+            toml::Value::Integer(n) => BodyTemplate::Literal((*n).into()),
+            toml::Value::Float(f) => BodyTemplate::Literal(
+                serde_json::Number::from_f64(*f)
+                    .map_or(serde_json::Value::Null, serde_json::Value::Number),
+            ),
+            toml::Value::Boolean(b) => BodyTemplate::Literal((*b).into()),
+            toml::Value::Datetime(d) => BodyTemplate::Literal(d.to_string().into()),
+            toml::Value::Array(items) => BodyTemplate::Array(
+                items
+                    .iter()
+                    .map(|item| self.body(item, offset, placeholders))
+                    .collect::<Option<_>>()?,
+            ),
+            toml::Value::Table(table) => BodyTemplate::Object(
+                table
+                    .iter()
+                    .map(|(key, item)| Some((key.clone(), self.body(item, offset, placeholders)?)))
+                    .collect::<Option<_>>()?,
+            ),
+        })
+    }
+
+    fn template(
+        &mut self,
+        text: &Spanned<String>,
+        placeholders: &mut Vec<(Location, Placeholder)>,
+    ) -> Option<Template> {
+        self.template_text(text.get_ref(), text.span().start, placeholders)
+    }
+
+    fn template_text(
+        &mut self,
+        text: &str,
+        offset: usize,
+        placeholders: &mut Vec<(Location, Placeholder)>,
+    ) -> Option<Template> {
+        match Template::parse(text) {
+            Ok(template) => {
+                let location = self.location(offset);
+                placeholders.extend(
+                    template
+                        .placeholders()
+                        .map(|p| (location.clone(), p.clone())),
+                );
+                Some(template)
+            }
+            Err(message) => {
+                self.error(offset, message);
+                None
+            }
+        }
+    }
+}
+
+/// The call keys of a mapping or a `merge` entry, borrowed.
+struct CallParts<'a> {
+    service: Option<&'a Spanned<String>>,
+    get: Option<&'a Spanned<String>>,
+    post: Option<&'a Spanned<String>>,
+    put: Option<&'a Spanned<String>>,
+    patch: Option<&'a Spanned<String>>,
+    delete: Option<&'a Spanned<String>>,
+    query: &'a IndexMap<String, Spanned<String>>,
+    headers: &'a IndexMap<String, Spanned<String>>,
+    body: Option<&'a Spanned<toml::Value>>,
+    select: Option<&'a Spanned<String>>,
+}
+
+impl<'a> CallParts<'a> {
+    fn methods(&self) -> Vec<(Method, &'a Spanned<String>)> {
+        [
+            (Method::GET, self.get),
+            (Method::POST, self.post),
+            (Method::PUT, self.put),
+            (Method::PATCH, self.patch),
+            (Method::DELETE, self.delete),
+        ]
+        .into_iter()
+        .filter_map(|(method, path)| Some((method, path?)))
+        .collect()
+    }
+}
+
+fn method_of(call: &CallParts<'_>) -> Option<Method> {
+    call.methods().first().map(|(method, _)| method.clone())
+}
+
+impl RawMapping {
+    fn as_call(&self) -> CallParts<'_> {
+        CallParts {
+            service: self.service.as_ref(),
+            get: self.get.as_ref(),
+            post: self.post.as_ref(),
+            put: self.put.as_ref(),
+            patch: self.patch.as_ref(),
+            delete: self.delete.as_ref(),
+            query: &self.query,
+            headers: &self.headers,
+            body: self.body.as_ref(),
+            select: self.select.as_ref(),
+        }
+    }
+}
+
+impl RawCall {
+    fn as_call(&self) -> CallParts<'_> {
+        CallParts {
+            service: self.service.as_ref(),
+            get: self.get.as_ref(),
+            post: self.post.as_ref(),
+            put: self.put.as_ref(),
+            patch: self.patch.as_ref(),
+            delete: self.delete.as_ref(),
+            query: &self.query,
+            headers: &self.headers,
+            body: self.body.as_ref(),
+            select: self.select.as_ref(),
+        }
+    }
+}
+
+fn dotted(path: &str) -> Vec<String> {
+    path.split('.')
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
+}

@@ -1,0 +1,189 @@
+//! Upstream JSON → values of the field's schema type (SPEC §3 "Upstream
+//! responses"): `ID` from a string or an integer, `Int` from an integer in
+//! range, `Float` from a number, enums from their name, custom scalars
+//! passed through. A mismatch is `UPSTREAM_BAD_RESPONSE`.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use async_graphql::{Name, Value as GqlValue};
+use serde_json::Value;
+
+use crate::config::TypeResolution;
+
+/// A field's output type, compiled once from the SDL.
+#[derive(Debug, Clone)]
+pub struct OutputType {
+    pub non_null: bool,
+    pub kind: OutputKind,
+}
+
+#[derive(Debug, Clone)]
+pub enum OutputKind {
+    List(Box<OutputType>),
+    Scalar(ScalarKind),
+    Enum(Arc<HashSet<String>>),
+    Object(Arc<str>),
+    /// An interface or union: the concrete type is read from each object.
+    Abstract(Arc<AbstractType>),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScalarKind {
+    Id,
+    Int,
+    Float,
+    String,
+    Boolean,
+    /// A custom scalar: any JSON, passed through.
+    Custom,
+}
+
+#[derive(Debug)]
+pub struct AbstractType {
+    pub name: String,
+    /// `[types.X]` when configured.
+    pub resolution: Option<TypeResolution>,
+    /// The object types a value may be.
+    pub possible: Vec<String>,
+}
+
+impl AbstractType {
+    /// The concrete type of `value`: from `[types.X]`'s discriminator, or
+    /// else from a `__typename` key the upstream sent.
+    pub fn concrete_type(&self, value: &Value) -> Result<&str, String> {
+        let found = match &self.resolution {
+            Some(resolution) => {
+                let tag = value.get(&resolution.discriminator);
+                let tag_text = match tag {
+                    Some(Value::String(s)) => s.clone(),
+                    Some(other) => other.to_string(),
+                    None => {
+                        return Err(format!(
+                            "`{}` value has no `{}` key to pick its type",
+                            self.name, resolution.discriminator
+                        ))
+                    }
+                };
+                resolution
+                    .map
+                    .get(&tag_text)
+                    .map(String::as_str)
+                    .ok_or_else(|| {
+                        format!(
+                            "`{}` value has unmapped {} `{tag_text}`",
+                            self.name, resolution.discriminator
+                        )
+                    })?
+            }
+            None => value
+                .get("__typename")
+                .and_then(Value::as_str)
+                .ok_or_else(|| {
+                    format!(
+                        "cannot tell which type a `{}` value is (configure [types.{}])",
+                        self.name, self.name
+                    )
+                })?,
+        };
+        self.possible
+            .iter()
+            .find(|t| *t == found)
+            .map(String::as_str)
+            .ok_or_else(|| format!("`{found}` is not a possible type of `{}`", self.name))
+    }
+}
+
+/// Coerces JSON to a leaf value (scalar or enum). `Err` holds a message for
+/// `UPSTREAM_BAD_RESPONSE`.
+pub fn leaf(value: &Value, kind: &OutputKind) -> Result<GqlValue, String> {
+    match kind {
+        OutputKind::Scalar(scalar) => scalar_value(value, *scalar),
+        OutputKind::Enum(values) => match value {
+            Value::String(name) if values.contains(name) => Ok(GqlValue::Enum(Name::new(name))),
+            other => Err(format!("expected an enum value, got {}", describe(other))),
+        },
+        _ => Err("expected a leaf type".to_owned()),
+    }
+}
+
+fn scalar_value(value: &Value, kind: ScalarKind) -> Result<GqlValue, String> {
+    let mismatch = |expected: &str| Err(format!("expected {expected}, got {}", describe(value)));
+    match (kind, value) {
+        (ScalarKind::Custom, value) => GqlValue::from_json(value.clone())
+            .map_err(|_| "a value that is not representable".to_owned()),
+        (ScalarKind::String, Value::String(s)) => Ok(GqlValue::String(s.clone())),
+        (ScalarKind::String, _) => mismatch("a string"),
+        (ScalarKind::Boolean, Value::Bool(b)) => Ok(GqlValue::Boolean(*b)),
+        (ScalarKind::Boolean, _) => mismatch("a boolean"),
+        (ScalarKind::Id, Value::String(s)) => Ok(GqlValue::String(s.clone())),
+        (ScalarKind::Id, Value::Number(n)) if n.is_i64() || n.is_u64() => {
+            Ok(GqlValue::String(n.to_string()))
+        }
+        (ScalarKind::Id, _) => mismatch("an ID (string or integer)"),
+        (ScalarKind::Int, Value::Number(n)) => match n.as_i64().and_then(|i| i32::try_from(i).ok())
+        {
+            Some(i) => Ok(GqlValue::Number(i.into())),
+            None => mismatch("a 32-bit integer"),
+        },
+        (ScalarKind::Int, _) => mismatch("an integer"),
+        (ScalarKind::Float, Value::Number(n)) => match n.as_f64() {
+            Some(f) if f.is_finite() => Ok(GqlValue::Number(
+                serde_json::Number::from_f64(f).unwrap_or_else(|| 0.into()),
+            )),
+            _ => mismatch("a number"),
+        },
+        (ScalarKind::Float, _) => mismatch("a number"),
+    }
+}
+
+fn describe(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "an object",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn scalar(kind: ScalarKind) -> OutputKind {
+        OutputKind::Scalar(kind)
+    }
+
+    #[test]
+    fn ids_accept_strings_and_integers() {
+        assert_eq!(
+            leaf(&json!(7), &scalar(ScalarKind::Id)),
+            Ok(GqlValue::String("7".into()))
+        );
+        assert_eq!(
+            leaf(&json!("u1"), &scalar(ScalarKind::Id)),
+            Ok(GqlValue::String("u1".into()))
+        );
+        assert!(leaf(&json!(1.5), &scalar(ScalarKind::Id)).is_err());
+    }
+
+    #[test]
+    fn ints_must_fit_in_32_bits() {
+        assert!(leaf(&json!(2_147_483_647), &scalar(ScalarKind::Int)).is_ok());
+        assert!(leaf(&json!(2_147_483_648_i64), &scalar(ScalarKind::Int)).is_err());
+        assert!(leaf(&json!("3"), &scalar(ScalarKind::Int)).is_err());
+    }
+
+    #[test]
+    fn enums_come_from_their_names() {
+        let kind = OutputKind::Enum(Arc::new(HashSet::from(["GOLD".to_owned()])));
+        assert_eq!(
+            leaf(&json!("GOLD"), &kind),
+            Ok(GqlValue::Enum(Name::new("GOLD")))
+        );
+        assert!(leaf(&json!("gold"), &kind).is_err());
+    }
+}

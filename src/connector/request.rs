@@ -1,0 +1,178 @@
+//! A call's templates + one field's scope → the upstream request to send.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{ACCEPT, CONTENT_TYPE};
+use http::{HeaderMap, HeaderValue, Method};
+use serde_json::{Map, Value};
+
+use super::template::{encode_component, Placeholder, Scope};
+use crate::config::{BodyTemplate, CallSpec, ServiceConfig};
+
+/// One request to one service, ready to send to any of its instances.
+#[derive(Debug, Clone)]
+pub struct UpstreamRequest {
+    pub method: Method,
+    /// Path and query string, appended to the chosen instance's base URL.
+    pub path_and_query: String,
+    pub headers: HeaderMap,
+    pub body: Option<Bytes>,
+    pub timeout: Duration,
+}
+
+impl UpstreamRequest {
+    /// Identical GETs within an operation are sent once (SPEC §3).
+    pub fn is_deduplicable(&self) -> bool {
+        self.method == Method::GET
+    }
+
+    /// Everything that makes two requests the same request: method, path
+    /// and query, every header (sorted, so order does not matter), body.
+    pub fn identity(&self) -> RequestIdentity {
+        let mut headers: Vec<(String, Vec<u8>)> = self
+            .headers
+            .iter()
+            .map(|(name, value)| (name.as_str().to_owned(), value.as_bytes().to_vec()))
+            .collect();
+        headers.sort();
+        RequestIdentity {
+            method: self.method.clone(),
+            path_and_query: self.path_and_query.clone(),
+            headers,
+            body: self.body.clone(),
+        }
+    }
+}
+
+/// A hashable identity of an [`UpstreamRequest`].
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct RequestIdentity {
+    method: Method,
+    path_and_query: String,
+    headers: Vec<(String, Vec<u8>)>,
+    body: Option<Bytes>,
+}
+
+/// Builds the request; `Err` names a path placeholder with no value, in
+/// which case no call is made.
+pub fn build<'s>(
+    spec: &'s CallSpec,
+    service: &ServiceConfig,
+    scope: &dyn Scope,
+    client_headers: &HeaderMap,
+    timeout: Duration,
+) -> Result<UpstreamRequest, &'s Placeholder> {
+    let mut path_and_query = spec.path.render_path(scope)?;
+    let mut separator = if path_and_query.contains('?') {
+        '&'
+    } else {
+        '?'
+    };
+    for (name, value) in &spec.query {
+        // SPEC: a query parameter whose value is absent or null is left out.
+        let Some(value) = value.render_text(scope) else {
+            continue;
+        };
+        path_and_query.push(separator);
+        separator = '&';
+        path_and_query.extend([encode_component(name).to_string(), "=".to_owned()]);
+        path_and_query.push_str(&encode_component(&value).to_string());
+    }
+
+    let mut headers = HeaderMap::new();
+    headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
+    for (name, value) in &service.headers {
+        headers.insert(name.clone(), value.clone());
+    }
+    for name in &service.forward_headers {
+        for value in client_headers.get_all(name) {
+            headers.append(name.clone(), value.clone());
+        }
+    }
+    for (name, template) in &spec.headers {
+        if let Some(value) = template
+            .render_text(scope)
+            .and_then(|v| HeaderValue::from_str(&v).ok())
+        {
+            headers.insert(name.clone(), value);
+        }
+    }
+
+    let body = spec.body.as_ref().map(|body| {
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        let json = render_body(body, scope).unwrap_or(Value::Null);
+        Bytes::from(serde_json::to_vec(&json).unwrap_or_default())
+    });
+
+    Ok(UpstreamRequest {
+        method: spec.method.clone(),
+        path_and_query,
+        headers,
+        body,
+        timeout,
+    })
+}
+
+/// Fills a body template. `None` means absent: an object key whose value is
+/// absent is left out, so an optional argument not given is not sent.
+pub fn render_body(body: &BodyTemplate, scope: &dyn Scope) -> Option<Value> {
+    match body {
+        BodyTemplate::Literal(value) => Some(value.clone()),
+        BodyTemplate::Text(template) => match template.single_placeholder() {
+            // One placeholder alone keeps its JSON type (SPEC §3 `body`).
+            Some(placeholder) => scope.lookup(placeholder).map(|v| v.into_owned()),
+            None => template.render_text(scope).map(Value::String),
+        },
+        BodyTemplate::Array(items) => Some(Value::Array(
+            items
+                .iter()
+                .map(|item| render_body(item, scope).unwrap_or(Value::Null))
+                .collect(),
+        )),
+        BodyTemplate::Object(entries) => Some(Value::Object(
+            entries
+                .iter()
+                .filter_map(|(key, item)| Some((key.clone(), render_body(item, scope)?)))
+                .collect::<Map<String, Value>>(),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::connector::template::{value_at, Template};
+    use serde_json::json;
+    use std::borrow::Cow;
+
+    struct Args(Value);
+    impl Scope for Args {
+        fn lookup(&self, p: &Placeholder) -> Option<Cow<'_, Value>> {
+            value_at(&self.0, &p.path).map(Cow::Borrowed)
+        }
+    }
+
+    fn text(t: &str) -> BodyTemplate {
+        BodyTemplate::Text(Template::parse(t).expect("valid"))
+    }
+
+    #[test]
+    fn single_placeholders_keep_their_json_type_at_any_depth() {
+        let body = BodyTemplate::Object(vec![
+            ("input".into(), text("{args.input}")),
+            ("limit".into(), text("{args.limit}")),
+            ("note".into(), text("n={args.limit}")),
+            (
+                "nested".into(),
+                BodyTemplate::Array(vec![text("{args.flag}")]),
+            ),
+            ("absent".into(), text("{args.nope}")),
+        ]);
+        let scope = Args(json!({"input": {"a": [1]}, "limit": 5, "flag": true}));
+        assert_eq!(
+            render_body(&body, &scope),
+            Some(json!({"input": {"a": [1]}, "limit": 5, "note": "n=5", "nested": [true]}))
+        );
+    }
+}

@@ -1,0 +1,284 @@
+//! Templates: `{args.id}`, `{parent.user.id}`, `{claims.sub}`,
+//! `{headers.accept-language}` and `{keys}` inside paths, query values,
+//! headers and bodies (SPEC §3 "Templates").
+//!
+//! A template is parsed once at start-up into literal and placeholder parts;
+//! per request it is only filled in, never re-parsed.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+use serde_json::Value;
+
+/// Everything but RFC 3986 "unreserved" characters is encoded in a filled
+/// value, so a value can never add a path segment, a query parameter or a
+/// fragment.
+const VALUE_ENCODE_SET: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// Where a placeholder takes its value from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Root {
+    Args,
+    Parent,
+    Claims,
+    Headers,
+    Keys,
+}
+
+impl Root {
+    fn parse(name: &str) -> Option<Root> {
+        Some(match name {
+            "args" => Root::Args,
+            "parent" => Root::Parent,
+            "claims" => Root::Claims,
+            "headers" => Root::Headers,
+            "keys" => Root::Keys,
+            _ => return None,
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Root::Args => "args",
+            Root::Parent => "parent",
+            Root::Claims => "claims",
+            Root::Headers => "headers",
+            Root::Keys => "keys",
+        }
+    }
+}
+
+/// `{root.a.b}`: a root and a dotted path below it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Placeholder {
+    pub root: Root,
+    pub path: Vec<String>,
+}
+
+impl fmt::Display for Placeholder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{{{}", self.root.as_str())?;
+        for segment in &self.path {
+            write!(f, ".{segment}")?;
+        }
+        f.write_str("}")
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Part {
+    Literal(String),
+    Value(Placeholder),
+}
+
+/// A parsed template string.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Template {
+    parts: Vec<Part>,
+}
+
+/// Supplies placeholder values while a template is filled in.
+pub trait Scope {
+    /// The value of a placeholder; `None` when it is absent. JSON null is
+    /// returned as `Some(Value::Null)` and treated like absent by callers.
+    fn lookup(&self, placeholder: &Placeholder) -> Option<Cow<'_, Value>>;
+}
+
+impl Template {
+    /// Parses `text`; the error says what is wrong, for a `check` message.
+    pub fn parse(text: &str) -> Result<Template, String> {
+        let mut parts = Vec::new();
+        let mut rest = text;
+        while let Some(open) = rest.find('{') {
+            if open > 0 {
+                parts.push(Part::Literal(rest[..open].to_owned()));
+            }
+            let after = &rest[open + 1..];
+            let close = after
+                .find('}')
+                .ok_or_else(|| format!("unclosed `{{` in template `{text}`"))?;
+            parts.push(Part::Value(parse_placeholder(&after[..close])?));
+            rest = &after[close + 1..];
+        }
+        if !rest.is_empty() {
+            parts.push(Part::Literal(rest.to_owned()));
+        }
+        Ok(Template { parts })
+    }
+
+    pub fn placeholders(&self) -> impl Iterator<Item = &Placeholder> {
+        self.parts.iter().filter_map(|part| match part {
+            Part::Value(placeholder) => Some(placeholder),
+            Part::Literal(_) => None,
+        })
+    }
+
+    /// The placeholder when the template is exactly one placeholder and
+    /// nothing else: such a value keeps its JSON type in a body.
+    pub fn single_placeholder(&self) -> Option<&Placeholder> {
+        match self.parts.as_slice() {
+            [Part::Value(placeholder)] => Some(placeholder),
+            _ => None,
+        }
+    }
+
+    pub fn is_literal(&self) -> bool {
+        self.placeholders().next().is_none()
+    }
+
+    /// Fills the template as plain text (headers, query values, body
+    /// strings). `None` when a placeholder is absent or null.
+    pub fn render_text(&self, scope: &dyn Scope) -> Option<String> {
+        self.render(scope, Encoding::None).ok()
+    }
+
+    /// Fills the template as part of a URL path: every value is
+    /// percent-encoded, literals are kept as written. `Err` names the first
+    /// placeholder that is absent or null (SPEC: no call is made then).
+    pub fn render_path(&self, scope: &dyn Scope) -> Result<String, &Placeholder> {
+        self.render(scope, Encoding::UrlComponent)
+    }
+
+    fn render(&self, scope: &dyn Scope, encoding: Encoding) -> Result<String, &Placeholder> {
+        let mut out = String::new();
+        for part in &self.parts {
+            match part {
+                Part::Literal(text) => out.push_str(text),
+                Part::Value(placeholder) => match scope.lookup(placeholder) {
+                    Some(value) if !value.is_null() => write_value(&mut out, &value, encoding),
+                    _ => return Err(placeholder),
+                },
+            }
+        }
+        Ok(out)
+    }
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Encoding {
+    None,
+    UrlComponent,
+}
+
+/// Writes a JSON value as text: strings bare, numbers and booleans as JSON
+/// writes them, arrays comma-joined (each element encoded on its own, so a
+/// comma inside an element stays inside it), objects as JSON text.
+fn write_value(out: &mut String, value: &Value, encoding: Encoding) {
+    match value {
+        Value::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_value(out, item, encoding);
+            }
+        }
+        Value::String(text) => push_encoded(out, text, encoding),
+        Value::Null => {}
+        other => push_encoded(out, &other.to_string(), encoding),
+    }
+}
+
+fn push_encoded(out: &mut String, text: &str, encoding: Encoding) {
+    match encoding {
+        Encoding::None => out.push_str(text),
+        Encoding::UrlComponent => out.extend(utf8_percent_encode(text, VALUE_ENCODE_SET)),
+    }
+}
+
+/// Percent-encodes one query-string name or value.
+pub fn encode_component(text: &str) -> impl fmt::Display + '_ {
+    utf8_percent_encode(text, VALUE_ENCODE_SET)
+}
+
+fn parse_placeholder(inner: &str) -> Result<Placeholder, String> {
+    let inner = inner.trim();
+    let mut segments = inner.split('.');
+    let root_name = segments.next().unwrap_or_default();
+    let root = Root::parse(root_name).ok_or_else(|| {
+        format!(
+            "unknown template root `{root_name}` in `{{{inner}}}` \
+             (expected args, parent, claims, headers or keys)"
+        )
+    })?;
+    let path: Vec<String> = segments.map(str::to_owned).collect();
+    if path.iter().any(String::is_empty) {
+        return Err(format!("empty path segment in `{{{inner}}}`"));
+    }
+    match (root, path.is_empty()) {
+        (Root::Keys, false) => Err(format!("`{{keys}}` takes no path, found `{{{inner}}}`")),
+        (Root::Keys, true) => Ok(Placeholder { root, path }),
+        (_, true) => Err(format!(
+            "`{{{inner}}}` needs a name after the root, e.g. `{{{inner}.id}}`"
+        )),
+        (_, false) => Ok(Placeholder { root, path }),
+    }
+}
+
+/// Walks a dotted path into JSON; an all-digit segment indexes an array.
+pub fn value_at<'v>(mut value: &'v Value, path: &[String]) -> Option<&'v Value> {
+    for segment in path {
+        value = match value {
+            Value::Object(map) => map.get(segment)?,
+            Value::Array(items) => items.get(segment.parse::<usize>().ok()?)?,
+            _ => return None,
+        };
+    }
+    Some(value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    struct Args(Value);
+    impl Scope for Args {
+        fn lookup(&self, p: &Placeholder) -> Option<Cow<'_, Value>> {
+            value_at(&self.0, &p.path).map(Cow::Borrowed)
+        }
+    }
+
+    #[test]
+    fn path_values_are_percent_encoded_and_literals_kept() {
+        let t = Template::parse("/users/{args.id}/a b").expect("valid");
+        let scope = Args(json!({"id": "x/y?z"}));
+        assert_eq!(t.render_path(&scope).as_deref(), Ok("/users/x%2Fy%3Fz/a b"));
+    }
+
+    #[test]
+    fn arrays_join_with_commas_encoding_each_element() {
+        let t = Template::parse("{args.ids}").expect("valid");
+        let scope = Args(json!({"ids": ["a,b", "c", 3]}));
+        assert_eq!(t.render_path(&scope).as_deref(), Ok("a%2Cb,c,3"));
+    }
+
+    #[test]
+    fn absent_or_null_values_render_nothing() {
+        let t = Template::parse("/u/{args.id}").expect("valid");
+        assert!(t.render_path(&Args(json!({}))).is_err());
+        assert!(t.render_path(&Args(json!({"id": null}))).is_err());
+    }
+
+    #[test]
+    fn rejects_unknown_roots_and_unclosed_braces() {
+        assert!(Template::parse("{user.id}")
+            .expect_err("bad root")
+            .contains("unknown template root `user`"));
+        assert!(Template::parse("/x/{args.id").is_err());
+        assert!(Template::parse("{args}").is_err());
+        assert!(Template::parse("{keys.x}").is_err());
+    }
+
+    #[test]
+    fn value_at_indexes_arrays() {
+        let v = json!({"items": [{"name": "a"}, {"name": "b"}]});
+        let path: Vec<String> = "items.1.name".split('.').map(String::from).collect();
+        assert_eq!(value_at(&v, &path), Some(&json!("b")));
+    }
+}

@@ -1,0 +1,54 @@
+//! State that lives for one GraphQL operation: the client's headers, and
+//! the calls already made, so identical GETs are sent once (SPEC §3).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use futures::future::{BoxFuture, FutureExt, Shared};
+use http::HeaderMap;
+
+use crate::connector::request::{RequestIdentity, UpstreamRequest};
+use crate::upstream::{UpstreamAnswer, UpstreamClient, UpstreamError};
+
+pub type CallResult = Result<Arc<UpstreamAnswer>, UpstreamError>;
+type SharedCall = Shared<BoxFuture<'static, CallResult>>;
+
+pub struct OperationState {
+    pub upstream: Arc<UpstreamClient>,
+    /// The client request's headers, for `forward_headers` and `{headers.…}`.
+    pub client_headers: HeaderMap,
+    /// Every GET of this operation by (service, request): a later identical
+    /// call awaits the first one's answer instead of calling again.
+    calls: Mutex<HashMap<(String, RequestIdentity), SharedCall>>,
+}
+
+impl OperationState {
+    pub fn new(upstream: Arc<UpstreamClient>, client_headers: HeaderMap) -> Self {
+        OperationState {
+            upstream,
+            client_headers,
+            calls: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Sends `request`, or joins the identical GET already made.
+    pub async fn fetch(&self, service: &str, request: UpstreamRequest) -> CallResult {
+        if !request.is_deduplicable() {
+            return self.upstream.send(service, &request).await.map(Arc::new);
+        }
+        let call = {
+            let mut calls = self.calls.lock().unwrap_or_else(|e| e.into_inner());
+            calls
+                .entry((service.to_owned(), request.identity()))
+                .or_insert_with(|| {
+                    let upstream = self.upstream.clone();
+                    let service = service.to_owned();
+                    async move { upstream.send(&service, &request).await.map(Arc::new) }
+                        .boxed()
+                        .shared()
+                })
+                .clone()
+        };
+        call.await
+    }
+}

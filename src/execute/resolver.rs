@@ -1,0 +1,315 @@
+//! The one resolver every object field runs: read the parent, or call the
+//! field's service(s), then shape the JSON into the field's type.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+
+use async_graphql::dynamic::{FieldFuture, FieldValue, ObjectAccessor, ResolverContext};
+use async_graphql::Value as GqlValue;
+use futures::future::join_all;
+use http::HeaderMap;
+use serde_json::Value;
+
+use super::operation::OperationState;
+use crate::connector::coerce::{self, OutputKind, OutputType};
+use crate::connector::request;
+use crate::connector::template::{value_at, Placeholder, Root, Scope};
+use crate::error::{ErrorCode, FieldError};
+use crate::schema::binding::{BoundCall, BoundSource};
+pub use crate::schema::FieldBinding as Binding;
+use crate::upstream::UpstreamAnswer;
+
+type FieldResult<'a> = Result<Option<FieldValue<'a>>, async_graphql::Error>;
+
+pub fn resolve(binding: Arc<Binding>, ctx: ResolverContext<'_>) -> FieldFuture<'_> {
+    let parent = ctx.parent_value.downcast_ref::<Value>();
+    match &binding.source {
+        // The common case by far: no call, no allocation beyond the value.
+        BoundSource::ParentKey(key) => {
+            ready(shape_borrowed(parent.and_then(|p| p.get(key)), &binding))
+        }
+        BoundSource::From(path) => ready(shape_borrowed(
+            parent.and_then(|p| value_at(p, path)),
+            &binding,
+        )),
+        BoundSource::Call(_) | BoundSource::Merge(_) | BoundSource::Batch(_) => {
+            FieldFuture::new(async move { resolve_calls(&binding, &ctx, parent).await })
+        }
+    }
+}
+
+fn ready(result: FieldResult<'_>) -> FieldFuture<'_> {
+    match result {
+        Ok(value) => FieldFuture::Value(value),
+        Err(err) => FieldFuture::new(async move { Err::<Option<FieldValue<'_>>, _>(err) }),
+    }
+}
+
+async fn resolve_calls<'a>(
+    binding: &Binding,
+    ctx: &ResolverContext<'a>,
+    parent: Option<&'a Value>,
+) -> FieldResult<'a> {
+    let state = ctx.data::<Arc<OperationState>>().map_err(|_| {
+        FieldError::new(ErrorCode::Internal, "operation state missing").into_graphql()
+    })?;
+    let scope = FieldScope {
+        args: &ctx.args,
+        parent,
+        headers: &state.client_headers,
+    };
+    match &binding.source {
+        BoundSource::Call(call) => match fetch(call, &scope, state).await {
+            Fetched::Value(value) => shape_owned(value, binding),
+            Fetched::NotFound => not_found(binding, &call.service.name),
+            Fetched::NoCall(placeholder) => missing_value(binding, &placeholder),
+            Fetched::Failed(err) => Err(err.into_graphql()),
+        },
+        BoundSource::Merge(calls) => {
+            let answers = join_all(calls.iter().map(|call| fetch(call, &scope, state))).await;
+            let mut merged = Value::Object(Default::default());
+            for (answer, call) in answers.into_iter().zip(calls) {
+                match answer {
+                    Fetched::Value(value @ Value::Object(_)) => deep_merge(&mut merged, value),
+                    Fetched::Value(_) => {
+                        return Err(bad_response(
+                            binding,
+                            "a `merge` call answered something other than an object",
+                        )
+                        .from_service(&call.service.name)
+                        .into_graphql())
+                    }
+                    // SPEC: a 404 from any of them applies to the whole field.
+                    Fetched::NotFound => return not_found(binding, &call.service.name),
+                    Fetched::NoCall(placeholder) => return missing_value(binding, &placeholder),
+                    Fetched::Failed(err) => return Err(err.into_graphql()),
+                }
+            }
+            shape_owned(merged, binding)
+        }
+        BoundSource::Batch(_) => Err(FieldError::new(
+            ErrorCode::Internal,
+            "batching is not available yet",
+        )
+        .into_graphql()),
+        BoundSource::ParentKey(_) | BoundSource::From(_) => unreachable_source(binding),
+    }
+}
+
+fn unreachable_source<'a>(binding: &Binding) -> FieldResult<'a> {
+    Err(FieldError::new(
+        ErrorCode::Internal,
+        format!("`{}` has no call", binding.name),
+    )
+    .into_graphql())
+}
+
+enum Fetched {
+    Value(Value),
+    NotFound,
+    NoCall(Placeholder),
+    Failed(FieldError),
+}
+
+/// Builds, sends and selects one call.
+async fn fetch(call: &BoundCall, scope: &FieldScope<'_>, state: &OperationState) -> Fetched {
+    let request = match request::build(
+        &call.spec,
+        &call.service,
+        scope,
+        &state.client_headers,
+        call.timeout,
+    ) {
+        Ok(request) => request,
+        Err(placeholder) => return Fetched::NoCall(placeholder.clone()),
+    };
+    let answer = match state.fetch(&call.service.name, request).await {
+        Ok(answer) => answer,
+        Err(err) => return Fetched::Failed(err.to_field_error()),
+    };
+    match &*answer {
+        UpstreamAnswer::NotFound => Fetched::NotFound,
+        UpstreamAnswer::Json(json) => {
+            let selected = match &call.spec.select {
+                Some(path) => value_at(json, path).cloned().unwrap_or(Value::Null),
+                None => json.clone(),
+            };
+            Fetched::Value(selected)
+        }
+    }
+}
+
+/// SPEC: 404 makes a nullable field null without an error.
+fn not_found<'a>(binding: &Binding, service: &str) -> FieldResult<'a> {
+    if binding.output.non_null {
+        let mut err = FieldError::new(
+            ErrorCode::UpstreamError,
+            format!("service `{service}` answered HTTP 404"),
+        )
+        .from_service(service);
+        err.status = Some(404);
+        Err(err.into_graphql())
+    } else {
+        Ok(None)
+    }
+}
+
+/// SPEC: a path placeholder without a value makes no call; the field is
+/// null, or `MISSING_VALUE` when it is non-null.
+fn missing_value<'a>(binding: &Binding, placeholder: &Placeholder) -> FieldResult<'a> {
+    if binding.output.non_null {
+        Err(FieldError::new(
+            ErrorCode::MissingValue,
+            format!("`{}` needs a value for `{placeholder}`", binding.name),
+        )
+        .into_graphql())
+    } else {
+        Ok(None)
+    }
+}
+
+fn bad_response(binding: &Binding, message: &str) -> FieldError {
+    FieldError::new(
+        ErrorCode::UpstreamBadResponse,
+        format!("`{}`: {message}", binding.name),
+    )
+}
+
+fn deep_merge(into: &mut Value, from: Value) {
+    match (into, from) {
+        (Value::Object(into), Value::Object(from)) => {
+            for (key, value) in from {
+                match into.get_mut(&key) {
+                    Some(existing @ Value::Object(_)) if value.is_object() => {
+                        deep_merge(existing, value)
+                    }
+                    _ => {
+                        into.insert(key, value);
+                    }
+                }
+            }
+        }
+        (into, from) => *into = from,
+    }
+}
+
+/// Placeholder values for one field: its arguments, its parent's JSON and
+/// the client's headers.
+struct FieldScope<'a> {
+    args: &'a ObjectAccessor<'a>,
+    parent: Option<&'a Value>,
+    headers: &'a HeaderMap,
+}
+
+impl Scope for FieldScope<'_> {
+    fn lookup(&self, placeholder: &Placeholder) -> Option<Cow<'_, Value>> {
+        let path = &placeholder.path;
+        match placeholder.root {
+            Root::Args => {
+                let mut value = self.args.get(&path[0])?.as_value();
+                for segment in &path[1..] {
+                    value = match value {
+                        GqlValue::Object(map) => map.get(segment.as_str())?,
+                        GqlValue::List(items) => items.get(segment.parse::<usize>().ok()?)?,
+                        _ => return None,
+                    };
+                }
+                value.clone().into_json().ok().map(Cow::Owned)
+            }
+            Root::Parent => value_at(self.parent?, path).map(Cow::Borrowed),
+            Root::Headers => {
+                let value = self.headers.get(path.join(".").as_str())?;
+                Some(Cow::Owned(Value::String(value.to_str().ok()?.to_owned())))
+            }
+            Root::Claims | Root::Keys => None,
+        }
+    }
+}
+
+// ---- shaping JSON into the field's type -------------------------------------
+
+fn shape_borrowed<'a>(value: Option<&'a Value>, binding: &Binding) -> FieldResult<'a> {
+    shape(value.map(Json::Borrowed), &binding.output)
+        .map_err(|message| bad_response(binding, &message).into_graphql())
+}
+
+fn shape_owned<'a>(value: Value, binding: &Binding) -> FieldResult<'a> {
+    shape(Some(Json::Owned(value)), &binding.output)
+        .map_err(|message| bad_response(binding, &message).into_graphql())
+}
+
+/// JSON either borrowed from the parent or owned from an upstream answer;
+/// objects are handed to the executor without copying either way.
+enum Json<'a> {
+    Owned(Value),
+    Borrowed(&'a Value),
+}
+
+impl Json<'_> {
+    fn get(&self) -> &Value {
+        match self {
+            Json::Owned(value) => value,
+            Json::Borrowed(value) => value,
+        }
+    }
+}
+
+fn shape<'a>(value: Option<Json<'a>>, ty: &OutputType) -> Result<Option<FieldValue<'a>>, String> {
+    let value = match value {
+        Some(value) if !value.get().is_null() => value,
+        _ if ty.non_null => return Err("a non-null field got null".to_owned()),
+        _ => return Ok(None),
+    };
+    match &ty.kind {
+        OutputKind::Scalar(_) | OutputKind::Enum(_) => Ok(Some(FieldValue::value(coerce::leaf(
+            value.get(),
+            &ty.kind,
+        )?))),
+        OutputKind::List(item) => {
+            let items: Vec<Json<'a>> = match value {
+                Json::Owned(Value::Array(items)) => items.into_iter().map(Json::Owned).collect(),
+                Json::Borrowed(Value::Array(items)) => items.iter().map(Json::Borrowed).collect(),
+                _ => return Err("expected a list".to_owned()),
+            };
+            if matches!(item.kind, OutputKind::Scalar(_) | OutputKind::Enum(_)) {
+                // Leaf lists become one value: no per-item executor work.
+                let values = items
+                    .iter()
+                    .map(|item_value| match item_value.get() {
+                        Value::Null if item.non_null => {
+                            Err("a list of non-null values holds null".to_owned())
+                        }
+                        Value::Null => Ok(GqlValue::Null),
+                        v => coerce::leaf(v, &item.kind),
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                return Ok(Some(FieldValue::value(GqlValue::List(values))));
+            }
+            let values = items
+                .into_iter()
+                .map(|item_value| Ok(shape(Some(item_value), item)?.unwrap_or(FieldValue::NULL)))
+                .collect::<Result<Vec<_>, String>>()?;
+            Ok(Some(FieldValue::list(values)))
+        }
+        OutputKind::Object(_) => {
+            if !value.get().is_object() {
+                return Err("expected an object".to_owned());
+            }
+            Ok(Some(object_value(value)))
+        }
+        OutputKind::Abstract(abstract_type) => {
+            if !value.get().is_object() {
+                return Err("expected an object".to_owned());
+            }
+            let concrete = abstract_type.concrete_type(value.get())?.to_owned();
+            Ok(Some(object_value(value).with_type(concrete)))
+        }
+    }
+}
+
+fn object_value(value: Json<'_>) -> FieldValue<'_> {
+    match value {
+        Json::Owned(value) => FieldValue::owned_any(value),
+        Json::Borrowed(value) => FieldValue::borrowed_any(value),
+    }
+}

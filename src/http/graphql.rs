@@ -1,0 +1,393 @@
+//! `/graphql`: GraphQL over HTTP — POST (single or batched), GET (queries
+//! only), GraphiQL for browsers — with the statuses and codes of SPEC §2/§5.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use async_graphql::parser::types::{DocumentOperations, OperationType};
+use async_graphql::{ServerError, Variables};
+use axum::body::{Body, Bytes};
+use axum::extract::{Query, State};
+use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use serde_json::Value;
+
+use super::graphiql;
+use super::media::{wants_html, ResponseMedia};
+use crate::error::ErrorCode;
+use crate::execute::operation::OperationState;
+use crate::execute::{code_of, with_code};
+use crate::gateway::Gateway;
+
+pub async fn handle(
+    State(gateway): State<Arc<Gateway>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let media = ResponseMedia::negotiate(&headers);
+    match method {
+        Method::POST => post(&gateway, &headers, body, media).await,
+        Method::GET => get(&gateway, &uri, &headers, media).await,
+        _ => request_error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            ErrorCode::MethodNotAllowed,
+            format!("method {method} is not allowed on /graphql; use GET or POST"),
+            media,
+        ),
+    }
+}
+
+/// One GraphQL request as the client sent it.
+struct GraphqlRequest {
+    query: String,
+    operation_name: Option<String>,
+    variables: Option<Value>,
+}
+
+async fn post(
+    gateway: &Gateway,
+    headers: &HeaderMap,
+    body: Body,
+    media: ResponseMedia,
+) -> Response {
+    let limit = gateway.config.limits.max_body_bytes;
+    let declared = headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|length| length > limit) {
+        return too_large(limit, media);
+    }
+    let bytes: Bytes = match axum::body::to_bytes(body, limit).await {
+        Ok(bytes) => bytes,
+        Err(_) => return too_large(limit, media),
+    };
+    let json: Value = match serde_json::from_slice(&bytes) {
+        Ok(json) => json,
+        Err(err) => {
+            return request_error(
+                StatusCode::BAD_REQUEST,
+                ErrorCode::BadRequest,
+                format!("the body is not valid JSON: {err}"),
+                media,
+            )
+        }
+    };
+    match json {
+        Value::Array(items) => {
+            let max = gateway.config.limits.max_batch;
+            if items.is_empty() {
+                return request_error(
+                    StatusCode::BAD_REQUEST,
+                    ErrorCode::BadRequest,
+                    "the batch is empty",
+                    media,
+                );
+            }
+            if items.len() > max {
+                return request_error(
+                    StatusCode::BAD_REQUEST,
+                    ErrorCode::BatchTooLarge,
+                    format!(
+                        "the batch has {} operations; at most {max} are allowed",
+                        items.len()
+                    ),
+                    media,
+                );
+            }
+            let operations = items.into_iter().map(|item| async move {
+                match parse_request(item) {
+                    Ok(request) => run(gateway, request, headers, false).await,
+                    Err(message) => Outcome::request_error(ErrorCode::BadRequest, message),
+                }
+            });
+            let outcomes = futures::future::join_all(operations).await;
+            let bodies: Vec<ResponseBody<'_>> = outcomes.iter().map(Outcome::body).collect();
+            json_response(StatusCode::OK, &bodies, media)
+        }
+        single => match parse_request(single) {
+            Ok(request) => run(gateway, request, headers, false)
+                .await
+                .into_response(media),
+            Err(message) => request_error(
+                StatusCode::BAD_REQUEST,
+                ErrorCode::BadRequest,
+                message,
+                media,
+            ),
+        },
+    }
+}
+
+async fn get(gateway: &Gateway, uri: &Uri, headers: &HeaderMap, media: ResponseMedia) -> Response {
+    let params: HashMap<String, String> = match Query::try_from_uri(uri) {
+        Ok(Query(params)) => params,
+        Err(_) => {
+            return request_error(
+                StatusCode::BAD_REQUEST,
+                ErrorCode::BadRequest,
+                "malformed query string",
+                media,
+            )
+        }
+    };
+    if !params.contains_key("query") && gateway.config.server.graphiql && wants_html(headers) {
+        return graphiql::page();
+    }
+    let mut object = serde_json::Map::new();
+    for key in ["query", "operationName"] {
+        if let Some(value) = params.get(key) {
+            object.insert(key.to_owned(), Value::String(value.clone()));
+        }
+    }
+    for key in ["variables", "extensions"] {
+        if let Some(text) = params.get(key) {
+            match serde_json::from_str(text) {
+                Ok(value) => {
+                    object.insert(key.to_owned(), value);
+                }
+                Err(_) => {
+                    return request_error(
+                        StatusCode::BAD_REQUEST,
+                        ErrorCode::BadRequest,
+                        format!("`{key}` is not valid JSON"),
+                        media,
+                    )
+                }
+            }
+        }
+    }
+    match parse_request(Value::Object(object)) {
+        Ok(request) => run(gateway, request, headers, true)
+            .await
+            .into_response(media),
+        Err(message) => request_error(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::BadRequest,
+            message,
+            media,
+        ),
+    }
+}
+
+/// Checks the shape of one request object; the message says what is wrong.
+fn parse_request(json: Value) -> Result<GraphqlRequest, String> {
+    let Value::Object(mut object) = json else {
+        return Err("a GraphQL request must be a JSON object with a `query`".to_owned());
+    };
+    let query = match object.remove("query") {
+        Some(Value::String(query)) => query,
+        Some(_) => return Err("`query` must be a string".to_owned()),
+        None => return Err("the request has no `query`".to_owned()),
+    };
+    let operation_name = match object.remove("operationName") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(name)) => Some(name),
+        Some(_) => return Err("`operationName` must be a string".to_owned()),
+    };
+    let variables = match object.remove("variables") {
+        None | Some(Value::Null) => None,
+        Some(variables @ Value::Object(_)) => Some(variables),
+        Some(_) => return Err("`variables` must be an object".to_owned()),
+    };
+    match object.remove("extensions") {
+        None | Some(Value::Null) | Some(Value::Object(_)) => {}
+        Some(_) => return Err("`extensions` must be an object".to_owned()),
+    }
+    Ok(GraphqlRequest {
+        query,
+        operation_name,
+        variables,
+    })
+}
+
+/// What one operation produced, and how HTTP should answer it alone.
+struct Outcome {
+    status: StatusCode,
+    /// `None` for a request error: the operation never ran, so the response
+    /// has no `data` entry (GraphQL over HTTP).
+    data: Option<async_graphql::Value>,
+    errors: Vec<ServerError>,
+    /// Whether the status follows the media type (request errors answered
+    /// 200 to legacy `application/json` clients).
+    request_error: bool,
+}
+
+impl Outcome {
+    fn request_error(code: ErrorCode, message: impl Into<String>) -> Outcome {
+        Outcome {
+            status: StatusCode::BAD_REQUEST,
+            data: None,
+            errors: vec![with_code(ServerError::new(message, None), code)],
+            request_error: true,
+        }
+    }
+
+    fn body(&self) -> ResponseBody<'_> {
+        ResponseBody {
+            data: self.data.as_ref(),
+            errors: &self.errors,
+        }
+    }
+
+    fn into_response(self, media: ResponseMedia) -> Response {
+        let status = match (self.request_error, media) {
+            (true, ResponseMedia::Json) if self.status == StatusCode::BAD_REQUEST => StatusCode::OK,
+            _ => self.status,
+        };
+        json_response(status, &self.body(), media)
+    }
+}
+
+#[derive(Serialize)]
+struct ResponseBody<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data: Option<&'a async_graphql::Value>,
+    #[serde(skip_serializing_if = "<[ServerError]>::is_empty")]
+    errors: &'a [ServerError],
+}
+
+async fn run(
+    gateway: &Gateway,
+    request: GraphqlRequest,
+    headers: &HeaderMap,
+    is_get: bool,
+) -> Outcome {
+    let document = match async_graphql::parser::parse_query(&request.query) {
+        Ok(document) => document,
+        Err(err) => {
+            let positions: Vec<_> = err.positions().collect();
+            let message = err.to_string();
+            let mut error = ServerError::new(
+                message.lines().next().unwrap_or("syntax error").trim(),
+                None,
+            );
+            error.locations = positions;
+            return Outcome {
+                errors: vec![with_code(error, ErrorCode::GraphqlParseFailed)],
+                ..Outcome::request_error(ErrorCode::GraphqlParseFailed, "")
+            };
+        }
+    };
+    let operation_type = match (&document.operations, request.operation_name.as_deref()) {
+        (DocumentOperations::Single(op), None) => Some(op.node.ty),
+        (DocumentOperations::Single(_), Some(_)) => None,
+        (DocumentOperations::Multiple(ops), Some(name)) => ops.get(name).map(|op| op.node.ty),
+        (DocumentOperations::Multiple(ops), None) if ops.len() == 1 => {
+            ops.values().next().map(|op| op.node.ty)
+        }
+        (DocumentOperations::Multiple(_), None) => {
+            return Outcome::request_error(
+                ErrorCode::GraphqlValidationFailed,
+                "the document has several operations: give `operationName`",
+            )
+        }
+    };
+    let Some(operation_type) = operation_type else {
+        return Outcome::request_error(
+            ErrorCode::GraphqlValidationFailed,
+            format!(
+                "the document has no operation named `{}`",
+                request.operation_name.as_deref().unwrap_or_default()
+            ),
+        );
+    };
+    if is_get && operation_type != OperationType::Query {
+        return Outcome {
+            status: StatusCode::METHOD_NOT_ALLOWED,
+            ..Outcome::request_error(
+                ErrorCode::MethodNotAllowed,
+                "only queries may be sent with GET; use POST",
+            )
+        };
+    }
+
+    let state = Arc::new(OperationState::new(
+        gateway.upstream.clone(),
+        headers.clone(),
+    ));
+    let mut graphql = async_graphql::Request::new(request.query).data(state);
+    if let Some(name) = request.operation_name {
+        graphql = graphql.operation_name(name);
+    }
+    if let Some(variables) = request.variables {
+        graphql = graphql.variables(Variables::from_json(variables));
+    }
+    graphql.set_parsed_query(document);
+
+    let timeout = gateway.config.limits.request_timeout;
+    let response = match tokio::time::timeout(timeout, gateway.schema.execute(graphql)).await {
+        Ok(response) => response,
+        Err(_) => {
+            return Outcome {
+                status: StatusCode::OK,
+                data: Some(async_graphql::Value::Null),
+                errors: vec![with_code(
+                    ServerError::new(
+                        "the operation did not finish within request_timeout_ms",
+                        None,
+                    ),
+                    ErrorCode::Timeout,
+                )],
+                request_error: false,
+            }
+        }
+    };
+    let failed_before_execution = response.errors.iter().any(|err| {
+        matches!(
+            code_of(err),
+            Some("GRAPHQL_PARSE_FAILED" | "GRAPHQL_VALIDATION_FAILED")
+        )
+    });
+    if failed_before_execution {
+        return Outcome {
+            status: StatusCode::BAD_REQUEST,
+            data: None,
+            errors: response.errors,
+            request_error: true,
+        };
+    }
+    Outcome {
+        status: StatusCode::OK,
+        data: Some(response.data),
+        errors: response.errors,
+        request_error: false,
+    }
+}
+
+fn too_large(limit: usize, media: ResponseMedia) -> Response {
+    request_error(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        ErrorCode::PayloadTooLarge,
+        format!("the body is larger than {limit} bytes"),
+        media,
+    )
+}
+
+/// A response for a problem with the HTTP request itself.
+fn request_error(
+    status: StatusCode,
+    code: ErrorCode,
+    message: impl Into<String>,
+    media: ResponseMedia,
+) -> Response {
+    Outcome {
+        status,
+        ..Outcome::request_error(code, message)
+    }
+    .into_response(media)
+}
+
+fn json_response<T: Serialize>(status: StatusCode, body: &T, media: ResponseMedia) -> Response {
+    match serde_json::to_vec(body) {
+        Ok(bytes) => (status, [(CONTENT_TYPE, media.content_type())], bytes).into_response(),
+        Err(err) => {
+            tracing::error!(error = %err, "cannot serialize a GraphQL response");
+            (StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response()
+        }
+    }
+}

@@ -1,0 +1,99 @@
+//! Which media type a client wants (GraphQL over HTTP, SPEC §2).
+
+use axum::http::header::ACCEPT;
+use axum::http::HeaderMap;
+
+pub const GRAPHQL_RESPONSE_JSON: &str = "application/graphql-response+json";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResponseMedia {
+    /// `application/graphql-response+json`: request errors get 4xx.
+    GraphqlResponseJson,
+    /// Legacy `application/json`: request errors are answered 200, as older
+    /// clients treat any 4xx as a network failure.
+    Json,
+}
+
+impl ResponseMedia {
+    pub fn content_type(self) -> &'static str {
+        match self {
+            ResponseMedia::GraphqlResponseJson => {
+                "application/graphql-response+json; charset=utf-8"
+            }
+            ResponseMedia::Json => "application/json; charset=utf-8",
+        }
+    }
+
+    pub fn negotiate(headers: &HeaderMap) -> ResponseMedia {
+        let accept = accept_text(headers);
+        let graphql = quality(&accept, GRAPHQL_RESPONSE_JSON);
+        let json = quality(&accept, "application/json");
+        match graphql {
+            Some(q) if q > 0.0 && q >= json.unwrap_or(0.0) => ResponseMedia::GraphqlResponseJson,
+            _ => ResponseMedia::Json,
+        }
+    }
+}
+
+fn accept_text(headers: &HeaderMap) -> String {
+    headers
+        .get_all(ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// The q value given to exactly `media` in an Accept header, if listed.
+fn quality(accept: &str, media: &str) -> Option<f32> {
+    accept.split(',').find_map(|range| {
+        let mut parts = range.split(';').map(str::trim);
+        let name = parts.next()?;
+        if !name.eq_ignore_ascii_case(media) {
+            return None;
+        }
+        let q = parts
+            .filter_map(|p| p.strip_prefix("q="))
+            .find_map(|q| q.parse::<f32>().ok())
+            .unwrap_or(1.0);
+        Some(q)
+    })
+}
+
+/// Whether a browser asks for a page (`text/html` listed).
+pub fn wants_html(headers: &HeaderMap) -> bool {
+    quality(&accept_text(headers), "text/html").is_some_and(|q| q > 0.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    fn negotiate(accept: &str) -> ResponseMedia {
+        let mut headers = HeaderMap::new();
+        headers.insert(ACCEPT, HeaderValue::from_str(accept).expect("valid"));
+        ResponseMedia::negotiate(&headers)
+    }
+
+    #[test]
+    fn graphql_response_json_wins_unless_json_is_preferred() {
+        assert_eq!(
+            negotiate("application/graphql-response+json"),
+            ResponseMedia::GraphqlResponseJson
+        );
+        assert_eq!(
+            negotiate("application/graphql-response+json, application/json;q=0.9"),
+            ResponseMedia::GraphqlResponseJson
+        );
+        assert_eq!(
+            negotiate("application/graphql-response+json;q=0.5, application/json"),
+            ResponseMedia::Json
+        );
+        assert_eq!(negotiate("*/*"), ResponseMedia::Json);
+        assert_eq!(
+            ResponseMedia::negotiate(&HeaderMap::new()),
+            ResponseMedia::Json
+        );
+    }
+}

@@ -1,0 +1,23 @@
+//! Conflux: a Backend-for-Frontend GraphQL gateway over REST services,
+//! configured with SDL files and one `services.toml`, never coded per API.
+//!
+//! # Layout
+//! The modules follow a request's path; ARCHITECTURE.md gives the tour.
+//!
+//! - [`config`]: `services.toml` → validated [`config::Config`]; every problem with `FILE:LINE:COL`.
+//! - [`schema`]: SDL files → merged model → field bindings → async-graphql dynamic schema.
+//! - [`connector`]: templates → upstream request; upstream JSON → values of the field's type.
+//! - [`upstream`]: the pooled HTTP client: instances, retries, failure classification.
+//! - [`execute`]: per-operation state (call de-duplication) and the one generic resolver.
+//! - [`http`]: the axum router: `/graphql` (POST, GET, GraphiQL), `/healthz`.
+//! - [`gateway`]: start-up as a pipeline: load → bind → build; and `serve`.
+//! - [`error`]: stable error codes and the one conversion of a field failure to a GraphQL error.
+
+pub mod config;
+pub mod connector;
+pub mod error;
+pub mod execute;
+pub mod gateway;
+pub mod http;
+pub mod schema;
+pub mod upstream;

@@ -1,0 +1,174 @@
+//! `conflux`: args → logging → load (every problem at once) → serve.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use conflux::gateway;
+
+#[derive(Parser)]
+#[command(
+    name = "conflux",
+    version,
+    about = "A Backend-for-Frontend GraphQL gateway over REST services"
+)]
+struct Cli {
+    /// Log format; default: text on a terminal, json otherwise. RUST_LOG filters.
+    #[arg(long, global = true, value_enum)]
+    log_format: Option<LogFormat>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Json,
+    Text,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway.
+    Serve {
+        #[arg(long, default_value = "services.toml")]
+        config: PathBuf,
+        /// Overrides [server].listen, e.g. 0.0.0.0:4000.
+        #[arg(long)]
+        listen: Option<String>,
+        /// Watch the config and schema files and reload on change (not
+        /// available in this version; the flag is accepted and refused).
+        #[arg(long)]
+        hot_reload: bool,
+    },
+    /// Validate config and schema; print every problem as FILE:LINE:COL: message.
+    Check {
+        #[arg(long, default_value = "services.toml")]
+        config: PathBuf,
+    },
+    /// Print the merged schema as served, with Conflux's directives.
+    PrintSchema {
+        #[arg(long, default_value = "services.toml")]
+        config: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    match cli.command {
+        Command::Check { config } => match gateway::load(&config) {
+            Ok(_) => {
+                eprintln!("{}: ok", config.display());
+                ExitCode::SUCCESS
+            }
+            Err(problems) => {
+                eprint!("{problems}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::PrintSchema { config } => match gateway::load(&config) {
+            Ok(loaded) => {
+                print!("{}", conflux::schema::print::print(&loaded.sdl));
+                ExitCode::SUCCESS
+            }
+            Err(problems) => {
+                eprint!("{problems}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Serve {
+            config,
+            listen,
+            hot_reload,
+        } => {
+            if hot_reload {
+                eprintln!("--hot-reload is not available in this version of Conflux yet");
+                return ExitCode::FAILURE;
+            }
+            let loaded = match gateway::load(&config) {
+                Ok(loaded) => loaded,
+                Err(problems) => {
+                    eprint!("{problems}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let runtime = match tokio::runtime::Runtime::new() {
+                Ok(runtime) => runtime,
+                Err(err) => {
+                    eprintln!("cannot start the runtime: {err}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            runtime.block_on(serve(loaded, listen))
+        }
+    }
+}
+
+async fn serve(loaded: gateway::Gateway, listen: Option<String>) -> ExitCode {
+    let address = listen.unwrap_or_else(|| loaded.config.server.listen.clone());
+    let listener = match tokio::net::TcpListener::bind(&address).await {
+        Ok(listener) => listener,
+        Err(err) => {
+            eprintln!("cannot listen on {address}: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let local = listener
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or(address);
+    tracing::info!(address = %local, graphiql = loaded.config.server.graphiql, "conflux is serving http://{local}/graphql");
+    match gateway::serve(listener, Arc::new(loaded), shutdown_signal()).await {
+        Ok(()) => {
+            tracing::info!("in-flight requests drained; bye");
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            tracing::error!(error = %err, "server failed");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM; serving then stops accepting and drains.
+async fn shutdown_signal() {
+    let interrupt = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = interrupt => {},
+        _ = terminate => {},
+    }
+    tracing::info!("shutdown signal received; draining in-flight requests");
+}
+
+fn init_logging(format: Option<LogFormat>) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let json = match format {
+        Some(LogFormat::Json) => true,
+        Some(LogFormat::Text) => false,
+        None => !std::io::stderr().is_terminal(),
+    };
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}

@@ -1,0 +1,320 @@
+//! `[resolvers]` + the SDL → one [`FieldBinding`] per field of every object
+//! type: how that field gets its value, checked against the schema.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_graphql::parser::types::{BaseType, Type, TypeKind};
+
+use super::sdl::SchemaModel;
+use crate::config::{
+    BatchSpec, CallSpec, Config, Diagnostic, Diagnostics, FieldMapping, FieldSource, ServiceConfig,
+};
+use crate::connector::coerce::{AbstractType, OutputKind, OutputType, ScalarKind};
+use crate::connector::template::Root;
+
+/// How one field gets its value; built once, shared by every request.
+#[derive(Debug)]
+pub struct FieldBinding {
+    /// `Type.field`, for logs.
+    pub name: String,
+    pub output: OutputType,
+    pub source: BoundSource,
+}
+
+#[derive(Debug)]
+pub enum BoundSource {
+    /// No mapping: the parent's key of the same name.
+    ParentKey(String),
+    /// `from`: a dotted path into the parent.
+    From(Vec<String>),
+    Call(BoundCall),
+    Merge(Vec<BoundCall>),
+    Batch(BoundBatch),
+}
+
+#[derive(Debug)]
+pub struct BoundCall {
+    pub spec: CallSpec,
+    pub service: Arc<ServiceConfig>,
+    /// The field's `timeout_ms`, else the service's.
+    pub timeout: Duration,
+}
+
+#[derive(Debug)]
+pub struct BoundBatch {
+    pub spec: BatchSpec,
+    pub service: Arc<ServiceConfig>,
+    pub timeout: Duration,
+}
+
+/// `Type.field` → binding, for every field of every object type.
+pub type Bindings = HashMap<String, Arc<FieldBinding>>;
+
+pub fn bind(config: &mut Config, schema: &SchemaModel) -> Result<Bindings, Diagnostics> {
+    let mut diagnostics = Diagnostics::default();
+    let outputs = OutputTypes::new(config, schema, &mut diagnostics);
+    let mut mapped: HashMap<String, FieldMapping> = HashMap::new();
+    for mapping in std::mem::take(&mut config.mappings) {
+        if check_mapping(&mapping, config, schema, &mut diagnostics) {
+            mapped.insert(
+                format!("{}.{}", mapping.type_name, mapping.field_name),
+                mapping,
+            );
+        }
+    }
+
+    let roots: Vec<&str> = std::iter::once(schema.query_type.as_str())
+        .chain(schema.mutation_type.as_deref())
+        .collect();
+    let mut bindings = Bindings::new();
+    for (type_name, ty) in &schema.types {
+        let TypeKind::Object(object) = &ty.kind else {
+            continue;
+        };
+        for field in &object.fields {
+            let field = &field.node;
+            let key = format!("{type_name}.{}", field.name.node);
+            let output = outputs.compile(&field.ty.node);
+            let source = match mapped.remove(&key) {
+                Some(mapping) => bound_source(mapping, config),
+                None if roots.contains(&type_name.as_str())
+                    && !config.mapped_fields.contains(&key) =>
+                {
+                    diagnostics.push(at_field(
+                        schema,
+                        &key,
+                        format!("root field `{key}` has no entry in [resolvers]"),
+                    ));
+                    continue;
+                }
+                None if roots.contains(&type_name.as_str()) => continue,
+                None => BoundSource::ParentKey(field.name.node.to_string()),
+            };
+            bindings.insert(
+                key.clone(),
+                Arc::new(FieldBinding {
+                    name: key,
+                    output,
+                    source,
+                }),
+            );
+        }
+    }
+    if diagnostics.is_empty() {
+        Ok(bindings)
+    } else {
+        Err(diagnostics)
+    }
+}
+
+fn at_field(schema: &SchemaModel, key: &str, message: String) -> Diagnostic {
+    match schema.location(key) {
+        Some(location) => Diagnostic::at(location.clone(), message),
+        None => Diagnostic {
+            location: None,
+            file: None,
+            message,
+        },
+    }
+}
+
+/// Checks one mapping against the schema; false when it cannot be bound.
+fn check_mapping(
+    mapping: &FieldMapping,
+    config: &Config,
+    schema: &SchemaModel,
+    diagnostics: &mut Diagnostics,
+) -> bool {
+    let key = format!("{}.{}", mapping.type_name, mapping.field_name);
+    let error = |diagnostics: &mut Diagnostics, message: String| {
+        diagnostics.push(Diagnostic::at(mapping.location.clone(), message));
+    };
+    let Some(ty) = schema.types.get(&mapping.type_name) else {
+        error(
+            diagnostics,
+            format!("`{key}`: type `{}` is not in the schema", mapping.type_name),
+        );
+        return false;
+    };
+    if !matches!(ty.kind, TypeKind::Object(_)) {
+        error(
+            diagnostics,
+            format!("`{key}`: only fields of object types can be mapped; map the field on each object type"),
+        );
+        return false;
+    }
+    let Some(field) = schema.field(&mapping.type_name, &mapping.field_name) else {
+        error(diagnostics, format!("`{key}` is not a field of the schema"));
+        return false;
+    };
+    let is_root = mapping.type_name == schema.query_type
+        || schema.mutation_type.as_deref() == Some(mapping.type_name.as_str());
+    let is_batch = matches!(mapping.source, FieldSource::Batch(_));
+    let mut ok = true;
+    for (location, placeholder) in &mapping.placeholders {
+        let problem = match placeholder.root {
+            Root::Args => {
+                let name = &placeholder.path[0];
+                (!field
+                    .arguments
+                    .iter()
+                    .any(|a| a.node.name.node == name.as_str()))
+                .then(|| format!("`{{args.{name}}}`: `{key}` has no argument `{name}`"))
+            }
+            Root::Parent if is_root => {
+                Some(format!("`{placeholder}`: root field `{key}` has no parent"))
+            }
+            Root::Claims if !config.auth_configured => {
+                Some(format!("`{placeholder}` needs an [auth] table"))
+            }
+            Root::Keys if !is_batch => Some("`{keys}` is only available in `batch`".to_owned()),
+            _ => None,
+        };
+        if let Some(message) = problem {
+            diagnostics.push(Diagnostic::at(location.clone(), message));
+            ok = false;
+        }
+    }
+    if let FieldSource::Batch(batch) = &mapping.source {
+        if batch.key.placeholders().any(|p| p.root == Root::Keys) {
+            error(
+                diagnostics,
+                format!("`{key}`: `batch.key` cannot use `{{keys}}`"),
+            );
+            ok = false;
+        }
+        if is_root {
+            error(
+                diagnostics,
+                format!("`{key}`: a root field has no parents to batch"),
+            );
+            ok = false;
+        }
+    }
+    ok
+}
+
+fn bound_source(mapping: FieldMapping, config: &Config) -> BoundSource {
+    let timeout = mapping.timeout;
+    let bind_call = |spec: CallSpec| {
+        let service = config.services[&spec.service].clone();
+        BoundCall {
+            timeout: timeout.unwrap_or(service.timeout),
+            service,
+            spec,
+        }
+    };
+    match mapping.source {
+        FieldSource::From(path) => BoundSource::From(path),
+        FieldSource::Call(spec) => BoundSource::Call(bind_call(spec)),
+        FieldSource::Merge(specs) => BoundSource::Merge(specs.into_iter().map(bind_call).collect()),
+        FieldSource::Batch(spec) => {
+            let service = config.services[&spec.call.service].clone();
+            BoundSource::Batch(BoundBatch {
+                timeout: timeout.unwrap_or(service.timeout),
+                service,
+                spec,
+            })
+        }
+    }
+}
+
+/// Compiles SDL types into [`OutputType`]s, sharing enum value sets and
+/// abstract type descriptions between fields.
+struct OutputTypes {
+    enums: HashMap<String, Arc<HashSet<String>>>,
+    abstracts: HashMap<String, Arc<AbstractType>>,
+    objects: HashMap<String, Arc<str>>,
+}
+
+impl OutputTypes {
+    fn new(config: &Config, schema: &SchemaModel, diagnostics: &mut Diagnostics) -> Self {
+        let mut types = OutputTypes {
+            enums: HashMap::new(),
+            abstracts: HashMap::new(),
+            objects: HashMap::new(),
+        };
+        for (name, resolution) in &config.types {
+            let possible = schema.possible_types(name);
+            if !matches!(
+                schema.types.get(name).map(|t| &t.kind),
+                Some(TypeKind::Interface(_) | TypeKind::Union(_))
+            ) {
+                diagnostics.push(Diagnostic::at(
+                    resolution.location.clone(),
+                    format!("[types.{name}]: `{name}` is not an interface or union of the schema"),
+                ));
+                continue;
+            }
+            for target in resolution.map.values() {
+                if !possible.contains(&target.as_str()) {
+                    diagnostics.push(Diagnostic::at(
+                        resolution.location.clone(),
+                        format!("[types.{name}]: `{target}` is not a possible type of `{name}`"),
+                    ));
+                }
+            }
+        }
+        for (name, ty) in &schema.types {
+            match &ty.kind {
+                TypeKind::Enum(e) => {
+                    let values = e
+                        .values
+                        .iter()
+                        .map(|v| v.node.value.node.to_string())
+                        .collect();
+                    types.enums.insert(name.clone(), Arc::new(values));
+                }
+                TypeKind::Interface(_) | TypeKind::Union(_) => {
+                    let abstract_type = AbstractType {
+                        name: name.clone(),
+                        resolution: config.types.get(name).cloned(),
+                        possible: schema
+                            .possible_types(name)
+                            .into_iter()
+                            .map(str::to_owned)
+                            .collect(),
+                    };
+                    types
+                        .abstracts
+                        .insert(name.clone(), Arc::new(abstract_type));
+                }
+                TypeKind::Object(_) => {
+                    types.objects.insert(name.clone(), Arc::from(name.as_str()));
+                }
+                TypeKind::Scalar | TypeKind::InputObject(_) => {}
+            }
+        }
+        types
+    }
+
+    fn compile(&self, ty: &Type) -> OutputType {
+        let kind = match &ty.base {
+            BaseType::List(inner) => OutputKind::List(Box::new(self.compile(inner))),
+            BaseType::Named(name) => match name.as_str() {
+                "ID" => OutputKind::Scalar(ScalarKind::Id),
+                "Int" => OutputKind::Scalar(ScalarKind::Int),
+                "Float" => OutputKind::Scalar(ScalarKind::Float),
+                "String" => OutputKind::Scalar(ScalarKind::String),
+                "Boolean" => OutputKind::Scalar(ScalarKind::Boolean),
+                other => {
+                    if let Some(values) = self.enums.get(other) {
+                        OutputKind::Enum(values.clone())
+                    } else if let Some(abstract_type) = self.abstracts.get(other) {
+                        OutputKind::Abstract(abstract_type.clone())
+                    } else if let Some(object) = self.objects.get(other) {
+                        OutputKind::Object(object.clone())
+                    } else {
+                        OutputKind::Scalar(ScalarKind::Custom)
+                    }
+                }
+            },
+        };
+        OutputType {
+            non_null: !ty.nullable,
+            kind,
+        }
+    }
+}
