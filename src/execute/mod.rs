@@ -8,57 +8,13 @@
 
 pub mod operation;
 pub mod resolver;
+mod rules;
 
-use std::sync::Arc;
+use async_graphql::ServerError;
 
-use async_graphql::extensions::{
-    Extension, ExtensionContext, ExtensionFactory, NextParseQuery, NextValidation,
-};
-use async_graphql::parser::types::ExecutableDocument;
-use async_graphql::{ServerError, ServerResult, ValidationResult, Variables};
+pub use rules::ResponseRules;
 
 use crate::error::ErrorCode;
-
-/// Tags errors from the parse and validation phases with
-/// `GRAPHQL_PARSE_FAILED` / `GRAPHQL_VALIDATION_FAILED`, so the HTTP layer
-/// can answer them as request errors (SPEC §2, §5).
-pub struct PhaseCodes;
-
-impl ExtensionFactory for PhaseCodes {
-    fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(PhaseCodesExtension)
-    }
-}
-
-struct PhaseCodesExtension;
-
-#[async_graphql::async_trait::async_trait]
-impl Extension for PhaseCodesExtension {
-    async fn parse_query(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        query: &str,
-        variables: &Variables,
-        next: NextParseQuery<'_>,
-    ) -> ServerResult<ExecutableDocument> {
-        next.run(ctx, query, variables)
-            .await
-            .map_err(|err| with_code(err, ErrorCode::GraphqlParseFailed))
-    }
-
-    async fn validation(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        next: NextValidation<'_>,
-    ) -> Result<ValidationResult, Vec<ServerError>> {
-        next.run(ctx).await.map_err(|errors| {
-            errors
-                .into_iter()
-                .map(|err| with_code(err, ErrorCode::GraphqlValidationFailed))
-                .collect()
-        })
-    }
-}
 
 pub fn with_code(mut err: ServerError, code: ErrorCode) -> ServerError {
     err.extensions

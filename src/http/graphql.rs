@@ -212,9 +212,9 @@ struct Outcome {
     /// has no `data` entry (GraphQL over HTTP).
     data: Option<async_graphql::Value>,
     errors: Vec<ServerError>,
-    /// Whether the status follows the media type (request errors answered
-    /// 200 to legacy `application/json` clients).
-    request_error: bool,
+    /// A document that failed to parse or validate, or was refused by
+    /// `[limits]`: answered 200 to legacy `application/json` clients.
+    document_error: bool,
 }
 
 impl Outcome {
@@ -223,7 +223,14 @@ impl Outcome {
             status: StatusCode::BAD_REQUEST,
             data: None,
             errors: vec![with_code(ServerError::new(message, None), code)],
-            request_error: true,
+            document_error: false,
+        }
+    }
+
+    fn document_error(code: ErrorCode, message: impl Into<String>) -> Outcome {
+        Outcome {
+            document_error: true,
+            ..Outcome::request_error(code, message)
         }
     }
 
@@ -235,8 +242,8 @@ impl Outcome {
     }
 
     fn into_response(self, media: ResponseMedia) -> Response {
-        let status = match (self.request_error, media) {
-            (true, ResponseMedia::Json) if self.status == StatusCode::BAD_REQUEST => StatusCode::OK,
+        let status = match (self.document_error, media) {
+            (true, ResponseMedia::Json) => StatusCode::OK,
             _ => self.status,
         };
         json_response(status, &self.body(), media)
@@ -269,7 +276,7 @@ async fn run(
             error.locations = positions;
             return Outcome {
                 errors: vec![with_code(error, ErrorCode::GraphqlParseFailed)],
-                ..Outcome::request_error(ErrorCode::GraphqlParseFailed, "")
+                ..Outcome::document_error(ErrorCode::GraphqlParseFailed, "")
             };
         }
     };
@@ -281,14 +288,14 @@ async fn run(
             ops.values().next().map(|op| op.node.ty)
         }
         (DocumentOperations::Multiple(_), None) => {
-            return Outcome::request_error(
+            return Outcome::document_error(
                 ErrorCode::GraphqlValidationFailed,
                 "the document has several operations: give `operationName`",
             )
         }
     };
     let Some(operation_type) = operation_type else {
-        return Outcome::request_error(
+        return Outcome::document_error(
             ErrorCode::GraphqlValidationFailed,
             format!(
                 "the document has no operation named `{}`",
@@ -333,7 +340,7 @@ async fn run(
                     ),
                     ErrorCode::Timeout,
                 )],
-                request_error: false,
+                document_error: false,
             }
         }
     };
@@ -348,14 +355,14 @@ async fn run(
             status: StatusCode::BAD_REQUEST,
             data: None,
             errors: response.errors,
-            request_error: true,
+            document_error: true,
         };
     }
     Outcome {
         status: StatusCode::OK,
         data: Some(response.data),
         errors: response.errors,
-        request_error: false,
+        document_error: false,
     }
 }
 

@@ -15,7 +15,7 @@ use async_graphql::parser::Positioned;
 use super::binding::Bindings;
 use super::sdl::SchemaModel;
 use crate::config::{Diagnostic, Diagnostics};
-use crate::execute::{resolver, PhaseCodes};
+use crate::execute::{resolver, ResponseRules};
 
 pub struct SchemaOptions {
     pub introspection: bool,
@@ -27,7 +27,7 @@ pub fn build(
     options: &SchemaOptions,
 ) -> Result<Schema, Diagnostics> {
     let mut builder = Schema::build(&model.query_type, model.mutation_type.as_deref(), None)
-        .extension(PhaseCodes);
+        .extension(ResponseRules);
     if !options.introspection {
         builder = builder.disable_introspection();
     }

@@ -1,0 +1,1 @@
+//! Batching tests: see the batching issue.
