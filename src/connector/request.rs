@@ -71,13 +71,14 @@ pub fn build<'s>(
     };
     for (name, value) in &spec.query {
         // SPEC: a query parameter whose value is absent or null is left out.
-        let Some(value) = value.render_text(scope) else {
+        let Some(value) = value.render_query_value(scope) else {
             continue;
         };
         path_and_query.push(separator);
         separator = '&';
-        path_and_query.extend([encode_component(name).to_string(), "=".to_owned()]);
-        path_and_query.push_str(&encode_component(&value).to_string());
+        path_and_query.push_str(&encode_component(name).to_string());
+        path_and_query.push('=');
+        path_and_query.push_str(&value);
     }
 
     let mut headers = HeaderMap::new();

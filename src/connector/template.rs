@@ -144,10 +144,21 @@ impl Template {
         self.render(scope, Encoding::UrlComponent)
     }
 
+    /// Fills the template as a query-string value: literals and values
+    /// percent-encoded, but the commas joining a list's items kept, so a
+    /// comma inside one item stays inside it. `None` when a placeholder is
+    /// absent or null (the parameter is then left out).
+    pub fn render_query_value(&self, scope: &dyn Scope) -> Option<String> {
+        self.render(scope, Encoding::QueryValue).ok()
+    }
+
     fn render(&self, scope: &dyn Scope, encoding: Encoding) -> Result<String, &Placeholder> {
         let mut out = String::new();
         for part in &self.parts {
             match part {
+                Part::Literal(text) if encoding == Encoding::QueryValue => {
+                    push_encoded(&mut out, text, Encoding::QueryValue)
+                }
                 Part::Literal(text) => out.push_str(text),
                 Part::Value(placeholder) => match scope.lookup(placeholder) {
                     Some(value) if !value.is_null() => write_value(&mut out, &value, encoding),
@@ -163,6 +174,7 @@ impl Template {
 enum Encoding {
     None,
     UrlComponent,
+    QueryValue,
 }
 
 /// Writes a JSON value as text: strings bare, numbers and booleans as JSON
@@ -187,7 +199,9 @@ fn write_value(out: &mut String, value: &Value, encoding: Encoding) {
 fn push_encoded(out: &mut String, text: &str, encoding: Encoding) {
     match encoding {
         Encoding::None => out.push_str(text),
-        Encoding::UrlComponent => out.extend(utf8_percent_encode(text, VALUE_ENCODE_SET)),
+        Encoding::UrlComponent | Encoding::QueryValue => {
+            out.extend(utf8_percent_encode(text, VALUE_ENCODE_SET))
+        }
     }
 }
 

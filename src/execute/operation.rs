@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use futures::future::{BoxFuture, FutureExt, Shared};
 use http::HeaderMap;
 
+use crate::batch::Batches;
 use crate::connector::request::{RequestIdentity, UpstreamRequest};
 use crate::upstream::{UpstreamAnswer, UpstreamClient, UpstreamError};
 
@@ -20,6 +21,8 @@ pub struct OperationState {
     /// Every GET of this operation by (service, request): a later identical
     /// call awaits the first one's answer instead of calling again.
     calls: Mutex<HashMap<(String, RequestIdentity), SharedCall>>,
+    /// Keys of batched fields, collected across the operation.
+    pub batches: Batches,
 }
 
 impl OperationState {
@@ -28,6 +31,7 @@ impl OperationState {
             upstream,
             client_headers,
             calls: Mutex::new(HashMap::new()),
+            batches: Batches::default(),
         }
     }
 

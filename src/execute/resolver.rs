@@ -11,11 +11,12 @@ use http::HeaderMap;
 use serde_json::Value;
 
 use super::operation::OperationState;
+use crate::batch::{key_text, BatchId, Grouped};
 use crate::connector::coerce::{self, OutputKind, OutputType};
-use crate::connector::request;
+use crate::connector::request::{self, render_body};
 use crate::connector::template::{value_at, Placeholder, Root, Scope};
 use crate::error::{ErrorCode, FieldError};
-use crate::schema::binding::{BoundCall, BoundSource};
+use crate::schema::binding::{BoundBatch, BoundCall, BoundSource};
 pub use crate::schema::FieldBinding as Binding;
 use crate::upstream::UpstreamAnswer;
 
@@ -87,12 +88,135 @@ async fn resolve_calls<'a>(
             }
             shape_owned(merged, binding)
         }
-        BoundSource::Batch(_) => Err(FieldError::new(
-            ErrorCode::Internal,
-            "batching is not available yet",
-        )
-        .into_graphql()),
+        BoundSource::Batch(batch) => resolve_batched(binding, batch, &scope, state, ctx).await,
         BoundSource::ParentKey(_) | BoundSource::From(_) => unreachable_source(binding),
+    }
+}
+
+/// A batched field: its key joins the operation's batch for this field;
+/// the matches come back as a list (list-typed field) or the first one.
+async fn resolve_batched<'a>(
+    binding: &Binding,
+    batch: &BoundBatch,
+    scope: &FieldScope<'_>,
+    state: &OperationState,
+    ctx: &ResolverContext<'a>,
+) -> FieldResult<'a> {
+    let key = render_body(
+        &crate::config::BodyTemplate::Text(batch.spec.key.clone()),
+        scope,
+    );
+    let key = match key {
+        Some(key) if !key.is_null() => key,
+        _ => {
+            let placeholder = batch.spec.key.placeholders().next().cloned();
+            return match placeholder {
+                Some(placeholder) => missing_value(binding, &placeholder),
+                None => Ok(None),
+            };
+        }
+    };
+    let id = BatchId {
+        field: batch.id.clone(),
+        args: if ctx.args.is_empty() {
+            String::new()
+        } else {
+            async_graphql::Value::Object(ctx.args.as_index_map().clone()).to_string()
+        },
+    };
+    let items = state
+        .batches
+        .load(id, key_text(&key), key, |keys| {
+            fetch_batch(batch, keys, scope, state)
+        })
+        .await
+        .map_err(FieldError::into_graphql)?;
+    let value = match binding.output.kind {
+        OutputKind::List(_) => Value::Array(items),
+        _ => items.into_iter().next().unwrap_or(Value::Null),
+    };
+    shape_owned(value, binding)
+}
+
+/// One batch: `max` keys per call, the calls made concurrently, every item
+/// grouped under the text of its `match` field.
+async fn fetch_batch(
+    batch: &BoundBatch,
+    keys: Vec<Value>,
+    scope: &FieldScope<'_>,
+    state: &OperationState,
+) -> crate::batch::BatchOutcome {
+    let spec = &batch.spec;
+    let calls = keys.chunks(spec.max).map(|chunk| async move {
+        let keys = Value::Array(chunk.to_vec());
+        let scope = WithKeys {
+            inner: scope,
+            keys: &keys,
+        };
+        let request = request::build(
+            &spec.call,
+            &batch.service,
+            &scope,
+            &state.client_headers,
+            batch.timeout,
+        )
+        .map_err(|p| {
+            FieldError::new(
+                ErrorCode::MissingValue,
+                format!("the batched call needs a value for `{p}`"),
+            )
+        })?;
+        state
+            .fetch(&batch.service.name, request)
+            .await
+            .map_err(|err| err.to_field_error())
+    });
+    let answers = join_all(calls).await;
+    let mut grouped: std::collections::HashMap<String, Vec<Value>> =
+        std::collections::HashMap::new();
+    for answer in answers {
+        let answer = answer?;
+        let UpstreamAnswer::Json(json) = &*answer else {
+            continue; // A 404 for a batch: none of its keys matched.
+        };
+        let list = match &spec.call.select {
+            Some(path) => value_at(json, path),
+            None => Some(json),
+        };
+        let Some(Value::Array(items)) = list else {
+            return Err(FieldError::new(
+                ErrorCode::UpstreamBadResponse,
+                format!(
+                    "service `{}` answered a batch with something other than a list",
+                    batch.service.name
+                ),
+            )
+            .from_service(&batch.service.name));
+        };
+        for item in items {
+            if let Some(matched) = value_at(item, &spec.match_field) {
+                grouped
+                    .entry(key_text(matched))
+                    .or_default()
+                    .push(item.clone());
+            }
+        }
+    }
+    Ok(Grouped::new(grouped))
+}
+
+/// A field's scope plus `{keys}` for one batched call.
+struct WithKeys<'a> {
+    inner: &'a FieldScope<'a>,
+    keys: &'a Value,
+}
+
+impl Scope for WithKeys<'_> {
+    fn lookup(&self, placeholder: &Placeholder) -> Option<Cow<'_, Value>> {
+        match placeholder.root {
+            Root::Keys => Some(Cow::Borrowed(self.keys)),
+            _ => self.inner.lookup(placeholder),
+        }
     }
 }
 

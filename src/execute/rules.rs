@@ -41,7 +41,8 @@ struct RulesForOneRequest {
 impl Extension for RulesForOneRequest {
     async fn request(&self, ctx: &ExtensionContext<'_>, next: NextRequest<'_>) -> Response {
         let mut response = next.run(ctx).await;
-        let mut collected = std::mem::take(&mut *self.field_errors.lock().unwrap_or_else(|e| e.into_inner()));
+        let mut collected =
+            std::mem::take(&mut *self.field_errors.lock().unwrap_or_else(|e| e.into_inner()));
         if !collected.is_empty() {
             // Errors that bubbled to the root come last; keep field errors
             // in the order they happened, first.

@@ -44,6 +44,8 @@ pub struct BoundCall {
 
 #[derive(Debug)]
 pub struct BoundBatch {
+    /// `Type.field`: keys of the same field share batches.
+    pub id: Arc<str>,
     pub spec: BatchSpec,
     pub service: Arc<ServiceConfig>,
     pub timeout: Duration,
@@ -198,6 +200,7 @@ fn check_mapping(
 
 fn bound_source(mapping: FieldMapping, config: &Config) -> BoundSource {
     let timeout = mapping.timeout;
+    let id: Arc<str> = Arc::from(format!("{}.{}", mapping.type_name, mapping.field_name));
     let bind_call = |spec: CallSpec| {
         let service = config.services[&spec.service].clone();
         BoundCall {
@@ -213,6 +216,7 @@ fn bound_source(mapping: FieldMapping, config: &Config) -> BoundSource {
         FieldSource::Batch(spec) => {
             let service = config.services[&spec.call.service].clone();
             BoundSource::Batch(BoundBatch {
+                id,
                 timeout: timeout.unwrap_or(service.timeout),
                 service,
                 spec,

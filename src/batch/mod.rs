@@ -1,0 +1,172 @@
+//! Batching: keys of one batched field, collected across the whole
+//! operation, fetched in as few calls as `max` allows (SPEC §3 `batch`).
+//!
+//! Why not async-graphql's `DataLoader` or the `dataloader` crate: both
+//! decide when to fire with a timer or by spawning tasks, so keys that
+//! arrive over several scheduler turns end up in many small batches, and a
+//! single key pays the delay (PERFORMANCE.md measured 9-200 calls where 2
+//! suffice). The executor polls all siblings of a list in one task, so here
+//! the first key of a batch yields once to that task: every sibling polled
+//! in the same turn adds its key, then the batch fires. No sleep, no timer;
+//! a lone key costs one scheduler turn.
+//!
+//! The binding decides that a field is batched (`BoundSource::Batch`); this
+//! module only collects keys and hands each batch to the caller's fetch.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+
+use futures::channel::oneshot;
+use futures::future::{FutureExt, Shared};
+use serde_json::Value;
+
+use crate::error::{ErrorCode, FieldError};
+
+/// The items of one fetched batch, grouped by key text, in upstream order.
+pub type Grouped = Arc<HashMap<String, Vec<Value>>>;
+pub type BatchOutcome = Result<Grouped, FieldError>;
+type SharedOutcome = Shared<oneshot::Receiver<BatchOutcome>>;
+
+/// Identifies what may share a batch: the same batched field (and the same
+/// arguments, in case its call templates use them).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct BatchId {
+    pub field: Arc<str>,
+    pub args: String,
+}
+
+struct PendingBatch {
+    keys: Vec<Value>,
+    sender: oneshot::Sender<BatchOutcome>,
+    outcome: SharedOutcome,
+}
+
+/// Per-operation batch state.
+#[derive(Default)]
+pub struct Batches {
+    inner: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    /// Batches still collecting keys.
+    pending: HashMap<BatchId, PendingBatch>,
+    /// Every key ever asked for → the batch that fetches it, so a key is
+    /// fetched once per operation however often it is asked for.
+    known: HashMap<(BatchId, String), SharedOutcome>,
+}
+
+impl Batches {
+    /// The items matching `key`. The first caller of a new batch yields
+    /// once, then runs `fetch` with every key collected meanwhile (keys in
+    /// first-seen order, without duplicates).
+    pub async fn load<F, Fut>(
+        &self,
+        id: BatchId,
+        key_text: String,
+        key: Value,
+        fetch: F,
+    ) -> Result<Vec<Value>, FieldError>
+    where
+        F: FnOnce(Vec<Value>) -> Fut,
+        Fut: Future<Output = BatchOutcome>,
+    {
+        let (outcome, first) = self.join(&id, &key_text, key);
+        if first {
+            tokio::task::yield_now().await;
+            let pending = self.lock().pending.remove(&id);
+            if let Some(pending) = pending {
+                let result = fetch(pending.keys).await;
+                // Receivers may be gone (the operation was cancelled).
+                let _ = pending.sender.send(result);
+            }
+        }
+        match outcome.await {
+            Ok(Ok(grouped)) => Ok(grouped.get(&key_text).cloned().unwrap_or_default()),
+            Ok(Err(err)) => Err(err),
+            Err(_) => Err(FieldError::new(
+                ErrorCode::Internal,
+                "the batch was cancelled",
+            )),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Registers `key`; true when it opened a new batch.
+    fn join(&self, id: &BatchId, key_text: &str, key: Value) -> (SharedOutcome, bool) {
+        let mut state = self.lock();
+        let known_key = (id.clone(), key_text.to_owned());
+        if let Some(outcome) = state.known.get(&known_key) {
+            return (outcome.clone(), false);
+        }
+        if let Some(pending) = state.pending.get_mut(id) {
+            pending.keys.push(key);
+            let outcome = pending.outcome.clone();
+            state.known.insert(known_key, outcome.clone());
+            return (outcome, false);
+        }
+        let (sender, receiver) = oneshot::channel();
+        let outcome = receiver.shared();
+        state.pending.insert(
+            id.clone(),
+            PendingBatch {
+                keys: vec![key],
+                sender,
+                outcome: outcome.clone(),
+            },
+        );
+        state.known.insert(known_key, outcome.clone());
+        (outcome, true)
+    }
+}
+
+/// The text a key is matched by: strings bare, anything else as JSON, so
+/// `7` and `"7"` match (upstreams often mix them).
+pub fn key_text(value: &Value) -> String {
+    match value {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[tokio::test]
+    async fn keys_from_siblings_polled_together_share_one_fetch() {
+        let batches = Batches::default();
+        let calls = AtomicUsize::new(0);
+        let id = BatchId {
+            field: Arc::from("Order.product"),
+            args: String::new(),
+        };
+        let load = |key: &str| {
+            let key = key.to_owned();
+            batches.load(id.clone(), key.clone(), json!(key), |keys| {
+                calls.fetch_add(1, Ordering::SeqCst);
+                async move {
+                    assert_eq!(
+                        keys,
+                        vec![json!("a"), json!("b")],
+                        "deduplicated, first-seen order"
+                    );
+                    let grouped: HashMap<String, Vec<Value>> = keys
+                        .iter()
+                        .map(|k| (key_text(k), vec![json!({"id": k})]))
+                        .collect();
+                    Ok(Arc::new(grouped))
+                }
+            })
+        };
+        let results = futures::future::join_all([load("a"), load("b"), load("a")]).await;
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        assert_eq!(results[2].as_ref().expect("ok"), &vec![json!({"id": "a"})]);
+    }
+}
