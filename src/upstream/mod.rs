@@ -140,11 +140,10 @@ impl UpstreamClient {
                 .map(String::as_str)
                 .unwrap_or_default();
             let result = self.attempt(config, base, request, deadline).await;
-            let retry = match &result {
-                Err(UpstreamFailure::Unavailable) => true,
-                Err(UpstreamFailure::Status(502..=504)) => true,
-                _ => false,
-            };
+            let retry = matches!(
+                &result,
+                Err(UpstreamFailure::Unavailable | UpstreamFailure::Status(502..=504))
+            );
             if retry && retryable_method && attempt < config.retries && Instant::now() < deadline {
                 attempt += 1;
                 tracing::debug!(service, attempt, "retrying upstream call");
