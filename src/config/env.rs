@@ -25,7 +25,11 @@ fn interpolate_value(value: &mut Spanned<DeValue<'_>>, source: &Source<'_>, out:
         DeValue::String(text) if text.contains("${") => {
             match interpolate(text, |name| std::env::var(name).ok()) {
                 Ok(replaced) => *text = replaced.into(),
-                Err(message) => out.push(source.diagnostic(offset, message)),
+                Err(message) => {
+                    out.push(source.diagnostic(offset, message));
+                    // Emptied so later checks do not report the `${…}` again.
+                    *text = String::new().into();
+                }
             }
         }
         DeValue::Table(table) => interpolate_table(table, source, out),

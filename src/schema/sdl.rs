@@ -132,17 +132,17 @@ pub fn merge(sources: &[(Arc<str>, String)], diagnostics: &mut Diagnostics) -> S
     let mut extensions = Vec::new();
     let mut schema_query = None;
     let mut schema_mutation = None;
+    let mut parse_failed = false;
     for (file, text) in sources {
         let document = match parse_schema(text) {
             Ok(document) => document,
             Err(err) => {
                 let pos = err.positions().next().unwrap_or(Pos { line: 1, column: 1 });
-                let message = err.to_string();
-                let message = message.lines().next().unwrap_or("syntax error").trim();
                 diagnostics.push(Diagnostic::at(
                     location(file, pos),
-                    format!("SDL syntax error: {message}"),
+                    format!("SDL syntax error: {}", syntax_message(&err.to_string())),
                 ));
+                parse_failed = true;
                 continue;
             }
         };
@@ -198,8 +198,23 @@ pub fn merge(sources: &[(Arc<str>, String)], diagnostics: &mut Diagnostics) -> S
             .contains_key("Mutation")
             .then(|| "Mutation".to_owned())
     });
-    check_references(&model, diagnostics);
+    // A file that did not parse would make every reference into it look
+    // broken: report the syntax error alone.
+    if !parse_failed {
+        check_references(&model, diagnostics);
+    }
     model
+}
+
+/// The parser's multi-line, pest-style message (`--> 3:6`, source excerpt,
+/// `= expected type_`) as one line: the location is printed separately.
+pub(crate) fn syntax_message(message: &str) -> String {
+    let reason = message
+        .lines()
+        .map(str::trim)
+        .find_map(|line| line.strip_prefix("= "))
+        .unwrap_or_else(|| message.lines().next().unwrap_or("syntax error").trim());
+    reason.replace('_', " ").trim().to_owned()
 }
 
 fn record_locations(
