@@ -25,6 +25,8 @@ pub enum ErrorCode {
     UpstreamBadResponse,
     MissingValue,
     Timeout,
+    Unauthenticated,
+    Forbidden,
     Internal,
 }
 
@@ -43,6 +45,8 @@ impl ErrorCode {
             ErrorCode::UpstreamBadResponse => "UPSTREAM_BAD_RESPONSE",
             ErrorCode::MissingValue => "MISSING_VALUE",
             ErrorCode::Timeout => "TIMEOUT",
+            ErrorCode::Unauthenticated => "UNAUTHENTICATED",
+            ErrorCode::Forbidden => "FORBIDDEN",
             ErrorCode::Internal => "INTERNAL_SERVER_ERROR",
         }
     }

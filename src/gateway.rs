@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use tokio::net::TcpListener;
 
+use crate::auth::Authenticator;
 use crate::config::{self, Config, Diagnostic, Diagnostics};
 use crate::schema::{self, SchemaModel};
 use crate::upstream::UpstreamClient;
@@ -18,9 +19,13 @@ pub struct Gateway {
     pub sdl: SchemaModel,
     pub schema: async_graphql::dynamic::Schema,
     pub upstream: Arc<UpstreamClient>,
+    /// Token verification, when `[auth]` is configured.
+    pub auth: Option<Arc<Authenticator>>,
 }
 
-/// Loads and validates everything (what `conflux check` runs).
+/// Loads and validates everything (what `conflux check` runs). Call it
+/// inside a tokio runtime to have a configured JWKS fetched in the
+/// background from the start.
 pub fn load(path: &Path) -> Result<Gateway, Diagnostics> {
     let (mut config, mut diagnostics) = config::load(path)?;
     let sdl = match schema::sdl::load(&config.schema_files) {
@@ -51,11 +56,16 @@ pub fn load(path: &Path) -> Result<Gateway, Diagnostics> {
             message: format!("cannot build the HTTP client: {err}"),
         }])
     })?;
+    let auth = config
+        .auth
+        .as_ref()
+        .map(|auth| Arc::new(Authenticator::new(auth, reqwest::Client::new())));
     Ok(Gateway {
         config,
         sdl,
         schema,
         upstream: Arc::new(upstream),
+        auth,
     })
 }
 

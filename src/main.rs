@@ -87,17 +87,20 @@ fn main() -> ExitCode {
                 eprintln!("--hot-reload is not available in this version of Conflux yet");
                 return ExitCode::FAILURE;
             }
-            let loaded = match gateway::load(&config) {
-                Ok(loaded) => loaded,
-                Err(problems) => {
-                    eprint!("{problems}");
-                    return ExitCode::FAILURE;
-                }
-            };
             let runtime = match tokio::runtime::Runtime::new() {
                 Ok(runtime) => runtime,
                 Err(err) => {
                     eprintln!("cannot start the runtime: {err}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            // Loaded inside the runtime so background work (the JWKS fetch)
+            // can start right away.
+            let _context = runtime.enter();
+            let loaded = match gateway::load(&config) {
+                Ok(loaded) => loaded,
+                Err(problems) => {
+                    eprint!("{problems}");
                     return ExitCode::FAILURE;
                 }
             };

@@ -26,8 +26,31 @@ pub struct Config {
     /// Every `[resolvers]` key written, valid or not, so a root field whose
     /// entry has an error is not also reported as unmapped.
     pub mapped_fields: std::collections::HashSet<String>,
-    /// Whether `[auth]` is configured; `{claims.…}` needs it.
-    pub auth_configured: bool,
+    /// `[auth]`: absent means no JWT at all.
+    pub auth: Option<AuthConfig>,
+}
+
+#[derive(Debug, Clone)]
+pub struct AuthConfig {
+    /// A request without a valid token gets 401 before anything runs.
+    pub required: bool,
+    pub algorithms: Vec<jsonwebtoken::Algorithm>,
+    /// HS* shared secret.
+    pub secret: Option<String>,
+    /// The PEM text of `public_key_file` (RS*/PS*/ES*/EdDSA), read at load.
+    pub public_key_pem: Option<PublicKeyFile>,
+    pub jwks_url: Option<String>,
+    /// At most one JWKS refetch per this long.
+    pub jwks_min_refetch: Duration,
+    pub issuer: Option<String>,
+    pub audience: Option<Vec<String>>,
+    pub leeway: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct PublicKeyFile {
+    pub display: String,
+    pub pem: Vec<u8>,
 }
 
 #[derive(Debug, Clone)]

@@ -34,9 +34,7 @@ pub(super) fn validate(
     let schema_files = v.schema_files(raw.schema.as_ref(), &base_dir);
     let server = v.server(&raw.server);
     let limits = v.limits(&raw.limits);
-    if let Some(auth) = &raw.auth {
-        v.unsupported(auth.span().start, "[auth]");
-    }
+    let auth = raw.auth.as_ref().and_then(|auth| v.auth(auth, &base_dir));
     if let Some(rate_limit) = &raw.rate_limit {
         v.unsupported(rate_limit.span().start, "[rate_limit]");
     }
@@ -57,7 +55,6 @@ pub(super) fn validate(
         .iter()
         .filter_map(|(name, resolution)| Some((name.clone(), v.type_resolution(name, resolution)?)))
         .collect();
-    let auth_configured = raw.auth.is_some();
     let mappings = raw
         .resolvers
         .iter()
@@ -80,7 +77,7 @@ pub(super) fn validate(
         types,
         mappings,
         mapped_fields,
-        auth_configured,
+        auth,
     };
     (config, v.diagnostics)
 }
@@ -206,6 +203,95 @@ impl Validator<'_> {
                 .collect(),
             debug: raw.debug,
         }
+    }
+
+    fn auth(&mut self, raw: &Spanned<RawAuth>, base_dir: &Path) -> Option<AuthConfig> {
+        use jsonwebtoken::{Algorithm, AlgorithmFamily};
+        let at = raw.span().start;
+        let auth = raw.get_ref();
+        let mut algorithms = Vec::new();
+        match &auth.algorithms {
+            None => algorithms.push(Algorithm::HS256),
+            Some(names) if names.is_empty() => self.error(at, "`algorithms` cannot be empty"),
+            Some(names) => {
+                for name in names {
+                    match name.get_ref().parse::<Algorithm>() {
+                        Ok(algorithm) => algorithms.push(algorithm),
+                        Err(_) => self.error(
+                            name.span().start,
+                            format!(
+                                "unknown JWT algorithm `{}` (expected HS256/384/512, RS256/384/512, PS256/384/512, ES256/384 or EdDSA)",
+                                name.get_ref()
+                            ),
+                        ),
+                    }
+                }
+            }
+        }
+        let wants_secret = algorithms
+            .iter()
+            .any(|a| a.family() == AlgorithmFamily::Hmac);
+        let wants_public = algorithms
+            .iter()
+            .any(|a| a.family() != AlgorithmFamily::Hmac);
+        if wants_secret && auth.secret.as_ref().is_none_or(|s| s.get_ref().is_empty()) {
+            self.error(at, "HS* algorithms need a non-empty `secret`");
+        }
+        if wants_public && auth.public_key_file.is_none() && auth.jwks_url.is_none() {
+            self.error(
+                at,
+                "RS*/PS*/ES*/EdDSA algorithms need `public_key_file` or `jwks_url`",
+            );
+        }
+        let public_key_pem = auth.public_key_file.as_ref().and_then(|file| {
+            let path = base_dir.join(file.get_ref());
+            let display = path.display().to_string();
+            let pem = match std::fs::read(&path) {
+                Ok(pem) => pem,
+                Err(err) => {
+                    self.error(
+                        file.span().start,
+                        format!("cannot read public key file `{display}`: {err}"),
+                    );
+                    return None;
+                }
+            };
+            let families: Vec<AlgorithmFamily> = algorithms
+                .iter()
+                .map(|a| a.family())
+                .filter(|f| *f != AlgorithmFamily::Hmac)
+                .collect();
+            let parses = families
+                .iter()
+                .any(|family| crate::auth::key_from_pem(*family, &pem).is_ok());
+            if !parses {
+                self.error(
+                    file.span().start,
+                    format!("`{display}` is not a PEM public key for the configured algorithms"),
+                );
+                return None;
+            }
+            Some(PublicKeyFile { display, pem })
+        });
+        if let Some(url) = &auth.jwks_url {
+            if reqwest::Url::parse(url.get_ref()).is_err() {
+                self.error(
+                    url.span().start,
+                    format!("invalid `jwks_url` `{}`", url.get_ref()),
+                );
+            }
+        }
+        Some(AuthConfig {
+            required: auth.required,
+            algorithms,
+            secret: auth.secret.as_ref().map(|s| s.get_ref().clone()),
+            public_key_pem,
+            jwks_url: auth.jwks_url.as_ref().map(|u| u.get_ref().clone()),
+            jwks_min_refetch: Duration::from_secs(auth.jwks_min_refetch_s.unwrap_or(10)),
+            issuer: auth.issuer.clone(),
+            audience: auth.audience.clone(),
+            leeway: Duration::from_secs(auth.leeway_s.unwrap_or(30)),
+        })
     }
 
     fn limits(&mut self, raw: &RawLimits) -> Limits {

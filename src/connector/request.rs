@@ -8,6 +8,7 @@ use http::{HeaderMap, HeaderValue, Method};
 use serde_json::{Map, Value};
 
 use super::template::{encode_component, Placeholder, Scope};
+use crate::auth::claim_text;
 use crate::config::{BodyTemplate, CallSpec, ServiceConfig};
 
 /// One request to one service, ready to send to any of its instances.
@@ -54,13 +55,19 @@ pub struct RequestIdentity {
     body: Option<Bytes>,
 }
 
+/// What of the client's request may reach an upstream.
+pub struct ClientContext<'a> {
+    pub headers: &'a HeaderMap,
+    pub claims: Option<&'a Value>,
+}
+
 /// Builds the request; `Err` names a path placeholder with no value, in
 /// which case no call is made.
 pub fn build<'s>(
     spec: &'s CallSpec,
     service: &ServiceConfig,
     scope: &dyn Scope,
-    client_headers: &HeaderMap,
+    client: &ClientContext<'_>,
     timeout: Duration,
 ) -> Result<UpstreamRequest, &'s Placeholder> {
     let mut path_and_query = spec.path.render_path(scope)?;
@@ -87,8 +94,26 @@ pub fn build<'s>(
         headers.insert(name.clone(), value.clone());
     }
     for name in &service.forward_headers {
-        for value in client_headers.get_all(name) {
+        // A client header named like a claims header is never forwarded:
+        // identity comes from the verified token only.
+        if service
+            .claims_headers
+            .iter()
+            .any(|(claim_header, _)| claim_header == name)
+        {
+            continue;
+        }
+        for value in client.headers.get_all(name) {
             headers.append(name.clone(), value.clone());
+        }
+    }
+    if let Some(claims) = client.claims {
+        for (name, claim) in &service.claims_headers {
+            if let Some(value) =
+                claim_text(claims, claim).and_then(|v| HeaderValue::from_str(&v).ok())
+            {
+                headers.insert(name.clone(), value);
+            }
         }
     }
     for (name, template) in &spec.headers {

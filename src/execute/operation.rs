@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use futures::future::{BoxFuture, FutureExt, Shared};
 use http::HeaderMap;
 
+use crate::auth::Claims;
 use crate::batch::Batches;
 use crate::connector::request::{RequestIdentity, UpstreamRequest};
 use crate::upstream::{UpstreamAnswer, UpstreamClient, UpstreamError};
@@ -18,6 +19,8 @@ pub struct OperationState {
     pub upstream: Arc<UpstreamClient>,
     /// The client request's headers, for `forward_headers` and `{headers.…}`.
     pub client_headers: HeaderMap,
+    /// The verified token's claims; `None` for an anonymous request.
+    pub claims: Option<Claims>,
     /// Every GET of this operation by (service, request): a later identical
     /// call awaits the first one's answer instead of calling again.
     calls: Mutex<HashMap<(String, RequestIdentity), SharedCall>>,
@@ -26,10 +29,15 @@ pub struct OperationState {
 }
 
 impl OperationState {
-    pub fn new(upstream: Arc<UpstreamClient>, client_headers: HeaderMap) -> Self {
+    pub fn new(
+        upstream: Arc<UpstreamClient>,
+        client_headers: HeaderMap,
+        claims: Option<Claims>,
+    ) -> Self {
         OperationState {
             upstream,
             client_headers,
+            claims,
             calls: Mutex::new(HashMap::new()),
             batches: Batches::default(),
         }

@@ -13,7 +13,7 @@ use serde_json::Value;
 use super::operation::OperationState;
 use crate::batch::{key_text, BatchId, Grouped};
 use crate::connector::coerce::{self, OutputKind, OutputType};
-use crate::connector::request::{self, render_body};
+use crate::connector::request::{self, render_body, ClientContext};
 use crate::connector::template::{value_at, Placeholder, Root, Scope};
 use crate::error::{ErrorCode, FieldError};
 use crate::schema::binding::{BoundBatch, BoundCall, BoundSource};
@@ -23,6 +23,16 @@ use crate::upstream::UpstreamAnswer;
 type FieldResult<'a> = Result<Option<FieldValue<'a>>, async_graphql::Error>;
 
 pub fn resolve(binding: Arc<Binding>, ctx: ResolverContext<'_>) -> FieldFuture<'_> {
+    if let Some(rule) = &binding.access {
+        // SPEC §4: checked before the field resolves; no call is made.
+        let claims = ctx
+            .data::<Arc<OperationState>>()
+            .ok()
+            .and_then(|s| s.claims.clone());
+        if let Err(err) = rule.check(claims.as_deref()) {
+            return ready(Err(err.into_graphql()));
+        }
+    }
     let parent = ctx.parent_value.downcast_ref::<Value>();
     match &binding.source {
         // The common case by far: no call, no allocation beyond the value.
@@ -58,12 +68,15 @@ async fn resolve_calls<'a>(
         args: &ctx.args,
         parent,
         headers: &state.client_headers,
+        claims: state.claims.as_deref(),
     };
     match &binding.source {
         BoundSource::Call(call) => match fetch(call, &scope, state).await {
             Fetched::Value(value) => shape_owned(value, binding),
             Fetched::NotFound => not_found(binding, &call.service.name),
-            Fetched::NoCall(placeholder) => missing_value(binding, &placeholder),
+            Fetched::NoCall(placeholder) => {
+                missing_value(binding, &placeholder, state.claims.as_deref())
+            }
             Fetched::Failed(err) => Err(err.into_graphql()),
         },
         BoundSource::Merge(calls) => {
@@ -82,7 +95,9 @@ async fn resolve_calls<'a>(
                     }
                     // SPEC: a 404 from any of them applies to the whole field.
                     Fetched::NotFound => return not_found(binding, &call.service.name),
-                    Fetched::NoCall(placeholder) => return missing_value(binding, &placeholder),
+                    Fetched::NoCall(placeholder) => {
+                        return missing_value(binding, &placeholder, state.claims.as_deref())
+                    }
                     Fetched::Failed(err) => return Err(err.into_graphql()),
                 }
             }
@@ -111,7 +126,7 @@ async fn resolve_batched<'a>(
         _ => {
             let placeholder = batch.spec.key.placeholders().next().cloned();
             return match placeholder {
-                Some(placeholder) => missing_value(binding, &placeholder),
+                Some(placeholder) => missing_value(binding, &placeholder, state.claims.as_deref()),
                 None => Ok(None),
             };
         }
@@ -157,7 +172,7 @@ async fn fetch_batch(
             &spec.call,
             &batch.service,
             &scope,
-            &state.client_headers,
+            &scope.inner.client(),
             batch.timeout,
         )
         .map_err(|p| {
@@ -241,7 +256,7 @@ async fn fetch(call: &BoundCall, scope: &FieldScope<'_>, state: &OperationState)
         &call.spec,
         &call.service,
         scope,
-        &state.client_headers,
+        &scope.client(),
         call.timeout,
     ) {
         Ok(request) => request,
@@ -280,7 +295,18 @@ fn not_found<'a>(binding: &Binding, service: &str) -> FieldResult<'a> {
 
 /// SPEC: a path placeholder without a value makes no call; the field is
 /// null, or `MISSING_VALUE` when it is non-null.
-fn missing_value<'a>(binding: &Binding, placeholder: &Placeholder) -> FieldResult<'a> {
+fn missing_value<'a>(
+    binding: &Binding,
+    placeholder: &Placeholder,
+    claims: Option<&Value>,
+) -> FieldResult<'a> {
+    if placeholder.root == Root::Claims && claims.is_none() {
+        return Err(FieldError::new(
+            ErrorCode::Unauthenticated,
+            format!("`{}` needs an authenticated caller", binding.name),
+        )
+        .into_graphql());
+    }
     if binding.output.non_null {
         Err(FieldError::new(
             ErrorCode::MissingValue,
@@ -323,6 +349,16 @@ struct FieldScope<'a> {
     args: &'a ObjectAccessor<'a>,
     parent: Option<&'a Value>,
     headers: &'a HeaderMap,
+    claims: Option<&'a Value>,
+}
+
+impl FieldScope<'_> {
+    fn client(&self) -> ClientContext<'_> {
+        ClientContext {
+            headers: self.headers,
+            claims: self.claims,
+        }
+    }
 }
 
 impl Scope for FieldScope<'_> {
@@ -345,7 +381,8 @@ impl Scope for FieldScope<'_> {
                 let value = self.headers.get(path.join(".").as_str())?;
                 Some(Cow::Owned(Value::String(value.to_str().ok()?.to_owned())))
             }
-            Root::Claims | Root::Keys => None,
+            Root::Claims => value_at(self.claims?, path).map(Cow::Borrowed),
+            Root::Keys => None,
         }
     }
 }

@@ -8,14 +8,15 @@ use async_graphql::parser::types::{DocumentOperations, OperationType};
 use async_graphql::{ServerError, Variables};
 use axum::body::{Body, Bytes};
 use axum::extract::{Query, State};
-use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
-use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE, WWW_AUTHENTICATE};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use serde_json::Value;
 
 use super::graphiql;
 use super::media::{wants_html, ResponseMedia};
+use crate::auth::{AuthError, Claims};
 use crate::error::ErrorCode;
 use crate::execute::operation::OperationState;
 use crate::execute::{code_of, with_code};
@@ -30,7 +31,10 @@ pub async fn handle(
 ) -> Response {
     let media = ResponseMedia::negotiate(&headers);
     match method {
-        Method::POST => post(&gateway, &headers, body, media).await,
+        Method::POST => match authenticate(&gateway, &headers, media).await {
+            Ok(claims) => post(&gateway, &headers, claims, body, media).await,
+            Err(refused) => refused,
+        },
         Method::GET => get(&gateway, &uri, &headers, media).await,
         _ => request_error(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -48,9 +52,47 @@ struct GraphqlRequest {
     variables: Option<Value>,
 }
 
+/// Verifies the request's token before anything runs (SPEC §2, §3 `[auth]`):
+/// an invalid token, or a missing one when required, is 401.
+async fn authenticate(
+    gateway: &Gateway,
+    headers: &HeaderMap,
+    media: ResponseMedia,
+) -> Result<Option<Claims>, Response> {
+    let Some(auth) = &gateway.auth else {
+        return Ok(None);
+    };
+    match auth.authenticate(headers).await {
+        Ok(claims) => Ok(claims),
+        Err(err) => {
+            let (message, challenge) = match &err {
+                AuthError::Missing => ("a bearer token is required", "Bearer"),
+                AuthError::Invalid(reason) => {
+                    tracing::info!(%reason, "token rejected");
+                    (
+                        "the bearer token is invalid",
+                        "Bearer error=\"invalid_token\"",
+                    )
+                }
+            };
+            let mut response = request_error(
+                StatusCode::UNAUTHORIZED,
+                ErrorCode::Unauthenticated,
+                message,
+                media,
+            );
+            response
+                .headers_mut()
+                .insert(WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
+            Err(response)
+        }
+    }
+}
+
 async fn post(
     gateway: &Gateway,
     headers: &HeaderMap,
+    claims: Option<Claims>,
     body: Body,
     media: ResponseMedia,
 ) -> Response {
@@ -99,9 +141,10 @@ async fn post(
                     media,
                 );
             }
+            let claims = &claims;
             let operations = items.into_iter().map(|item| async move {
                 match parse_request(item) {
-                    Ok(request) => run(gateway, request, headers, false).await,
+                    Ok(request) => run(gateway, request, headers, claims.clone(), false).await,
                     Err(message) => Outcome::request_error(ErrorCode::BadRequest, message),
                 }
             });
@@ -110,7 +153,7 @@ async fn post(
             json_response(StatusCode::OK, &bodies, media)
         }
         single => match parse_request(single) {
-            Ok(request) => run(gateway, request, headers, false)
+            Ok(request) => run(gateway, request, headers, claims, false)
                 .await
                 .into_response(media),
             Err(message) => request_error(
@@ -138,6 +181,10 @@ async fn get(gateway: &Gateway, uri: &Uri, headers: &HeaderMap, media: ResponseM
     if !params.contains_key("query") && gateway.config.server.graphiql && wants_html(headers) {
         return graphiql::page();
     }
+    let claims = match authenticate(gateway, headers, media).await {
+        Ok(claims) => claims,
+        Err(refused) => return refused,
+    };
     let mut object = serde_json::Map::new();
     for key in ["query", "operationName"] {
         if let Some(value) = params.get(key) {
@@ -162,7 +209,7 @@ async fn get(gateway: &Gateway, uri: &Uri, headers: &HeaderMap, media: ResponseM
         }
     }
     match parse_request(Value::Object(object)) {
-        Ok(request) => run(gateway, request, headers, true)
+        Ok(request) => run(gateway, request, headers, claims, true)
             .await
             .into_response(media),
         Err(message) => request_error(
@@ -262,6 +309,7 @@ async fn run(
     gateway: &Gateway,
     request: GraphqlRequest,
     headers: &HeaderMap,
+    claims: Option<Claims>,
     is_get: bool,
 ) -> Outcome {
     let document = match async_graphql::parser::parse_query(&request.query) {
@@ -316,6 +364,7 @@ async fn run(
     let state = Arc::new(OperationState::new(
         gateway.upstream.clone(),
         headers.clone(),
+        claims,
     ));
     let mut graphql = async_graphql::Request::new(request.query).data(state);
     if let Some(name) = request.operation_name {

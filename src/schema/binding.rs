@@ -5,9 +5,12 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_graphql::parser::types::{BaseType, Type, TypeKind};
+use async_graphql::parser::types::{BaseType, ConstDirective, FieldDefinition, Type, TypeKind};
+use async_graphql::parser::Positioned;
+use async_graphql::Name;
 
 use super::sdl::SchemaModel;
+use crate::auth::access::AccessRule;
 use crate::config::{
     BatchSpec, CallSpec, Config, Diagnostic, Diagnostics, FieldMapping, FieldSource, ServiceConfig,
 };
@@ -21,6 +24,10 @@ pub struct FieldBinding {
     pub name: String,
     pub output: OutputType,
     pub source: BoundSource,
+    /// `@authenticated` / `@requiresScopes` on the field, on the interface
+    /// field it implements, or on the type it returns; checked before the
+    /// field resolves.
+    pub access: Option<AccessRule>,
 }
 
 #[derive(Debug)]
@@ -94,12 +101,14 @@ pub fn bind(config: &mut Config, schema: &SchemaModel) -> Result<Bindings, Diagn
                 None if roots.contains(&type_name.as_str()) => continue,
                 None => BoundSource::ParentKey(field.name.node.to_string()),
             };
+            let access = access_rule(schema, &object.implements, field);
             bindings.insert(
                 key.clone(),
                 Arc::new(FieldBinding {
                     name: key,
                     output,
                     source,
+                    access,
                 }),
             );
         }
@@ -108,6 +117,65 @@ pub fn bind(config: &mut Config, schema: &SchemaModel) -> Result<Bindings, Diagn
         Ok(bindings)
     } else {
         Err(diagnostics)
+    }
+}
+
+/// The access rule of `type_name.field`, from every place SPEC §4 allows a
+/// directive: the field, the interface fields it implements, the type it
+/// returns.
+fn access_rule(
+    schema: &SchemaModel,
+    implements: &[Positioned<Name>],
+    field: &FieldDefinition,
+) -> Option<AccessRule> {
+    let mut rule = AccessRule::default();
+    let field_name = field.name.node.as_str();
+    let mut sources: Vec<&[Positioned<ConstDirective>]> = vec![&field.directives];
+    for interface in implements {
+        if let Some(interface_field) = schema.field(interface.node.as_str(), field_name) {
+            sources.push(&interface_field.directives);
+        }
+    }
+    let returned = super::sdl::named_type(&field.ty.node);
+    if let Some(ty) = schema.types.get(returned) {
+        sources.push(&ty.directives);
+    }
+    for directives in sources {
+        for directive in directives {
+            match directive.node.name.node.as_str() {
+                "authenticated" => rule.authenticated = true,
+                "requiresScopes" => {
+                    rule.authenticated = true;
+                    rule.scopes.push(scope_sets(&directive.node));
+                }
+                _ => {}
+            }
+        }
+    }
+    (!rule.is_open()).then_some(rule)
+}
+
+/// `@requiresScopes(scopes: [["a", "b"], ["c"]])` → `[[a, b], [c]]`.
+fn scope_sets(directive: &ConstDirective) -> Vec<Vec<String>> {
+    let Some(scopes) = directive.get_argument("scopes") else {
+        return Vec::new();
+    };
+    let strings = |value: &async_graphql::Value| -> Vec<String> {
+        match value {
+            async_graphql::Value::List(items) => items
+                .iter()
+                .filter_map(|i| match i {
+                    async_graphql::Value::String(s) => Some(s.clone()),
+                    _ => None,
+                })
+                .collect(),
+            async_graphql::Value::String(s) => vec![s.clone()],
+            _ => Vec::new(),
+        }
+    };
+    match &scopes.node {
+        async_graphql::Value::List(sets) => sets.iter().map(strings).collect(),
+        other => vec![strings(other)],
     }
 }
 
@@ -168,7 +236,7 @@ fn check_mapping(
             Root::Parent if is_root => {
                 Some(format!("`{placeholder}`: root field `{key}` has no parent"))
             }
-            Root::Claims if !config.auth_configured => {
+            Root::Claims if config.auth.is_none() => {
                 Some(format!("`{placeholder}` needs an [auth] table"))
             }
             Root::Keys if !is_batch => Some("`{keys}` is only available in `batch`".to_owned()),
