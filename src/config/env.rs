@@ -4,22 +4,34 @@
 //! Done on the parsed TOML tree, not on the text, so a variable's value can
 //! never change the TOML structure and every error points at its string.
 
+use std::collections::HashSet;
+
 use toml::de::{DeTable, DeValue};
 use toml::Spanned;
 
 use super::{Diagnostics, Source};
 
+/// Replaces variables in every string of `table`. Returns the offsets of
+/// strings that could not be filled, so later checks stay quiet about them
+/// (one problem, one message).
 pub(super) fn interpolate_table(
     table: &mut DeTable<'_>,
     source: &Source<'_>,
     out: &mut Diagnostics,
-) {
+) -> HashSet<usize> {
+    let mut failed = HashSet::new();
     for (_, value) in table.iter_mut() {
-        interpolate_value(value, source, out);
+        interpolate_value(value, source, out, &mut failed);
     }
+    failed
 }
 
-fn interpolate_value(value: &mut Spanned<DeValue<'_>>, source: &Source<'_>, out: &mut Diagnostics) {
+fn interpolate_value(
+    value: &mut Spanned<DeValue<'_>>,
+    source: &Source<'_>,
+    out: &mut Diagnostics,
+    failed: &mut HashSet<usize>,
+) {
     let offset = value.span().start;
     match value.get_mut() {
         DeValue::String(text) if text.contains("${") => {
@@ -27,15 +39,18 @@ fn interpolate_value(value: &mut Spanned<DeValue<'_>>, source: &Source<'_>, out:
                 Ok(replaced) => *text = replaced.into(),
                 Err(message) => {
                     out.push(source.diagnostic(offset, message));
-                    // Emptied so later checks do not report the `${…}` again.
-                    *text = String::new().into();
+                    failed.insert(offset);
                 }
             }
         }
-        DeValue::Table(table) => interpolate_table(table, source, out),
+        DeValue::Table(table) => {
+            for (_, value) in table.iter_mut() {
+                interpolate_value(value, source, out, failed);
+            }
+        }
         DeValue::Array(items) => {
             for item in items.iter_mut() {
-                interpolate_value(item, source, out);
+                interpolate_value(item, source, out, failed);
             }
         }
         _ => {}

@@ -63,7 +63,7 @@ pub fn load(path: &Path) -> Result<(Config, Diagnostics), Diagnostics> {
 /// TOML text → typed raw model, with `${VAR}` replaced in every string.
 /// Unknown keys do not stop parsing: they come back as diagnostics beside
 /// the model, so validation still runs and reports everything else too.
-fn parse(source: &Source<'_>) -> Result<(raw::RawConfig, KeyOffsets, Diagnostics), Diagnostics> {
+fn parse(source: &Source<'_>) -> Result<(raw::RawConfig, ParseFacts, Diagnostics), Diagnostics> {
     let mut diagnostics = Diagnostics::default();
     let mut table = DeTable::parse(source.text).map_err(|err| {
         let offset = err.span().map_or(0, |span| span.start);
@@ -73,7 +73,7 @@ fn parse(source: &Source<'_>) -> Result<(raw::RawConfig, KeyOffsets, Diagnostics
         )])
     })?;
     table.get_mut().make_owned();
-    env::interpolate_table(table.get_mut(), source, &mut diagnostics);
+    let failed_strings = env::interpolate_table(table.get_mut(), source, &mut diagnostics);
     let spans = table.clone();
     let key_offsets = resolver_key_offsets(&spans);
 
@@ -101,7 +101,18 @@ fn parse(source: &Source<'_>) -> Result<(raw::RawConfig, KeyOffsets, Diagnostics
         };
         diagnostics.push(source.diagnostic(offset, message));
     }
-    Ok((raw, key_offsets, diagnostics))
+    let facts = ParseFacts {
+        key_offsets,
+        failed_strings,
+    };
+    Ok((raw, facts, diagnostics))
+}
+
+/// What parsing learned beside the model, for validation's messages.
+pub(crate) struct ParseFacts {
+    pub key_offsets: KeyOffsets,
+    /// Strings whose `${VAR}` could not be filled: already reported.
+    pub failed_strings: std::collections::HashSet<usize>,
 }
 
 /// Where each `[resolvers]` key is written (toml cannot give spans of map

@@ -22,12 +22,14 @@ pub(super) fn validate(
     raw: RawConfig,
     path: &Path,
     source: &Source<'_>,
-    key_offsets: &super::KeyOffsets,
+    facts: &super::ParseFacts,
     diagnostics: Diagnostics,
 ) -> (Config, Diagnostics) {
+    let key_offsets = &facts.key_offsets;
     let mut v = Validator {
         source,
         diagnostics,
+        already_reported: &facts.failed_strings,
     };
     let base_dir = path.parent().unwrap_or(Path::new("")).to_path_buf();
 
@@ -85,12 +87,16 @@ pub(super) fn validate(
 struct Validator<'a> {
     source: &'a Source<'a>,
     diagnostics: Diagnostics,
+    /// Offsets of strings with an unset `${VAR}`: one message is enough.
+    already_reported: &'a std::collections::HashSet<usize>,
 }
 
 impl Validator<'_> {
     fn error(&mut self, offset: usize, message: impl Into<String>) {
-        self.diagnostics
-            .push(self.source.diagnostic(offset, message));
+        if !self.already_reported.contains(&offset) {
+            self.diagnostics
+                .push(self.source.diagnostic(offset, message));
+        }
     }
 
     fn location(&self, offset: usize) -> Location {

@@ -3,5 +3,6 @@
 //! the GraphQL executor, so a planned fast path can reuse them.
 
 pub mod coerce;
+pub mod input;
 pub mod request;
 pub mod template;

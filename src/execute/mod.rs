@@ -12,7 +12,7 @@ mod rules;
 
 use async_graphql::ServerError;
 
-pub use rules::ResponseRules;
+pub use rules::{path_of, ResponseRules};
 
 use crate::error::ErrorCode;
 
@@ -29,4 +29,19 @@ pub fn code_of(err: &ServerError) -> Option<&str> {
         async_graphql::Value::String(code) => Some(code.as_str()),
         _ => None,
     }
+}
+
+/// Marks an error already reported elsewhere (at a more precise path): it
+/// still nulls fields as it propagates, but is not shown again.
+const SILENT: &str = "conflux_silent";
+
+pub fn silent_error() -> async_graphql::Error {
+    use async_graphql::ErrorExtensions;
+    async_graphql::Error::new("already reported").extend_with(|_, ext| ext.set(SILENT, true))
+}
+
+pub fn is_silent(err: &ServerError) -> bool {
+    err.extensions
+        .as_ref()
+        .is_some_and(|ext| ext.get(SILENT).is_some())
 }

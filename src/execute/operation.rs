@@ -1,9 +1,11 @@
 //! State that lives for one GraphQL operation: the client's headers, and
 //! the calls already made, so identical GETs are sent once (SPEC §3).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
+use async_graphql::ServerError;
 use futures::future::{BoxFuture, FutureExt, Shared};
 use http::HeaderMap;
 
@@ -26,6 +28,14 @@ pub struct OperationState {
     calls: Mutex<HashMap<(String, RequestIdentity), SharedCall>>,
     /// Keys of batched fields, collected across the operation.
     pub batches: Batches,
+    /// Errors of list items nulled while shaping a field's value; the
+    /// executor cannot see them, so they are added to the response after.
+    item_errors: Mutex<Vec<ServerError>>,
+    /// Paths (`search.1`) of object list items that are null. The dynamic
+    /// executor would resolve an object's fields even on a null item, so
+    /// `ResponseRules` answers these paths with null instead.
+    null_items: Mutex<HashSet<String>>,
+    has_null_items: AtomicBool,
 }
 
 impl OperationState {
@@ -40,7 +50,40 @@ impl OperationState {
             claims,
             calls: Mutex::new(HashMap::new()),
             batches: Batches::default(),
+            item_errors: Mutex::new(Vec::new()),
+            null_items: Mutex::new(HashSet::new()),
+            has_null_items: AtomicBool::new(false),
         }
+    }
+
+    pub fn mark_null_item(&self, path: String) {
+        self.has_null_items.store(true, Ordering::Release);
+        self.null_items
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(path);
+    }
+
+    /// Whether the item at `path` was shaped to null; `path` is built only
+    /// when some item was.
+    pub fn is_null_item(&self, path: impl FnOnce() -> String) -> bool {
+        self.has_null_items.load(Ordering::Acquire)
+            && self
+                .null_items
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .contains(&path())
+    }
+
+    pub fn report(&self, error: ServerError) {
+        self.item_errors
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(error);
+    }
+
+    pub fn take_item_errors(&self) -> Vec<ServerError> {
+        std::mem::take(&mut *self.item_errors.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
     /// Sends `request`, or joins the identical GET already made.

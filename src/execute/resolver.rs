@@ -5,7 +5,7 @@ use std::borrow::Cow;
 use std::sync::Arc;
 
 use async_graphql::dynamic::{FieldFuture, FieldValue, ObjectAccessor, ResolverContext};
-use async_graphql::Value as GqlValue;
+use async_graphql::{PathSegment, ServerError, Value as GqlValue};
 use futures::future::join_all;
 use http::HeaderMap;
 use serde_json::Value;
@@ -36,12 +36,15 @@ pub fn resolve(binding: Arc<Binding>, ctx: ResolverContext<'_>) -> FieldFuture<'
     let parent = ctx.parent_value.downcast_ref::<Value>();
     match &binding.source {
         // The common case by far: no call, no allocation beyond the value.
-        BoundSource::ParentKey(key) => {
-            ready(shape_borrowed(parent.and_then(|p| p.get(key)), &binding))
-        }
+        BoundSource::ParentKey(key) => ready(shape_borrowed(
+            parent.and_then(|p| p.get(key)),
+            &binding,
+            &ctx,
+        )),
         BoundSource::From(path) => ready(shape_borrowed(
             parent.and_then(|p| value_at(p, path)),
             &binding,
+            &ctx,
         )),
         BoundSource::Call(_) | BoundSource::Merge(_) | BoundSource::Batch(_) => {
             FieldFuture::new(async move { resolve_calls(&binding, &ctx, parent).await })
@@ -65,6 +68,7 @@ async fn resolve_calls<'a>(
         FieldError::new(ErrorCode::Internal, "operation state missing").into_graphql()
     })?;
     let scope = FieldScope {
+        binding,
         args: &ctx.args,
         parent,
         headers: &state.client_headers,
@@ -72,7 +76,7 @@ async fn resolve_calls<'a>(
     };
     match &binding.source {
         BoundSource::Call(call) => match fetch(call, &scope, state).await {
-            Fetched::Value(value) => shape_owned(value, binding),
+            Fetched::Value(value) => shape_owned(value, binding, ctx),
             Fetched::NotFound => not_found(binding, &call.service.name),
             Fetched::NoCall(placeholder) => {
                 missing_value(binding, &placeholder, state.claims.as_deref())
@@ -101,7 +105,7 @@ async fn resolve_calls<'a>(
                     Fetched::Failed(err) => return Err(err.into_graphql()),
                 }
             }
-            shape_owned(merged, binding)
+            shape_owned(merged, binding, ctx)
         }
         BoundSource::Batch(batch) => resolve_batched(binding, batch, &scope, state, ctx).await,
         BoundSource::ParentKey(_) | BoundSource::From(_) => unreachable_source(binding),
@@ -150,7 +154,7 @@ async fn resolve_batched<'a>(
         OutputKind::List(_) => Value::Array(items),
         _ => items.into_iter().next().unwrap_or(Value::Null),
     };
-    shape_owned(value, binding)
+    shape_owned(value, binding, ctx)
 }
 
 /// One batch: `max` keys per call, the calls made concurrently, every item
@@ -346,6 +350,7 @@ fn deep_merge(into: &mut Value, from: Value) {
 /// Placeholder values for one field: its arguments, its parent's JSON and
 /// the client's headers.
 struct FieldScope<'a> {
+    binding: &'a Binding,
     args: &'a ObjectAccessor<'a>,
     parent: Option<&'a Value>,
     headers: &'a HeaderMap,
@@ -366,15 +371,25 @@ impl Scope for FieldScope<'_> {
         let path = &placeholder.path;
         match placeholder.root {
             Root::Args => {
-                let mut value = self.args.get(&path[0])?.as_value();
-                for segment in &path[1..] {
-                    value = match value {
-                        GqlValue::Object(map) => map.get(segment.as_str())?,
-                        GqlValue::List(items) => items.get(segment.parse::<usize>().ok()?)?,
-                        _ => return None,
-                    };
+                let mut value = self
+                    .args
+                    .get(&path[0])?
+                    .as_value()
+                    .clone()
+                    .into_json()
+                    .ok()?;
+                if let Some((_, ty)) = self
+                    .binding
+                    .input_args
+                    .iter()
+                    .find(|(name, _)| *name == path[0])
+                {
+                    self.binding.input_defaults.apply(&mut value, ty);
                 }
-                value.clone().into_json().ok().map(Cow::Owned)
+                if path.len() == 1 {
+                    return Some(Cow::Owned(value));
+                }
+                value_at(&value, &path[1..]).cloned().map(Cow::Owned)
             }
             Root::Parent => value_at(self.parent?, path).map(Cow::Borrowed),
             Root::Headers => {
@@ -389,14 +404,101 @@ impl Scope for FieldScope<'_> {
 
 // ---- shaping JSON into the field's type -------------------------------------
 
-fn shape_borrowed<'a>(value: Option<&'a Value>, binding: &Binding) -> FieldResult<'a> {
-    shape(value.map(Json::Borrowed), &binding.output)
-        .map_err(|message| bad_response(binding, &message).into_graphql())
+fn shape_borrowed<'a>(
+    value: Option<&'a Value>,
+    binding: &Binding,
+    ctx: &ResolverContext<'_>,
+) -> FieldResult<'a> {
+    shape_reporting(value.map(Json::Borrowed), binding, ctx)
 }
 
-fn shape_owned<'a>(value: Value, binding: &Binding) -> FieldResult<'a> {
-    shape(Some(Json::Owned(value)), &binding.output)
-        .map_err(|message| bad_response(binding, &message).into_graphql())
+fn shape_owned<'a>(value: Value, binding: &Binding, ctx: &ResolverContext<'_>) -> FieldResult<'a> {
+    shape_reporting(Some(Json::Owned(value)), binding, ctx)
+}
+
+/// Shapes the field's value and reports what went wrong inside its lists.
+/// A bad or null item of a list with nullable items becomes null, with its
+/// own error at `path + index`; a null where the list allows none nulls the
+/// list, the error still pointing at the item (GraphQL spec "Handling Field
+/// Errors").
+fn shape_reporting<'a>(
+    value: Option<Json<'a>>,
+    binding: &Binding,
+    ctx: &ResolverContext<'_>,
+) -> FieldResult<'a> {
+    let mut issues = Vec::new();
+    let shaped = shape(value, &binding.output, &mut Vec::new(), &mut issues);
+    let state = ctx.data::<Arc<OperationState>>().ok();
+    let item_error = |at: &[usize], message: &str| {
+        let mut path = ctx
+            .ctx
+            .path_node
+            .as_ref()
+            .map(super::path_of)
+            .unwrap_or_default();
+        path.extend(at.iter().copied().map(PathSegment::Index));
+        let error = bad_response(binding, message)
+            .into_graphql()
+            .into_server_error(ctx.ctx.item.pos);
+        ServerError { path, ..error }
+    };
+    match shaped {
+        Err(ShapeError { at, message }) if at.is_empty() => {
+            Err(bad_response(binding, &message).into_graphql())
+        }
+        Err(ShapeError { at, message }) => {
+            // Reported at the item; the field fails without a second error.
+            if let Some(state) = state {
+                state.report(item_error(&at, &message));
+            }
+            Err(super::silent_error())
+        }
+        Ok(shaped) => {
+            if let Some(state) = state.filter(|_| !issues.is_empty()) {
+                let field_key = ctx
+                    .ctx
+                    .path_node
+                    .as_ref()
+                    .map(|p| p.to_string())
+                    .unwrap_or_default();
+                for issue in issues {
+                    let mut key = field_key.clone();
+                    for index in &issue.null_at {
+                        key.push('.');
+                        key.push_str(&index.to_string());
+                    }
+                    state.mark_null_item(key);
+                    if let Some(ShapeError { at, message }) = issue.error {
+                        state.report(item_error(&at, &message));
+                    }
+                }
+            }
+            Ok(shaped)
+        }
+    }
+}
+
+/// What could not be shaped, and where: indices of list items below the
+/// field (empty for the field itself).
+struct ShapeError {
+    at: Vec<usize>,
+    message: String,
+}
+
+impl ShapeError {
+    fn here(at: &[usize], message: impl Into<String>) -> ShapeError {
+        ShapeError {
+            at: at.to_vec(),
+            message: message.into(),
+        }
+    }
+}
+
+/// A list item shaped to null (`null_at`), and the error that caused it
+/// (`None`: the upstream sent null for a nullable item).
+struct ItemIssue {
+    null_at: Vec<usize>,
+    error: Option<ShapeError>,
 }
 
 /// JSON either borrowed from the parent or owned from an upstream answer;
@@ -415,57 +517,110 @@ impl Json<'_> {
     }
 }
 
-fn shape<'a>(value: Option<Json<'a>>, ty: &OutputType) -> Result<Option<FieldValue<'a>>, String> {
+/// Shapes `value` to `ty`. `at` is the position inside the field's value
+/// (list indices); `issues` collects nulled items of nullable-item lists.
+fn shape<'a>(
+    value: Option<Json<'a>>,
+    ty: &OutputType,
+    at: &mut Vec<usize>,
+    issues: &mut Vec<ItemIssue>,
+) -> Result<Option<FieldValue<'a>>, ShapeError> {
     let value = match value {
         Some(value) if !value.get().is_null() => value,
-        _ if ty.non_null => return Err("a non-null field got null".to_owned()),
+        _ if ty.non_null => return Err(ShapeError::here(at, "a non-null value is null")),
         _ => return Ok(None),
     };
     match &ty.kind {
-        OutputKind::Scalar(_) | OutputKind::Enum(_) => Ok(Some(FieldValue::value(coerce::leaf(
-            value.get(),
-            &ty.kind,
-        )?))),
+        OutputKind::Scalar(_) | OutputKind::Enum(_) => coerce::leaf(value.get(), &ty.kind)
+            .map(|v| Some(FieldValue::value(v)))
+            .map_err(|message| ShapeError::here(at, message)),
         OutputKind::List(item) => {
             let items: Vec<Json<'a>> = match value {
                 Json::Owned(Value::Array(items)) => items.into_iter().map(Json::Owned).collect(),
                 Json::Borrowed(Value::Array(items)) => items.iter().map(Json::Borrowed).collect(),
-                _ => return Err("expected a list".to_owned()),
+                _ => return Err(ShapeError::here(at, "expected a list")),
             };
-            if matches!(item.kind, OutputKind::Scalar(_) | OutputKind::Enum(_)) {
-                // Leaf lists become one value: no per-item executor work.
-                let values = items
-                    .iter()
-                    .map(|item_value| match item_value.get() {
-                        Value::Null if item.non_null => {
-                            Err("a list of non-null values holds null".to_owned())
-                        }
-                        Value::Null => Ok(GqlValue::Null),
-                        v => coerce::leaf(v, &item.kind),
-                    })
-                    .collect::<Result<Vec<_>, _>>()?;
-                return Ok(Some(FieldValue::value(GqlValue::List(values))));
+            // If the list fails as a whole, what its items reported is moot.
+            let reported_before = issues.len();
+            let result = shape_list(items, item, at, issues);
+            if result.is_err() {
+                issues.truncate(reported_before);
             }
-            let values = items
-                .into_iter()
-                .map(|item_value| Ok(shape(Some(item_value), item)?.unwrap_or(FieldValue::NULL)))
-                .collect::<Result<Vec<_>, String>>()?;
-            Ok(Some(FieldValue::list(values)))
+            result
         }
         OutputKind::Object(_) => {
             if !value.get().is_object() {
-                return Err("expected an object".to_owned());
+                return Err(ShapeError::here(at, "expected an object"));
             }
             Ok(Some(object_value(value)))
         }
         OutputKind::Abstract(abstract_type) => {
             if !value.get().is_object() {
-                return Err("expected an object".to_owned());
+                return Err(ShapeError::here(at, "expected an object"));
             }
-            let concrete = abstract_type.concrete_type(value.get())?.to_owned();
+            let concrete = abstract_type
+                .concrete_type(value.get())
+                .map_err(|message| ShapeError::here(at, message))?
+                .to_owned();
             Ok(Some(object_value(value).with_type(concrete)))
         }
     }
+}
+
+fn shape_list<'a>(
+    items: Vec<Json<'a>>,
+    item: &OutputType,
+    at: &mut Vec<usize>,
+    issues: &mut Vec<ItemIssue>,
+) -> Result<Option<FieldValue<'a>>, ShapeError> {
+    let leaf = matches!(item.kind, OutputKind::Scalar(_) | OutputKind::Enum(_));
+    let mut leaves = Vec::new();
+    let mut objects = Vec::new();
+    for (index, item_value) in items.into_iter().enumerate() {
+        at.push(index);
+        let shaped = shape(Some(item_value), item, at, issues);
+        let null_at = at.clone();
+        at.pop();
+        let (shaped, absorbed) = match shaped {
+            Ok(shaped) => (shaped, false),
+            // A nullable item absorbs its own error; a non-null one fails
+            // the whole list, which then propagates.
+            Err(error) if !item.non_null => {
+                issues.push(ItemIssue {
+                    null_at: null_at.clone(),
+                    error: Some(error),
+                });
+                (None, true)
+            }
+            Err(error) => return Err(error),
+        };
+        if leaf {
+            // Leaf lists become one value: no per-item executor work.
+            leaves.push(
+                shaped
+                    .and_then(|v| v.as_value().cloned())
+                    .unwrap_or(GqlValue::Null),
+            );
+            continue;
+        }
+        match shaped {
+            Some(value) => objects.push(value),
+            None => {
+                if !absorbed {
+                    issues.push(ItemIssue {
+                        null_at,
+                        error: None,
+                    });
+                }
+                objects.push(FieldValue::NULL);
+            }
+        }
+    }
+    Ok(Some(if leaf {
+        FieldValue::value(GqlValue::List(leaves))
+    } else {
+        FieldValue::list(objects)
+    }))
 }
 
 fn object_value(value: Json<'_>) -> FieldValue<'_> {

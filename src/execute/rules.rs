@@ -20,6 +20,7 @@ use async_graphql::{
     ValidationResult, Value, Variables,
 };
 
+use super::operation::OperationState;
 use super::with_code;
 use crate::error::ErrorCode;
 
@@ -85,6 +86,11 @@ impl Extension for RulesForOneRequest {
     ) -> ServerResult<Option<Value>> {
         let nullable = !info.return_type.ends_with('!');
         let path_node = info.path_node;
+        if let Some(state) = ctx.data_opt::<Arc<OperationState>>() {
+            if state.is_null_item(|| path_node.to_string()) {
+                return Ok(Some(Value::Null));
+            }
+        }
         match next.run(ctx, info).await {
             Ok(value) => Ok(value),
             Err(mut err) => {
@@ -92,6 +98,9 @@ impl Extension for RulesForOneRequest {
                     err.path = path_of(path_node);
                 }
                 if nullable {
+                    if super::is_silent(&err) {
+                        return Ok(Some(Value::Null));
+                    }
                     self.field_errors
                         .lock()
                         .unwrap_or_else(|e| e.into_inner())
@@ -105,7 +114,8 @@ impl Extension for RulesForOneRequest {
     }
 }
 
-fn path_of(node: &QueryPathNode<'_>) -> Vec<PathSegment> {
+/// The response path of a field or list item.
+pub fn path_of(node: &QueryPathNode<'_>) -> Vec<PathSegment> {
     let mut path = Vec::new();
     let mut current = Some(node);
     while let Some(node) = current {

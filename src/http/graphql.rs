@@ -328,13 +328,11 @@ async fn run(
             };
         }
     };
-    let operation_type = match (&document.operations, request.operation_name.as_deref()) {
-        (DocumentOperations::Single(op), None) => Some(op.node.ty),
+    let operation = match (&document.operations, request.operation_name.as_deref()) {
+        (DocumentOperations::Single(op), None) => Some(op),
         (DocumentOperations::Single(_), Some(_)) => None,
-        (DocumentOperations::Multiple(ops), Some(name)) => ops.get(name).map(|op| op.node.ty),
-        (DocumentOperations::Multiple(ops), None) if ops.len() == 1 => {
-            ops.values().next().map(|op| op.node.ty)
-        }
+        (DocumentOperations::Multiple(ops), Some(name)) => ops.get(name),
+        (DocumentOperations::Multiple(ops), None) if ops.len() == 1 => ops.values().next(),
         (DocumentOperations::Multiple(_), None) => {
             return Outcome::document_error(
                 ErrorCode::GraphqlValidationFailed,
@@ -342,7 +340,7 @@ async fn run(
             )
         }
     };
-    let Some(operation_type) = operation_type else {
+    let Some(operation) = operation else {
         return Outcome::document_error(
             ErrorCode::GraphqlValidationFailed,
             format!(
@@ -351,6 +349,27 @@ async fn run(
             ),
         );
     };
+    // async-graphql reports a missing non-null variable only while
+    // executing, without a code; it is a validation error (GraphQL spec
+    // "Coercing Variable Values").
+    for definition in &operation.node.variable_definitions {
+        let definition = &definition.node;
+        let given = request
+            .variables
+            .as_ref()
+            .and_then(|v| v.get(definition.name.node.as_str()))
+            .is_some_and(|v| !v.is_null());
+        if !definition.var_type.node.nullable && definition.default_value.is_none() && !given {
+            return Outcome::document_error(
+                ErrorCode::GraphqlValidationFailed,
+                format!(
+                    "variable `${}` of type `{}` needs a non-null value",
+                    definition.name.node, definition.var_type.node
+                ),
+            );
+        }
+    }
+    let operation_type = operation.node.ty;
     if is_get && operation_type != OperationType::Query {
         return Outcome {
             status: StatusCode::METHOD_NOT_ALLOWED,
@@ -366,7 +385,7 @@ async fn run(
         headers.clone(),
         claims,
     ));
-    let mut graphql = async_graphql::Request::new(request.query).data(state);
+    let mut graphql = async_graphql::Request::new(request.query).data(state.clone());
     if let Some(name) = request.operation_name {
         graphql = graphql.operation_name(name);
     }
@@ -407,10 +426,13 @@ async fn run(
             document_error: true,
         };
     }
+    let mut errors = response.errors;
+    errors.retain(|err| !crate::execute::is_silent(err));
+    errors.extend(state.take_item_errors());
     Outcome {
         status: StatusCode::OK,
         data: Some(response.data),
-        errors: response.errors,
+        errors,
         document_error: false,
     }
 }

@@ -79,7 +79,9 @@ pub fn build(
                     if let Some(d) = &value.node.description {
                         item = item.description(d.node.clone());
                     }
-                    item = item.deprecation(deprecation(&value.node.directives).as_deref());
+                    if let Some(reason) = deprecation(&value.node.directives) {
+                        item = item.deprecation(Some(&reason));
+                    }
                     built = built.item(item);
                 }
                 builder.register(built)
@@ -122,7 +124,11 @@ fn object_field(field: &FieldDefinition, binding: Arc<resolver::Binding>) -> Fie
     if let Some(d) = &field.description {
         built = built.description(d.node.clone());
     }
-    built = built.deprecation(deprecation(&field.directives).as_deref());
+    // async-graphql marks a field deprecated whenever `deprecation` is
+    // called, even with `None`: only call it for `@deprecated` fields.
+    if let Some(reason) = deprecation(&field.directives) {
+        built = built.deprecation(Some(&reason));
+    }
     for arg in &field.arguments {
         built = built.argument(input_value(&arg.node));
     }
@@ -134,7 +140,9 @@ fn interface_field(field: &FieldDefinition) -> InterfaceField {
     if let Some(d) = &field.description {
         built = built.description(d.node.clone());
     }
-    built = built.deprecation(deprecation(&field.directives).as_deref());
+    if let Some(reason) = deprecation(&field.directives) {
+        built = built.deprecation(Some(&reason));
+    }
     for arg in &field.arguments {
         built = built.argument(input_value(&arg.node));
     }

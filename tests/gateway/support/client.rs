@@ -62,15 +62,20 @@ pub fn error_codes(body: &Value) -> Vec<String> {
         .map(|errors| {
             errors
                 .iter()
-                .map(|e| e["extensions"]["code"].as_str().unwrap_or("<none>").to_owned())
+                .map(|e| {
+                    e["extensions"]["code"]
+                        .as_str()
+                        .unwrap_or("<none>")
+                        .to_owned()
+                })
                 .collect()
         })
         .unwrap_or_default()
 }
 
 pub fn preview(text: &str) -> String {
-    if text.len() > 2000 {
-        let mut end = 2000;
+    if text.len() > 300 {
+        let mut end = 300;
         while !text.is_char_boundary(end) {
             end -= 1;
         }
@@ -136,8 +141,13 @@ impl Client {
     }
 
     pub async fn get_with_headers(&self, query_string: &str, headers: &[(&str, &str)]) -> Reply {
-        self.request(Method::GET, &format!("/graphql?{query_string}"), headers, None)
-            .await
+        self.request(
+            Method::GET,
+            &format!("/graphql?{query_string}"),
+            headers,
+            None,
+        )
+        .await
     }
 
     /// GET /graphql with these parameters, each percent-encoded.
@@ -153,25 +163,39 @@ impl Client {
         headers: &[(&str, &str)],
         body: Option<Vec<u8>>,
     ) -> Reply {
-        let mut request = self.http.request(method.clone(), self.url(path));
+        match self.try_request(method.clone(), path, headers, body).await {
+            Ok(reply) => reply,
+            Err(err) => panic!(
+                "{method} {}: no answer from the gateway: {err}",
+                preview(path)
+            ),
+        }
+    }
+
+    /// Like [`Client::request`], but a failed exchange is an `Err`.
+    pub async fn try_request(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<Vec<u8>>,
+    ) -> Result<Reply, reqwest::Error> {
+        let mut request = self.http.request(method, self.url(path));
         for (name, value) in headers {
             request = request.header(*name, *value);
         }
         if let Some(body) = body {
             request = request.body(body);
         }
-        let response = request
-            .send()
-            .await
-            .unwrap_or_else(|err| panic!("{method} {path}: no answer from the gateway: {err}"));
+        let response = request.send().await?;
         let status = response.status().as_u16();
         let headers = response.headers().clone();
-        let text = response.text().await.expect("read the response body");
-        Reply {
+        let text = response.text().await?;
+        Ok(Reply {
             status,
             headers,
             text,
-        }
+        })
     }
 }
 
@@ -179,4 +203,35 @@ impl Client {
 pub fn encode_params(params: &[(&str, &str)]) -> String {
     let url = reqwest::Url::parse_with_params("http://x/", params).expect("valid params");
     url.query().unwrap_or_default().to_owned()
+}
+
+/// Sends `request` (raw bytes) on a new TCP connection to `addr` and
+/// returns the status of the answer, or `None` when the connection was
+/// closed without one. For requests an HTTP client refuses to build.
+pub async fn raw_http_status(addr: &str, request: &[u8]) -> Option<u16> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.ok()?;
+    // The server may answer and close before reading everything: a failed
+    // write is not a failed exchange.
+    let _ = stream.write_all(request).await;
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(std::time::Duration::from_secs(20), async {
+        let mut buf = [0u8; 4096];
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    answer.extend_from_slice(&buf[..n]);
+                    if answer.windows(2).any(|w| w == b"\r\n") {
+                        break;
+                    }
+                }
+            }
+        }
+    })
+    .await;
+    read.ok()?;
+    let text = String::from_utf8_lossy(&answer);
+    let status_line = text.lines().next()?;
+    status_line.split_whitespace().nth(1)?.parse().ok()
 }

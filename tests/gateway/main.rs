@@ -1,0 +1,15 @@
+//! Conflux integration tests, written against SPEC.md §1, §2, §3 and §5.
+//! Every test starts its own gateway (in-process on port 0, or the real
+//! binary) in front of wiremock upstreams.
+
+mod support;
+
+mod auth;
+mod batching;
+mod check;
+mod execution;
+mod hostile;
+mod http_surface;
+mod mapping;
+mod schema_constructs;
+mod upstream_answers;
