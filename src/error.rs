@@ -27,6 +27,15 @@ pub enum ErrorCode {
     Timeout,
     Unauthenticated,
     Forbidden,
+    QueryTooDeep,
+    QueryTooComplex,
+    TooManyAliases,
+    IntrospectionDisabled,
+    RateLimited,
+    PersistedQueryNotFound,
+    PersistedQueryHashMismatch,
+    PersistedQueryNotSupported,
+    PersistedQueryNotAllowed,
     Internal,
 }
 
@@ -47,6 +56,15 @@ impl ErrorCode {
             ErrorCode::Timeout => "TIMEOUT",
             ErrorCode::Unauthenticated => "UNAUTHENTICATED",
             ErrorCode::Forbidden => "FORBIDDEN",
+            ErrorCode::QueryTooDeep => "QUERY_TOO_DEEP",
+            ErrorCode::QueryTooComplex => "QUERY_TOO_COMPLEX",
+            ErrorCode::TooManyAliases => "TOO_MANY_ALIASES",
+            ErrorCode::IntrospectionDisabled => "INTROSPECTION_DISABLED",
+            ErrorCode::RateLimited => "RATE_LIMITED",
+            ErrorCode::PersistedQueryNotFound => "PERSISTED_QUERY_NOT_FOUND",
+            ErrorCode::PersistedQueryHashMismatch => "PERSISTED_QUERY_HASH_MISMATCH",
+            ErrorCode::PersistedQueryNotSupported => "PERSISTED_QUERY_NOT_SUPPORTED",
+            ErrorCode::PersistedQueryNotAllowed => "PERSISTED_QUERY_NOT_ALLOWED",
             ErrorCode::Internal => "INTERNAL_SERVER_ERROR",
         }
     }

@@ -8,8 +8,11 @@ use std::sync::Arc;
 
 use tokio::net::TcpListener;
 
+use crate::admission::documents::DocumentCache;
+use crate::admission::persisted::PersistedQueries;
+use crate::admission::rate_limit::RateLimiter;
 use crate::auth::Authenticator;
-use crate::config::{self, Config, Diagnostic, Diagnostics};
+use crate::config::{self, Config, Diagnostic, Diagnostics, RateKey};
 use crate::schema::{self, SchemaModel};
 use crate::upstream::UpstreamClient;
 
@@ -21,7 +24,19 @@ pub struct Gateway {
     pub upstream: Arc<UpstreamClient>,
     /// Token verification, when `[auth]` is configured.
     pub auth: Option<Arc<Authenticator>>,
+    pub admission: Admission,
 }
+
+/// What refuses work before execution (see `admission`).
+pub struct Admission {
+    pub documents: DocumentCache,
+    pub persisted: PersistedQueries,
+    pub rate_limiter: Option<RateLimiter>,
+    pub rate_key: RateKey,
+}
+
+/// Parsed documents kept: a frontend has a fixed, small set of operations.
+const DOCUMENT_CACHE_CAPACITY: u64 = 1_000;
 
 /// Loads and validates everything (what `conflux check` runs). Call it
 /// inside a tokio runtime to have a configured JWKS fetched in the
@@ -60,12 +75,34 @@ pub fn load(path: &Path) -> Result<Gateway, Diagnostics> {
         .auth
         .as_ref()
         .map(|auth| Arc::new(Authenticator::new(auth, reqwest::Client::new())));
+    let rate_limiter = match &config.rate_limit {
+        Some(rate_limit) => Some(RateLimiter::new(rate_limit).map_err(|err| {
+            Diagnostics(vec![Diagnostic {
+                location: None,
+                file: None,
+                message: format!("[rate_limit]: {err}"),
+            }])
+        })?),
+        None => None,
+    };
+    let persisted = &config.persisted_queries;
+    let admission = Admission {
+        documents: DocumentCache::new(DOCUMENT_CACHE_CAPACITY),
+        persisted: PersistedQueries::new(
+            persisted.apq,
+            persisted.only_safelisted,
+            persisted.safelist.clone(),
+        ),
+        rate_limiter,
+        rate_key: config.rate_limit.as_ref().map_or(RateKey::Ip, |r| r.key),
+    };
     Ok(Gateway {
         config,
         sdl,
         schema,
         upstream: Arc::new(upstream),
         auth,
+        admission,
     })
 }
 
@@ -76,6 +113,9 @@ pub async fn serve(
     gateway: Arc<Gateway>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    // Health checks run while the gateway lives: they stop when the last
+    // `Arc<Gateway>` (and so its `UpstreamClient`) is dropped.
+    gateway.upstream.start_health_checks();
     let app = crate::http::app(gateway);
     axum::serve(
         listener,

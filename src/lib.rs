@@ -8,6 +8,7 @@
 //! - [`schema`]: SDL files → merged model → field bindings → async-graphql dynamic schema.
 //! - [`connector`]: templates → upstream request; upstream JSON → values of the field's type.
 //! - [`upstream`]: the pooled HTTP client: instances, retries, failure classification.
+//! - [`admission`]: what refuses work before execution: limits, rate limits, persisted queries; the document cache.
 //! - [`auth`]: JWT verification (secret, PEM, JWKS) and the `@authenticated`/`@requiresScopes` rules.
 //! - [`batch`]: keys of a batched field collected across the operation, one call per batch.
 //! - [`execute`]: per-operation state (call de-duplication) and the one generic resolver.
@@ -15,6 +16,7 @@
 //! - [`gateway`]: start-up as a pipeline: load → bind → build; and `serve`.
 //! - [`error`]: stable error codes and the one conversion of a field failure to a GraphQL error.
 
+pub mod admission;
 pub mod auth;
 pub mod batch;
 pub mod config;

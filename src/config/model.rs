@@ -28,6 +28,41 @@ pub struct Config {
     pub mapped_fields: std::collections::HashSet<String>,
     /// `[auth]`: absent means no JWT at all.
     pub auth: Option<AuthConfig>,
+    /// `[rate_limit]`: absent means no limit.
+    pub rate_limit: Option<RateLimitConfig>,
+    pub persisted_queries: PersistedQueriesConfig,
+}
+
+#[derive(Debug, Clone)]
+pub struct RateLimitConfig {
+    /// Tokens added per second (may be fractional).
+    pub per_second: f64,
+    /// Bucket size: requests allowed at once after idling.
+    pub burst: u32,
+    pub key: RateKey,
+    pub backend: RateLimitBackend,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RateKey {
+    /// The client's IP address (the TCP peer).
+    Ip,
+    /// The JWT `sub`; anonymous requests fall back to the IP.
+    Subject,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum RateLimitBackend {
+    Memory,
+    Redis { url: String },
+}
+
+#[derive(Debug, Clone)]
+pub struct PersistedQueriesConfig {
+    pub apq: bool,
+    pub only_safelisted: bool,
+    /// sha256 hex → document, from the `safelist` file.
+    pub safelist: std::collections::HashMap<String, String>,
 }
 
 #[derive(Debug, Clone)]
@@ -92,6 +127,38 @@ pub struct ServiceConfig {
     pub claims_headers: Vec<(HeaderName, String)>,
     pub max_concurrency: u32,
     pub coalesce: bool,
+    /// How an instance is picked for each call.
+    pub load_balancing: LoadBalancing,
+    /// Active health checks; `None`: instances are only judged by calls.
+    pub health: Option<HealthCheckConfig>,
+    /// Passive ejection; `None`: a failing instance keeps its share.
+    pub circuit_breaker: Option<CircuitBreakerConfig>,
+}
+
+/// `load_balancing` of a service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LoadBalancing {
+    #[default]
+    RoundRobin,
+    /// Power of two choices on in-flight calls.
+    LeastRequests,
+}
+
+/// `health = { path, interval_ms }` of a service.
+#[derive(Debug, Clone)]
+pub struct HealthCheckConfig {
+    /// Appended to each instance's base URL, like a call's path.
+    pub path: String,
+    pub interval: Duration,
+}
+
+/// `circuit_breaker = { failures, open_ms }` of a service.
+#[derive(Debug, Clone, Copy)]
+pub struct CircuitBreakerConfig {
+    /// Consecutive failed calls that eject an instance (at least 1).
+    pub failures: u32,
+    /// How long an ejected instance gets no call before one trial.
+    pub open: Duration,
 }
 
 #[derive(Debug, Clone)]

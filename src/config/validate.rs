@@ -37,9 +37,8 @@ pub(super) fn validate(
     let server = v.server(&raw.server);
     let limits = v.limits(&raw.limits);
     let auth = raw.auth.as_ref().and_then(|auth| v.auth(auth, &base_dir));
-    if let Some(rate_limit) = &raw.rate_limit {
-        v.unsupported(rate_limit.span().start, "[rate_limit]");
-    }
+    let rate_limit = raw.rate_limit.as_ref().and_then(|r| v.rate_limit(r));
+    let persisted_queries = v.persisted_queries(&raw.persisted_queries, &base_dir);
     v.one_of(&raw.cache.backend, &["memory", "redis"], "cache backend");
     if raw.cache.backend.get_ref() == "redis" && raw.cache.redis_url.is_none() {
         v.error(
@@ -80,6 +79,8 @@ pub(super) fn validate(
         mappings,
         mapped_fields,
         auth,
+        rate_limit,
+        persisted_queries,
     };
     (config, v.diagnostics)
 }
@@ -300,6 +301,97 @@ impl Validator<'_> {
         })
     }
 
+    fn rate_limit(&mut self, raw: &Spanned<RawRateLimit>) -> Option<RateLimitConfig> {
+        let at = raw.span().start;
+        let limit = raw.get_ref();
+        if !(limit.per_second.is_finite() && limit.per_second > 0.0) {
+            self.error(at, "`per_second` must be a number greater than 0");
+        }
+        if limit.burst == 0 {
+            self.error(at, "`burst` must be at least 1");
+        }
+        self.one_of(&limit.key, &["ip", "subject"], "rate limit key");
+        self.one_of(&limit.backend, &["memory", "redis"], "rate limit backend");
+        let backend = match (limit.backend.get_ref().as_str(), &limit.redis_url) {
+            ("redis", Some(url)) => {
+                if redis::Client::open(url.get_ref().as_str()).is_err() {
+                    self.error(
+                        url.span().start,
+                        format!("invalid `redis_url` `{}`", url.get_ref()),
+                    );
+                }
+                RateLimitBackend::Redis {
+                    url: url.get_ref().clone(),
+                }
+            }
+            ("redis", None) => {
+                self.error(
+                    limit.backend.span().start,
+                    "rate limit backend `redis` needs `redis_url`",
+                );
+                return None;
+            }
+            _ => RateLimitBackend::Memory,
+        };
+        Some(RateLimitConfig {
+            per_second: limit.per_second,
+            burst: limit.burst,
+            key: if limit.key.get_ref() == "subject" {
+                RateKey::Subject
+            } else {
+                RateKey::Ip
+            },
+            backend,
+        })
+    }
+
+    fn persisted_queries(
+        &mut self,
+        raw: &RawPersistedQueries,
+        base_dir: &Path,
+    ) -> PersistedQueriesConfig {
+        let mut safelist = std::collections::HashMap::new();
+        if let Some(file) = &raw.safelist {
+            let path = base_dir.join(file.get_ref());
+            let display = path.display().to_string();
+            let parsed = std::fs::read_to_string(&path)
+                .map_err(|err| format!("cannot read safelist `{display}`: {err}"))
+                .and_then(|text| {
+                    serde_json::from_str::<std::collections::HashMap<String, String>>(&text).map_err(|err| {
+                        format!("safelist `{display}` must be a JSON object of sha256 → query: {err}")
+                    })
+                });
+            match parsed {
+                Ok(entries) => {
+                    for (hash, query) in entries {
+                        if crate::admission::persisted::sha256_hex(&query)
+                            != hash.to_ascii_lowercase()
+                        {
+                            self.error(
+                                file.span().start,
+                                format!(
+                                    "safelist `{display}`: `{hash}` is not the sha256 of its query"
+                                ),
+                            );
+                        }
+                        safelist.insert(hash, query);
+                    }
+                }
+                Err(message) => self.error(file.span().start, message),
+            }
+        } else if raw.only_safelisted {
+            self.error(
+                0,
+                "[persisted_queries] `only_safelisted = true` needs a `safelist` file",
+            );
+        }
+        PersistedQueriesConfig {
+            apq: raw.apq,
+            only_safelisted: raw.only_safelisted,
+            safelist,
+        }
+    }
+
     fn limits(&mut self, raw: &RawLimits) -> Limits {
         Limits {
             max_depth: raw.max_depth,
@@ -336,6 +428,50 @@ impl Validator<'_> {
             &["round_robin", "least_requests"],
             "load_balancing",
         );
+        let load_balancing = match service.load_balancing.get_ref().as_str() {
+            "least_requests" => LoadBalancing::LeastRequests,
+            _ => LoadBalancing::RoundRobin,
+        };
+        let health = service.health.as_ref().map(|health| {
+            let at = health.span().start;
+            let health = health.get_ref();
+            if !health.path.starts_with('/') {
+                self.error(
+                    at,
+                    format!("service `{name}`: `health.path` must start with `/`"),
+                );
+            }
+            if health.interval_ms == 0 {
+                self.error(
+                    at,
+                    format!("service `{name}`: `health.interval_ms` must be greater than 0"),
+                );
+            }
+            HealthCheckConfig {
+                path: health.path.clone(),
+                interval: Duration::from_millis(health.interval_ms.max(1)),
+            }
+        });
+        let circuit_breaker = service.circuit_breaker.as_ref().map(|breaker| {
+            let at = breaker.span().start;
+            let breaker = breaker.get_ref();
+            if breaker.failures == 0 {
+                self.error(
+                    at,
+                    format!("service `{name}`: `circuit_breaker.failures` must be greater than 0"),
+                );
+            }
+            if breaker.open_ms == 0 {
+                self.error(
+                    at,
+                    format!("service `{name}`: `circuit_breaker.open_ms` must be greater than 0"),
+                );
+            }
+            CircuitBreakerConfig {
+                failures: breaker.failures.max(1),
+                open: Duration::from_millis(breaker.open_ms),
+            }
+        });
         if service.timeout_ms == 0 {
             self.error(
                 at,
@@ -393,6 +529,9 @@ impl Validator<'_> {
             claims_headers,
             max_concurrency: service.max_concurrency,
             coalesce: service.coalesce,
+            load_balancing,
+            health,
+            circuit_breaker,
         })
     }
 

@@ -6,9 +6,11 @@ use std::sync::Arc;
 
 use async_graphql::parser::types::{DocumentOperations, OperationType};
 use async_graphql::{ServerError, Variables};
+use std::net::SocketAddr;
+
 use axum::body::{Body, Bytes};
-use axum::extract::{Query, State};
-use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE, WWW_AUTHENTICATE};
+use axum::extract::{ConnectInfo, Query, Request, State};
+use axum::http::header::{ALLOW, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
@@ -16,27 +18,39 @@ use serde_json::Value;
 
 use super::graphiql;
 use super::media::{wants_html, ResponseMedia};
+use crate::admission::documents::{DocumentError, MAX_NESTING};
+use crate::admission::limits;
+use crate::admission::rate_limit::retry_after_seconds;
 use crate::auth::{AuthError, Claims};
+use crate::config::RateKey;
 use crate::error::ErrorCode;
 use crate::execute::operation::OperationState;
 use crate::execute::{code_of, with_code};
 use crate::gateway::Gateway;
 
-pub async fn handle(
-    State(gateway): State<Arc<Gateway>>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    let media = ResponseMedia::negotiate(&headers);
-    match method {
-        Method::POST => match authenticate(&gateway, &headers, media).await {
-            Ok(claims) => post(&gateway, &headers, claims, body, media).await,
+pub async fn handle(State(gateway): State<Arc<Gateway>>, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let headers = &parts.headers;
+    let media = ResponseMedia::negotiate(headers);
+    // The TCP peer; absent only when the app runs without a socket.
+    let client_ip = parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|info| info.0.ip().to_string())
+        .unwrap_or_default();
+    match parts.method {
+        Method::POST => match admit(&gateway, headers, &client_ip, media).await {
+            Ok(claims) => post(&gateway, headers, claims, body, media).await,
             Err(refused) => refused,
         },
-        Method::GET => get(&gateway, &uri, &headers, media).await,
-        _ => request_error(
+        Method::GET => get(&gateway, &parts.uri, headers, &client_ip, media).await,
+        // Preflights are answered by the CORS layer when CORS is on.
+        Method::OPTIONS => (
+            StatusCode::NO_CONTENT,
+            [(ALLOW, HeaderValue::from_static("GET, POST, OPTIONS"))],
+        )
+            .into_response(),
+        method => request_error(
             StatusCode::METHOD_NOT_ALLOWED,
             ErrorCode::MethodNotAllowed,
             format!("method {method} is not allowed on /graphql; use GET or POST"),
@@ -47,9 +61,47 @@ pub async fn handle(
 
 /// One GraphQL request as the client sent it.
 struct GraphqlRequest {
-    query: String,
+    /// Absent for an APQ hash-only request.
+    query: Option<String>,
     operation_name: Option<String>,
     variables: Option<Value>,
+    extensions: Option<Value>,
+}
+
+/// Authentication, then the rate limit: what an HTTP request passes before
+/// its body is even read.
+async fn admit(
+    gateway: &Gateway,
+    headers: &HeaderMap,
+    client_ip: &str,
+    media: ResponseMedia,
+) -> Result<Option<Claims>, Response> {
+    let claims = authenticate(gateway, headers, media).await?;
+    if let Some(limiter) = &gateway.admission.rate_limiter {
+        let subject = claims
+            .as_ref()
+            .filter(|_| gateway.admission.rate_key == RateKey::Subject)
+            .and_then(|c| c.get("sub"))
+            .and_then(Value::as_str);
+        let key = match subject {
+            Some(sub) => format!("sub:{sub}"),
+            None => format!("ip:{client_ip}"),
+        };
+        if let Err(wait) = limiter.check(&key).await {
+            let seconds = retry_after_seconds(wait);
+            let mut response = request_error(
+                StatusCode::TOO_MANY_REQUESTS,
+                ErrorCode::RateLimited,
+                format!("too many requests; retry in {seconds} s"),
+                media,
+            );
+            response
+                .headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from(seconds));
+            return Err(response);
+        }
+    }
+    Ok(claims)
 }
 
 /// Verifies the request's token before anything runs (SPEC §2, §3 `[auth]`):
@@ -166,7 +218,13 @@ async fn post(
     }
 }
 
-async fn get(gateway: &Gateway, uri: &Uri, headers: &HeaderMap, media: ResponseMedia) -> Response {
+async fn get(
+    gateway: &Gateway,
+    uri: &Uri,
+    headers: &HeaderMap,
+    client_ip: &str,
+    media: ResponseMedia,
+) -> Response {
     let params: HashMap<String, String> = match Query::try_from_uri(uri) {
         Ok(Query(params)) => params,
         Err(_) => {
@@ -181,7 +239,7 @@ async fn get(gateway: &Gateway, uri: &Uri, headers: &HeaderMap, media: ResponseM
     if !params.contains_key("query") && gateway.config.server.graphiql && wants_html(headers) {
         return graphiql::page();
     }
-    let claims = match authenticate(gateway, headers, media).await {
+    let claims = match admit(gateway, headers, client_ip, media).await {
         Ok(claims) => claims,
         Err(refused) => return refused,
     };
@@ -226,8 +284,17 @@ fn parse_request(json: Value) -> Result<GraphqlRequest, String> {
     let Value::Object(mut object) = json else {
         return Err("a GraphQL request must be a JSON object with a `query`".to_owned());
     };
+    let extensions = match object.remove("extensions") {
+        None | Some(Value::Null) => None,
+        Some(extensions @ Value::Object(_)) => Some(extensions),
+        Some(_) => return Err("`extensions` must be an object".to_owned()),
+    };
+    let persisted = extensions
+        .as_ref()
+        .is_some_and(|e| e.get("persistedQuery").is_some());
     let query = match object.remove("query") {
-        Some(Value::String(query)) => query,
+        Some(Value::String(query)) => Some(query),
+        None | Some(Value::Null) if persisted => None,
         Some(_) => return Err("`query` must be a string".to_owned()),
         None => return Err("the request has no `query`".to_owned()),
     };
@@ -241,14 +308,11 @@ fn parse_request(json: Value) -> Result<GraphqlRequest, String> {
         Some(variables @ Value::Object(_)) => Some(variables),
         Some(_) => return Err("`variables` must be an object".to_owned()),
     };
-    match object.remove("extensions") {
-        None | Some(Value::Null) | Some(Value::Object(_)) => {}
-        Some(_) => return Err("`extensions` must be an object".to_owned()),
-    }
     Ok(GraphqlRequest {
         query,
         operation_name,
         variables,
+        extensions,
     })
 }
 
@@ -312,16 +376,38 @@ async fn run(
     claims: Option<Claims>,
     is_get: bool,
 ) -> Outcome {
-    let document = match async_graphql::parser::parse_query(&request.query) {
+    let admission = &gateway.admission;
+    let query = match admission
+        .persisted
+        .resolve(request.query, request.extensions.as_ref())
+    {
+        Ok(query) => query,
+        Err(refusal) => {
+            return Outcome {
+                status: if refusal.bad_request {
+                    StatusCode::BAD_REQUEST
+                } else {
+                    StatusCode::OK
+                },
+                ..Outcome::request_error(refusal.code, refusal.message)
+            }
+        }
+    };
+    let document = match admission.documents.parse(&query) {
         Ok(document) => document,
-        Err(err) => {
-            let positions: Vec<_> = err.positions().collect();
-            let message = err.to_string();
-            let mut error = ServerError::new(
-                message.lines().next().unwrap_or("syntax error").trim(),
-                None,
+        Err(DocumentError::TooDeep) => {
+            return Outcome::document_error(
+                ErrorCode::QueryTooDeep,
+                format!("the document nests brackets deeper than {MAX_NESTING} levels"),
+            )
+        }
+        Err(DocumentError::Syntax(err)) => {
+            let message = format!(
+                "syntax error: {}",
+                crate::schema::sdl::syntax_message(&err.to_string())
             );
-            error.locations = positions;
+            let mut error = ServerError::new(message, None);
+            error.locations = err.positions().collect();
             return Outcome {
                 errors: vec![with_code(error, ErrorCode::GraphqlParseFailed)],
                 ..Outcome::document_error(ErrorCode::GraphqlParseFailed, "")
@@ -369,6 +455,15 @@ async fn run(
             );
         }
     }
+    if let Err(refusal) = limits::check(
+        &document,
+        &operation.node,
+        request.variables.as_ref(),
+        &gateway.config.limits,
+        gateway.config.server.introspection,
+    ) {
+        return Outcome::document_error(refusal.code, refusal.message);
+    }
     let operation_type = operation.node.ty;
     if is_get && operation_type != OperationType::Query {
         return Outcome {
@@ -385,14 +480,14 @@ async fn run(
         headers.clone(),
         claims,
     ));
-    let mut graphql = async_graphql::Request::new(request.query).data(state.clone());
+    let mut graphql = async_graphql::Request::new(&*query).data(state.clone());
     if let Some(name) = request.operation_name {
         graphql = graphql.operation_name(name);
     }
     if let Some(variables) = request.variables {
         graphql = graphql.variables(Variables::from_json(variables));
     }
-    graphql.set_parsed_query(document);
+    graphql.set_parsed_query((*document).clone());
 
     let timeout = gateway.config.limits.request_timeout;
     let response = match tokio::time::timeout(timeout, gateway.schema.execute(graphql)).await {

@@ -1,8 +1,10 @@
 //! The HTTP surface (SPEC §2): `/graphql` (POST, GET, GraphiQL),
 //! `/graphiql/*` assets, `/healthz`.
 
+mod cors;
 mod graphiql;
 mod graphql;
+mod health;
 mod media;
 
 use std::sync::Arc;
@@ -14,9 +16,15 @@ use crate::gateway::Gateway;
 
 /// The whole app; tests and `serve` use the same router.
 pub fn app(gateway: Arc<Gateway>) -> Router {
-    Router::new()
+    let cors = cors::layer(&gateway.config.server.cors_origins);
+    let router = Router::new()
         .route("/graphql", any(graphql::handle))
         .route("/graphiql/{file}", get(graphiql::asset))
         .route("/healthz", get(|| async { "ok" }))
-        .with_state(gateway)
+        .route("/readyz", get(health::readyz))
+        .with_state(gateway);
+    match cors {
+        Some(cors) => router.layer(cors),
+        None => router,
+    }
 }

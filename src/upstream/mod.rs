@@ -1,73 +1,41 @@
-//! The HTTP client to the REST services: one pooled `reqwest::Client` for
-//! the process, instances picked round-robin, GET retries on another
-//! instance within the call's time budget, and every failure classified
-//! with its source and whether it may be retried.
+//! The HTTP client to the REST services (SPEC §3 `urls` … `max_concurrency`).
+//!
+//! A call goes [`UpstreamClient::send`] → [`service::Service::send`]: wait
+//! for a `max_concurrency` place, let the [`balance::Balancer`] pick among
+//! the instances that may take a call, send, and retry an idempotent call
+//! on another instance after a retryable failure, all within the call's
+//! timeout. Whether an instance may take a call is decided beside the
+//! picking, like pingora's selection/health split:
+//!
+//! - [`instance`]: one base URL — calls in flight, counters, state logs;
+//! - [`breaker`]: passive health, consecutive failures → ejection → trial;
+//! - [`health`]: active health, a background check per instance;
+//! - [`balance`]: `round_robin` and `least_requests` (power of two choices);
+//! - [`failure`]: how a call failed, and what that means for retries,
+//!   breakers and the client's error code.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+pub mod balance;
+pub mod breaker;
+pub mod failure;
+pub mod health;
+pub mod instance;
+pub mod service;
+
 use std::sync::Arc;
-use std::time::Duration;
 
-use http::{Method, StatusCode};
 use indexmap::IndexMap;
 use serde_json::Value;
 use tokio::time::Instant;
 
 use crate::config::ServiceConfig;
 use crate::connector::request::UpstreamRequest;
-use crate::error::{ErrorCode, FieldError};
-
-/// How an upstream call failed. Retries and error codes decide from this,
-/// not from strings.
-#[derive(Debug, Clone, PartialEq)]
-pub enum UpstreamFailure {
-    /// The service answered a non-2xx status other than 404.
-    Status(u16),
-    /// No answer within the call's timeout.
-    Timeout,
-    /// The connection could not be made.
-    Unavailable,
-    /// 2xx, but the body was not JSON.
-    BadResponse,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct UpstreamError {
-    pub service: Arc<str>,
-    pub failure: UpstreamFailure,
-}
-
-impl UpstreamError {
-    /// The client-facing error: names the service and status, never the
-    /// URL or the upstream's body.
-    pub fn to_field_error(&self) -> FieldError {
-        let service = &*self.service;
-        let (code, message, status) = match &self.failure {
-            UpstreamFailure::Status(status) => (
-                ErrorCode::UpstreamError,
-                format!("service `{service}` answered HTTP {status}"),
-                Some(*status),
-            ),
-            UpstreamFailure::Timeout => (
-                ErrorCode::UpstreamTimeout,
-                format!("service `{service}` did not answer in time"),
-                None,
-            ),
-            UpstreamFailure::Unavailable => (
-                ErrorCode::UpstreamUnavailable,
-                format!("service `{service}` is unavailable"),
-                None,
-            ),
-            UpstreamFailure::BadResponse => (
-                ErrorCode::UpstreamBadResponse,
-                format!("service `{service}` answered with a body that is not JSON"),
-                None,
-            ),
-        };
-        let mut error = FieldError::new(code, message).from_service(service);
-        error.status = status;
-        error
-    }
-}
+pub use breaker::CircuitState;
+pub use failure::{UpstreamError, UpstreamFailure};
+use health::HealthChecks;
+pub use health::HealthStatus;
+pub use instance::InstanceSnapshot;
+use service::Service;
+pub use service::ServiceSnapshot;
 
 /// What a call produced: JSON, or a 404 (which the field decides about).
 #[derive(Debug, Clone)]
@@ -76,142 +44,75 @@ pub enum UpstreamAnswer {
     NotFound,
 }
 
-/// Per-service runtime state beside its configuration.
-struct ServiceHandle {
-    config: Arc<ServiceConfig>,
-    /// Round-robin position over `config.urls`.
-    next: AtomicUsize,
-}
-
 /// Sends upstream requests. Built once per configuration; cheap to share.
+/// Dropping it stops its health checks.
 pub struct UpstreamClient {
-    http: reqwest::Client,
-    services: IndexMap<String, ServiceHandle>,
+    services: IndexMap<String, Service>,
+    health_checks: HealthChecks,
 }
 
 impl UpstreamClient {
     pub fn new(services: &IndexMap<String, Arc<ServiceConfig>>) -> Result<Self, reqwest::Error> {
-        let http = reqwest::Client::builder()
-            .pool_idle_timeout(Duration::from_secs(90))
-            .pool_max_idle_per_host(256)
-            .tcp_nodelay(true)
-            .connect_timeout(Duration::from_secs(5))
-            .build()?;
         let services = services
             .iter()
-            .map(|(name, config)| {
-                (
-                    name.clone(),
-                    ServiceHandle {
-                        config: config.clone(),
-                        next: AtomicUsize::new(0),
-                    },
-                )
-            })
-            .collect();
-        Ok(UpstreamClient { http, services })
+            .map(|(name, config)| Ok((name.clone(), Service::new(config.clone())?)))
+            .collect::<Result<_, reqwest::Error>>()?;
+        Ok(UpstreamClient {
+            services,
+            health_checks: HealthChecks::default(),
+        })
     }
 
     pub fn service(&self, name: &str) -> Option<&Arc<ServiceConfig>> {
-        self.services.get(name).map(|handle| &handle.config)
+        self.services.get(name).map(|service| &service.config)
     }
 
-    /// Sends `request` to `service`, retrying idempotent calls on another
-    /// instance after a connect error or a 502/503/504, as long as the
-    /// call's time budget lasts.
+    /// Sends `request` to `service` (see [`Service::send`]).
     pub async fn send(
         &self,
         service: &str,
         request: &UpstreamRequest,
     ) -> Result<UpstreamAnswer, UpstreamError> {
-        let handle = self.services.get(service).ok_or_else(|| UpstreamError {
-            service: Arc::from(service),
-            failure: UpstreamFailure::Unavailable,
-        })?;
-        let config = &handle.config;
-        let deadline = Instant::now() + request.timeout;
-        let retryable_method = matches!(request.method, Method::GET | Method::HEAD);
-        let mut attempt = 0;
-        loop {
-            let index = handle.next.fetch_add(1, Ordering::Relaxed) % config.urls.len().max(1);
-            let base = config
-                .urls
-                .get(index)
-                .map(String::as_str)
-                .unwrap_or_default();
-            let result = self.attempt(config, base, request, deadline).await;
-            let retry = matches!(
-                &result,
-                Err(UpstreamFailure::Unavailable | UpstreamFailure::Status(502..=504))
-            );
-            if retry && retryable_method && attempt < config.retries && Instant::now() < deadline {
-                attempt += 1;
-                tracing::debug!(service, attempt, "retrying upstream call");
-                continue;
-            }
-            return result.map_err(|failure| UpstreamError {
+        let Some(handle) = self.services.get(service) else {
+            return Err(UpstreamError {
                 service: Arc::from(service),
-                failure,
+                failure: UpstreamFailure::Unavailable,
             });
-        }
+        };
+        handle.send(request).await.map_err(|failure| UpstreamError {
+            service: handle.name().clone(),
+            failure,
+        })
     }
 
-    async fn attempt(
-        &self,
-        config: &ServiceConfig,
-        base: &str,
-        request: &UpstreamRequest,
-        deadline: Instant,
-    ) -> Result<UpstreamAnswer, UpstreamFailure> {
-        let url = format!("{base}{}", request.path_and_query);
-        let mut builder = self
-            .http
-            .request(request.method.clone(), &url)
-            .headers(request.headers.clone())
-            .timeout(deadline.saturating_duration_since(Instant::now()));
-        if let Some(body) = &request.body {
-            builder = builder.body(body.clone());
-        }
-        let service = config.name.as_str();
-        let response = builder
-            .send()
-            .await
-            .map_err(|err| classify(service, &err))?;
-        let status = response.status();
-        if status == StatusCode::NOT_FOUND {
-            return Ok(UpstreamAnswer::NotFound);
-        }
-        if !status.is_success() {
-            tracing::debug!(
-                service,
-                status = status.as_u16(),
-                "upstream answered an error status"
-            );
-            return Err(UpstreamFailure::Status(status.as_u16()));
-        }
-        let body = response
-            .bytes()
-            .await
-            .map_err(|err| classify(service, &err))?;
-        if body.is_empty() {
-            return Ok(UpstreamAnswer::Json(Value::Null));
-        }
-        serde_json::from_slice(&body)
-            .map(UpstreamAnswer::Json)
-            .map_err(|err| {
-                tracing::warn!(service, error = %err, "upstream body is not JSON");
-                UpstreamFailure::BadResponse
-            })
+    /// Starts the active health checks of every service with `health`
+    /// (once; later calls do nothing). Needs a tokio runtime, so `serve`
+    /// calls it, not `load`: `check` starts nothing.
+    pub fn start_health_checks(&self) {
+        self.health_checks
+            .start(self.services.values().flat_map(Service::checkers));
     }
-}
 
-fn classify(service: &str, err: &reqwest::Error) -> UpstreamFailure {
-    if err.is_timeout() {
-        tracing::debug!(service, "upstream call timed out");
-        UpstreamFailure::Timeout
-    } else {
-        // Logged here with the cause; the client only sees the code.
-        tracing::warn!(service, error = %err, "upstream call failed");
-        UpstreamFailure::Unavailable
+    /// Services with no usable instance (every one ejected or failing its
+    /// health check), names sorted: `/readyz` answers 503 naming them.
+    pub fn unready_services(&self) -> Vec<String> {
+        let now = Instant::now();
+        let mut names: Vec<String> = self
+            .services
+            .iter()
+            .filter(|(_, service)| !service.is_ready(now))
+            .map(|(name, _)| name.clone())
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// Every service's and instance's state and counters, in config order.
+    pub fn snapshot(&self) -> Vec<ServiceSnapshot> {
+        let now = Instant::now();
+        self.services
+            .values()
+            .map(|service| service.snapshot(now))
+            .collect()
     }
 }

@@ -1,0 +1,8 @@
+//! Admission: everything that refuses work before execution, so refused
+//! requests never reach an upstream (SPEC §3 `[limits]`, `[rate_limit]`,
+//! `[persisted_queries]`; codes in §5).
+
+pub mod documents;
+pub mod limits;
+pub mod persisted;
+pub mod rate_limit;

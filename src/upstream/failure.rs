@@ -1,0 +1,109 @@
+//! How an upstream call failed, and what each failure means for retries,
+//! for the instance's breaker, and for the client.
+
+use std::sync::Arc;
+
+use crate::error::{ErrorCode, FieldError};
+
+/// How an upstream call failed. Retries, breakers and error codes decide
+/// from this, not from strings.
+#[derive(Debug, Clone, PartialEq)]
+pub enum UpstreamFailure {
+    /// The service answered a non-2xx status other than 404.
+    Status(u16),
+    /// No answer within the call's timeout (or, for one attempt, within
+    /// its connect timeout).
+    Timeout,
+    /// The connection could not be made, the TLS handshake failed, or no
+    /// instance may be called (all ejected or failing their health check).
+    Unavailable,
+    /// 2xx, but the body was not JSON.
+    BadResponse,
+}
+
+impl UpstreamFailure {
+    /// May an idempotent call try again, on another instance (SPEC §3:
+    /// connect error, timeout of one attempt, 502/503/504)?
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            UpstreamFailure::Unavailable
+                | UpstreamFailure::Timeout
+                | UpstreamFailure::Status(502..=504)
+        )
+    }
+
+    /// Does it count against the instance that answered (connect error,
+    /// timeout, 5xx)? A 4xx or a body that is not JSON is the request's or
+    /// the API's problem, not a sign the instance is down.
+    pub fn is_instance_failure(&self) -> bool {
+        matches!(
+            self,
+            UpstreamFailure::Unavailable
+                | UpstreamFailure::Timeout
+                | UpstreamFailure::Status(500..)
+        )
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct UpstreamError {
+    pub service: Arc<str>,
+    pub failure: UpstreamFailure,
+}
+
+impl UpstreamError {
+    /// The client-facing error: names the service and status, never the
+    /// URL or the upstream's body.
+    pub fn to_field_error(&self) -> FieldError {
+        let service = &*self.service;
+        let (code, message, status) = match &self.failure {
+            UpstreamFailure::Status(status) => (
+                ErrorCode::UpstreamError,
+                format!("service `{service}` answered HTTP {status}"),
+                Some(*status),
+            ),
+            UpstreamFailure::Timeout => (
+                ErrorCode::UpstreamTimeout,
+                format!("service `{service}` did not answer in time"),
+                None,
+            ),
+            UpstreamFailure::Unavailable => (
+                ErrorCode::UpstreamUnavailable,
+                format!("service `{service}` is unavailable"),
+                None,
+            ),
+            UpstreamFailure::BadResponse => (
+                ErrorCode::UpstreamBadResponse,
+                format!("service `{service}` answered with a body that is not JSON"),
+                None,
+            ),
+        };
+        let mut error = FieldError::new(code, message).from_service(service);
+        error.status = status;
+        error
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::UpstreamFailure::*;
+
+    #[test]
+    fn retries_and_breakers_read_the_failure() {
+        for (failure, retryable, counts) in [
+            (Unavailable, true, true),
+            (Timeout, true, true),
+            (Status(502), true, true),
+            (Status(503), true, true),
+            (Status(504), true, true),
+            (Status(500), false, true),
+            (Status(429), false, false),
+            (Status(400), false, false),
+            (BadResponse, false, false),
+        ] {
+            assert_eq!(failure.is_retryable(), retryable, "{failure:?}");
+            assert_eq!(failure.is_instance_failure(), counts, "{failure:?}");
+        }
+    }
+}

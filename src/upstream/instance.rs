@@ -1,0 +1,349 @@
+//! One instance (base URL) of a service: its load, its breaker, its health
+//! check result and its counters. Every state change is logged here, once,
+//! with the service and the instance.
+
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::Arc;
+
+use tokio::time::Instant;
+
+use super::breaker::{Admission, CircuitBreaker, CircuitState, Transition};
+use super::health::HealthStatus;
+use crate::config::CircuitBreakerConfig;
+
+#[derive(Debug)]
+pub struct Instance {
+    pub service: Arc<str>,
+    /// Base URL without a trailing slash; a call's path is appended.
+    pub url: String,
+    /// The URL without user name or password, for logs and metrics.
+    pub label: String,
+    /// Calls sent and not yet answered; least_requests reads it.
+    in_flight: AtomicU64,
+    /// `None` without `circuit_breaker`: calls alone never eject.
+    breaker: Option<CircuitBreaker>,
+    /// A `HealthStatus` as u8, written by the health check task only.
+    health: AtomicU8,
+    counters: Counters,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    calls: AtomicU64,
+    failures: AtomicU64,
+    ejections: AtomicU64,
+    recoveries: AtomicU64,
+    health_failures: AtomicU64,
+    health_recoveries: AtomicU64,
+}
+
+/// What the metrics (and tests) can read of one instance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstanceSnapshot {
+    pub url: String,
+    pub in_flight: u64,
+    /// Receives calls, or is about to get its trial: not ejected and not
+    /// failing its health check (what `/readyz` counts).
+    pub usable: bool,
+    /// `Closed` when the service has no circuit breaker.
+    pub circuit: CircuitState,
+    pub health: HealthStatus,
+    /// Calls sent to this instance (each retry counts).
+    pub calls: u64,
+    /// Calls that failed the breaker's way: connect error, timeout, 5xx.
+    pub failures: u64,
+    /// Times the breaker opened, a failed trial included.
+    pub ejections: u64,
+    /// Times a trial closed the breaker again.
+    pub recoveries: u64,
+    /// Times a health check found a usable instance failing.
+    pub health_failures: u64,
+    /// Times a health check found a failing instance passing again.
+    pub health_recoveries: u64,
+}
+
+impl Instance {
+    pub fn new(service: Arc<str>, url: String, breaker: Option<&CircuitBreakerConfig>) -> Self {
+        Instance {
+            label: redact(&url),
+            service,
+            url,
+            in_flight: AtomicU64::new(0),
+            breaker: breaker.map(CircuitBreaker::new),
+            health: AtomicU8::new(HealthStatus::Unknown as u8),
+            counters: Counters::default(),
+        }
+    }
+
+    pub fn in_flight(&self) -> u64 {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+
+    pub fn health(&self) -> HealthStatus {
+        HealthStatus::from_u8(self.health.load(Ordering::Relaxed))
+    }
+
+    /// Whether a new call may go here now (a trial included).
+    pub fn accepts_calls(&self, now: Instant) -> bool {
+        self.health() != HealthStatus::Failing
+            && self.breaker.as_ref().is_none_or(|b| b.accepts_calls(now))
+    }
+
+    /// Not ejected and not failing its health check.
+    pub fn is_usable(&self, now: Instant) -> bool {
+        self.health() != HealthStatus::Failing
+            && !self.breaker.as_ref().is_some_and(|b| b.is_ejected(now))
+    }
+
+    /// Takes a place for one call, if the breaker lets it through. The
+    /// lease counts the call in flight until it is dropped.
+    pub fn lease(&self, now: Instant) -> Option<Lease<'_>> {
+        let admission = match &self.breaker {
+            Some(breaker) => breaker.admit(now)?,
+            None => Admission::Normal,
+        };
+        if admission == Admission::Trial {
+            tracing::info!(
+                service = %self.service,
+                instance = %self.label,
+                "trial call to an ejected instance"
+            );
+        }
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        self.counters.calls.fetch_add(1, Ordering::Relaxed);
+        Some(Lease {
+            instance: self,
+            admission,
+            settled: false,
+        })
+    }
+
+    /// Applies one health check result.
+    pub fn record_health(&self, passed: bool) {
+        let new = if passed {
+            HealthStatus::Passing
+        } else {
+            HealthStatus::Failing
+        };
+        let old = HealthStatus::from_u8(self.health.swap(new as u8, Ordering::Relaxed));
+        match (old, new) {
+            (HealthStatus::Failing, HealthStatus::Passing) => {
+                self.counters
+                    .health_recoveries
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::info!(
+                    service = %self.service,
+                    instance = %self.label,
+                    "instance passes its health check again; back in rotation"
+                );
+            }
+            (HealthStatus::Unknown | HealthStatus::Passing, HealthStatus::Failing) => {
+                self.counters
+                    .health_failures
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(
+                    service = %self.service,
+                    instance = %self.label,
+                    "instance fails its health check; no traffic until it passes"
+                );
+            }
+            _ => {}
+        }
+    }
+
+    pub fn snapshot(&self, now: Instant) -> InstanceSnapshot {
+        let counter = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        InstanceSnapshot {
+            url: self.label.clone(),
+            in_flight: self.in_flight(),
+            usable: self.is_usable(now),
+            circuit: self
+                .breaker
+                .as_ref()
+                .map_or(CircuitState::Closed, CircuitBreaker::circuit_state),
+            health: self.health(),
+            calls: counter(&self.counters.calls),
+            failures: counter(&self.counters.failures),
+            ejections: counter(&self.counters.ejections),
+            recoveries: counter(&self.counters.recoveries),
+            health_failures: counter(&self.counters.health_failures),
+            health_recoveries: counter(&self.counters.health_recoveries),
+        }
+    }
+
+    fn settle(&self, admission: Admission, failed: bool) {
+        if failed {
+            self.counters.failures.fetch_add(1, Ordering::Relaxed);
+        }
+        let Some(breaker) = &self.breaker else {
+            return;
+        };
+        let Some(transition) = breaker.record(admission, failed, Instant::now()) else {
+            return;
+        };
+        match transition {
+            Transition::Ejected => {
+                self.counters.ejections.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(
+                    service = %self.service,
+                    instance = %self.label,
+                    "instance ejected after consecutive failures"
+                );
+            }
+            Transition::TrialFailed => {
+                self.counters.ejections.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(
+                    service = %self.service,
+                    instance = %self.label,
+                    "trial call failed; instance ejected again"
+                );
+            }
+            Transition::Recovered => {
+                self.counters.recoveries.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(
+                    service = %self.service,
+                    instance = %self.label,
+                    "trial call succeeded; instance back in rotation"
+                );
+            }
+        }
+    }
+}
+
+/// One call's hold on an instance: counted in flight while it lives; its
+/// outcome reaches the breaker through [`Lease::settle`].
+#[derive(Debug)]
+pub struct Lease<'a> {
+    instance: &'a Instance,
+    admission: Admission,
+    settled: bool,
+}
+
+impl Lease<'_> {
+    pub fn instance(&self) -> &Instance {
+        self.instance
+    }
+
+    /// Records whether the call failed the breaker's way.
+    pub fn settle(mut self, failed: bool) {
+        self.settled = true;
+        self.instance.settle(self.admission, failed);
+    }
+}
+
+impl Drop for Lease<'_> {
+    fn drop(&mut self) {
+        self.instance.in_flight.fetch_sub(1, Ordering::Relaxed);
+        if !self.settled && self.admission == Admission::Trial {
+            // The caller gave up (operation timeout, client gone) before
+            // the trial answered: let the next call be the trial.
+            if let Some(breaker) = &self.instance.breaker {
+                breaker.abandon_trial(Instant::now());
+            }
+        }
+    }
+}
+
+/// `scheme://host:port/path` without user name and password.
+fn redact(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(mut parsed) if !parsed.username().is_empty() || parsed.password().is_some() => {
+            let _ = parsed.set_username("");
+            let _ = parsed.set_password(None);
+            parsed.as_str().trim_end_matches('/').to_owned()
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn instance(breaker: Option<CircuitBreakerConfig>) -> Instance {
+        Instance::new(
+            Arc::from("users"),
+            "http://127.0.0.1:7001".to_owned(),
+            breaker.as_ref(),
+        )
+    }
+
+    #[test]
+    fn a_lease_counts_in_flight_until_dropped() {
+        let i = instance(None);
+        let now = Instant::now();
+        let a = i.lease(now).expect("no breaker: always admitted");
+        let b = i.lease(now).expect("no breaker: always admitted");
+        assert_eq!(i.in_flight(), 2);
+        a.settle(false);
+        drop(b);
+        assert_eq!(i.in_flight(), 0);
+        assert_eq!(i.snapshot(now).calls, 2);
+    }
+
+    #[test]
+    fn ejection_and_recovery_are_counted_once() {
+        let i = instance(Some(CircuitBreakerConfig {
+            failures: 2,
+            open: Duration::from_millis(0),
+        }));
+        let now = Instant::now();
+        for _ in 0..2 {
+            i.lease(now).expect("closed").settle(true);
+        }
+        let snapshot = i.snapshot(now);
+        assert_eq!((snapshot.failures, snapshot.ejections), (2, 1));
+        assert_eq!(snapshot.circuit, CircuitState::Open);
+        // open_ms 0: the next call is the trial, and only it.
+        let later = Instant::now();
+        let trial = i.lease(later).expect("the trial");
+        assert!(i.lease(later).is_none());
+        trial.settle(false);
+        let snapshot = i.snapshot(later);
+        assert_eq!((snapshot.recoveries, snapshot.ejections), (1, 1));
+        assert_eq!(snapshot.circuit, CircuitState::Closed);
+    }
+
+    #[test]
+    fn a_dropped_trial_frees_the_next_trial() {
+        let i = instance(Some(CircuitBreakerConfig {
+            failures: 1,
+            open: Duration::from_millis(0),
+        }));
+        i.lease(Instant::now()).expect("closed").settle(true);
+        let now = Instant::now();
+        drop(i.lease(now).expect("the trial"));
+        assert!(i.lease(Instant::now()).is_some());
+    }
+
+    #[test]
+    fn a_failing_health_check_takes_the_instance_out() {
+        let i = instance(None);
+        let now = Instant::now();
+        assert!(i.is_usable(now), "usable before its first check");
+        i.record_health(true);
+        assert!(i.accepts_calls(now));
+        i.record_health(false);
+        i.record_health(false);
+        assert!(!i.accepts_calls(now));
+        assert!(!i.is_usable(now));
+        i.record_health(true);
+        assert!(i.is_usable(now));
+        let snapshot = i.snapshot(now);
+        assert_eq!(
+            (snapshot.health_failures, snapshot.health_recoveries),
+            (1, 1)
+        );
+    }
+
+    #[test]
+    fn credentials_stay_out_of_the_label() {
+        assert_eq!(
+            redact("http://user:secret@127.0.0.1:7001/api"),
+            "http://127.0.0.1:7001/api"
+        );
+        assert_eq!(redact("http://127.0.0.1:7001"), "http://127.0.0.1:7001");
+    }
+}

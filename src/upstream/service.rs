@@ -1,0 +1,304 @@
+//! One service at run time: its instances, how one is picked, how many
+//! calls may be in flight, and the call itself — wait for a place, pick an
+//! instance, send, retry elsewhere — all within the call's time budget.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{Method, StatusCode};
+use serde_json::Value;
+use tokio::sync::{Semaphore, SemaphorePermit};
+use tokio::time::Instant;
+
+use super::balance::Balancer;
+use super::failure::UpstreamFailure;
+use super::health::Checker;
+use super::instance::{Instance, InstanceSnapshot, Lease};
+use super::UpstreamAnswer;
+use crate::config::ServiceConfig;
+use crate::connector::request::UpstreamRequest;
+
+/// The longest a connect may take, whatever the budget.
+const MAX_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The shortest connect timeout a service gets from sharing its budget.
+const MIN_CONNECT_TIMEOUT: Duration = Duration::from_millis(100);
+
+/// With less time than this left, a retry could only time out — and would
+/// count as a failure against an instance that did nothing wrong.
+const MIN_RETRY_BUDGET: Duration = Duration::from_millis(10);
+
+pub struct Service {
+    pub config: Arc<ServiceConfig>,
+    name: Arc<str>,
+    /// One client per service: its pool keeps connections per instance
+    /// (per host and port), and its connect timeout is this service's.
+    http: reqwest::Client,
+    instances: Vec<Arc<Instance>>,
+    balancer: Balancer,
+    /// `max_concurrency`: a permit per call in flight (retries included).
+    /// Tokio's semaphore is fair, so waiting calls go in arrival order.
+    limit: Semaphore,
+    /// Calls waiting for a permit.
+    waiting: AtomicU64,
+}
+
+/// What the metrics (and tests) can read of one service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceSnapshot {
+    pub name: String,
+    /// Calls holding a `max_concurrency` permit.
+    pub in_flight: u64,
+    /// Calls waiting for one.
+    pub waiting: u64,
+    /// At least one instance is usable (what `/readyz` asks).
+    pub ready: bool,
+    pub instances: Vec<InstanceSnapshot>,
+}
+
+impl Service {
+    pub fn new(config: Arc<ServiceConfig>) -> Result<Self, reqwest::Error> {
+        let http = reqwest::Client::builder()
+            .pool_idle_timeout(Duration::from_secs(90))
+            .pool_max_idle_per_host(256)
+            .tcp_nodelay(true)
+            .connect_timeout(connect_timeout(&config))
+            .build()?;
+        let name: Arc<str> = Arc::from(config.name.as_str());
+        let instances = config
+            .urls
+            .iter()
+            .map(|url| {
+                Arc::new(Instance::new(
+                    name.clone(),
+                    url.clone(),
+                    config.circuit_breaker.as_ref(),
+                ))
+            })
+            .collect();
+        Ok(Service {
+            balancer: Balancer::new(config.load_balancing),
+            limit: Semaphore::new(config.max_concurrency.max(1) as usize),
+            waiting: AtomicU64::new(0),
+            name,
+            http,
+            instances,
+            config,
+        })
+    }
+
+    pub fn name(&self) -> &Arc<str> {
+        &self.name
+    }
+
+    /// Sends `request`: waits for a `max_concurrency` place, picks an
+    /// instance, and retries an idempotent call on another instance after
+    /// a retryable failure — never past `request.timeout`, the whole
+    /// budget, waiting included.
+    pub async fn send(&self, request: &UpstreamRequest) -> Result<UpstreamAnswer, UpstreamFailure> {
+        let deadline = Instant::now() + request.timeout;
+        // Fail fast: when no instance may be called, neither waiting for a
+        // place nor the network can help.
+        if !self.accepts_calls(Instant::now()) {
+            tracing::debug!(service = %self.name, "no usable instance; failing fast");
+            return Err(UpstreamFailure::Unavailable);
+        }
+        let _permit = self.acquire(deadline).await?;
+        let mut retries_left = if matches!(request.method, Method::GET | Method::HEAD) {
+            self.config.retries
+        } else {
+            0
+        };
+        let mut tried = Vec::new();
+        let mut last_failure = None;
+        loop {
+            let Some((index, lease)) = self.lease(&tried, Instant::now()) else {
+                // Everything got ejected meanwhile (perhaps by this very
+                // call): the last real failure says more than "unavailable".
+                return Err(last_failure.unwrap_or(UpstreamFailure::Unavailable));
+            };
+            tried.push(index);
+            let result = self.attempt(lease.instance(), request, deadline).await;
+            lease.settle(
+                result
+                    .as_ref()
+                    .is_err_and(UpstreamFailure::is_instance_failure),
+            );
+            let failure = match result {
+                Ok(answer) => return Ok(answer),
+                Err(failure) => failure,
+            };
+            let time_left = deadline.saturating_duration_since(Instant::now());
+            if retries_left == 0 || !failure.is_retryable() || time_left < MIN_RETRY_BUDGET {
+                return Err(failure);
+            }
+            retries_left -= 1;
+            tracing::debug!(service = %self.name, ?failure, "retrying upstream call");
+            last_failure = Some(failure);
+        }
+    }
+
+    /// Whether any instance may take a call now.
+    fn accepts_calls(&self, now: Instant) -> bool {
+        self.instances.iter().any(|i| i.accepts_calls(now))
+    }
+
+    /// Not every instance ejected or failing its health check.
+    pub fn is_ready(&self, now: Instant) -> bool {
+        self.instances.iter().any(|i| i.is_usable(now))
+    }
+
+    /// A `max_concurrency` place, waited for until `deadline` at most.
+    async fn acquire(&self, deadline: Instant) -> Result<SemaphorePermit<'_>, UpstreamFailure> {
+        if let Ok(permit) = self.limit.try_acquire() {
+            return Ok(permit);
+        }
+        self.waiting.fetch_add(1, Ordering::Relaxed);
+        let _waiting = Decrement(&self.waiting);
+        match tokio::time::timeout_at(deadline, self.limit.acquire()).await {
+            Ok(Ok(permit)) => Ok(permit),
+            // The semaphore is never closed.
+            Ok(Err(_closed)) => Err(UpstreamFailure::Unavailable),
+            Err(_elapsed) => {
+                tracing::debug!(
+                    service = %self.name,
+                    "timed out waiting for a max_concurrency place"
+                );
+                Err(UpstreamFailure::Timeout)
+            }
+        }
+    }
+
+    /// Picks an instance this call has not tried yet when there is one,
+    /// else any, and takes a lease on it. Another call may take the last
+    /// trial between the pick and the lease: then pick again without it.
+    fn lease(&self, tried: &[usize], now: Instant) -> Option<(usize, Lease<'_>)> {
+        let count = self.instances.len();
+        let load = |i: usize| self.instances[i].in_flight();
+        let mut refused: Vec<usize> = Vec::new();
+        loop {
+            let open = |i: usize| !refused.contains(&i) && self.instances[i].accepts_calls(now);
+            let index = self
+                .balancer
+                .pick(count, |i| open(i) && !tried.contains(&i), load)
+                .or_else(|| self.balancer.pick(count, open, load))?;
+            match self.instances[index].lease(now) {
+                Some(lease) => return Some((index, lease)),
+                None => refused.push(index),
+            }
+        }
+    }
+
+    async fn attempt(
+        &self,
+        instance: &Instance,
+        request: &UpstreamRequest,
+        deadline: Instant,
+    ) -> Result<UpstreamAnswer, UpstreamFailure> {
+        let url = format!("{}{}", instance.url, request.path_and_query);
+        let mut builder = self
+            .http
+            .request(request.method.clone(), &url)
+            .headers(request.headers.clone())
+            .timeout(deadline.saturating_duration_since(Instant::now()));
+        if let Some(body) = &request.body {
+            builder = builder.body(body.clone());
+        }
+        let response = builder
+            .send()
+            .await
+            .map_err(|err| classify(instance, &err))?;
+        let status = response.status();
+        if status == StatusCode::NOT_FOUND {
+            return Ok(UpstreamAnswer::NotFound);
+        }
+        if !status.is_success() {
+            tracing::debug!(
+                service = %self.name,
+                instance = %instance.label,
+                status = status.as_u16(),
+                "upstream answered an error status"
+            );
+            return Err(UpstreamFailure::Status(status.as_u16()));
+        }
+        let body = response
+            .bytes()
+            .await
+            .map_err(|err| classify(instance, &err))?;
+        if body.is_empty() {
+            return Ok(UpstreamAnswer::Json(Value::Null));
+        }
+        serde_json::from_slice(&body)
+            .map(UpstreamAnswer::Json)
+            .map_err(|err| {
+                tracing::warn!(service = %self.name, error = %err, "upstream body is not JSON");
+                UpstreamFailure::BadResponse
+            })
+    }
+
+    /// One health checker per instance, when the service has `health`.
+    pub fn checkers(&self) -> Vec<Checker> {
+        let Some(health) = &self.config.health else {
+            return Vec::new();
+        };
+        self.instances
+            .iter()
+            .map(|instance| Checker {
+                instance: instance.clone(),
+                http: self.http.clone(),
+                config: health.clone(),
+                headers: Checker::headers(&self.config.headers),
+            })
+            .collect()
+    }
+
+    pub fn snapshot(&self, now: Instant) -> ServiceSnapshot {
+        let max = self.config.max_concurrency.max(1) as usize;
+        ServiceSnapshot {
+            name: self.name.to_string(),
+            in_flight: max.saturating_sub(self.limit.available_permits()) as u64,
+            waiting: self.waiting.load(Ordering::Relaxed),
+            ready: self.is_ready(now),
+            instances: self.instances.iter().map(|i| i.snapshot(now)).collect(),
+        }
+    }
+}
+
+/// A connect may use at most its share of the budget (`timeout / (retries
+/// + 1)`, within 100 ms..5 s), so an instance that never answers a SYN
+/// leaves time to retry on another one.
+fn connect_timeout(config: &ServiceConfig) -> Duration {
+    let share = config.timeout / config.retries.saturating_add(1);
+    share.clamp(MIN_CONNECT_TIMEOUT, MAX_CONNECT_TIMEOUT)
+}
+
+fn classify(instance: &Instance, err: &reqwest::Error) -> UpstreamFailure {
+    if err.is_timeout() {
+        tracing::debug!(
+            service = %instance.service,
+            instance = %instance.label,
+            "upstream call timed out"
+        );
+        UpstreamFailure::Timeout
+    } else {
+        // Logged here with the cause; the client only sees the code.
+        tracing::warn!(
+            service = %instance.service,
+            instance = %instance.label,
+            error = %err,
+            "upstream call failed"
+        );
+        UpstreamFailure::Unavailable
+    }
+}
+
+/// Takes one off a counter when dropped, so a cancelled wait is not
+/// counted forever.
+struct Decrement<'a>(&'a AtomicU64);
+
+impl Drop for Decrement<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
