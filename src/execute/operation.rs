@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use async_graphql::ServerError;
 use futures::future::{BoxFuture, FutureExt, Shared};
 use http::HeaderMap;
+use tokio::time::Instant;
 
 use crate::auth::Claims;
 use crate::batch::Batches;
@@ -23,6 +24,8 @@ pub struct OperationState {
     pub client_headers: HeaderMap,
     /// The verified token's claims; `None` for an anonymous request.
     pub claims: Option<Claims>,
+    /// When `[limits].request_timeout_ms` runs out for this operation.
+    pub deadline: Instant,
     /// Every GET of this operation by (service, request): a later identical
     /// call awaits the first one's answer instead of calling again.
     calls: Mutex<HashMap<(String, RequestIdentity), SharedCall>>,
@@ -43,11 +46,13 @@ impl OperationState {
         upstream: Arc<UpstreamClient>,
         client_headers: HeaderMap,
         claims: Option<Claims>,
+        deadline: Instant,
     ) -> Self {
         OperationState {
             upstream,
             client_headers,
             claims,
+            deadline,
             calls: Mutex::new(HashMap::new()),
             batches: Batches::default(),
             item_errors: Mutex::new(Vec::new()),

@@ -47,7 +47,24 @@ pub fn resolve(binding: Arc<Binding>, ctx: ResolverContext<'_>) -> FieldFuture<'
             &ctx,
         )),
         BoundSource::Call(_) | BoundSource::Merge(_) | BoundSource::Batch(_) => {
-            FieldFuture::new(async move { resolve_calls(&binding, &ctx, parent).await })
+            FieldFuture::new(async move {
+                let deadline = ctx.data::<Arc<OperationState>>().ok().map(|s| s.deadline);
+                let Some(deadline) = deadline else {
+                    return resolve_calls(&binding, &ctx, parent).await;
+                };
+                // SPEC `request_timeout_ms`: a field still waiting when the
+                // operation's time is up gets `TIMEOUT`; dropping its future
+                // cancels the upstream call.
+                match tokio::time::timeout_at(deadline, resolve_calls(&binding, &ctx, parent)).await
+                {
+                    Ok(result) => result,
+                    Err(_) => Err(FieldError::new(
+                        ErrorCode::Timeout,
+                        "the operation did not finish within request_timeout_ms",
+                    )
+                    .into_graphql()),
+                }
+            })
         }
     }
 }

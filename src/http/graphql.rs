@@ -59,6 +59,10 @@ pub async fn handle(State(gateway): State<Arc<Gateway>>, request: Request) -> Re
     }
 }
 
+/// How long past `request_timeout_ms` the executor may take to assemble
+/// what resolved before the whole operation is abandoned.
+const OUTER_TIMEOUT_GRACE: std::time::Duration = std::time::Duration::from_millis(500);
+
 /// One GraphQL request as the client sent it.
 struct GraphqlRequest {
     /// Absent for an APQ hash-only request.
@@ -475,10 +479,12 @@ async fn run(
         };
     }
 
+    let timeout = gateway.config.limits.request_timeout;
     let state = Arc::new(OperationState::new(
         gateway.upstream.clone(),
         headers.clone(),
         claims,
+        tokio::time::Instant::now() + timeout,
     ));
     let mut graphql = async_graphql::Request::new(&*query).data(state.clone());
     if let Some(name) = request.operation_name {
@@ -489,8 +495,14 @@ async fn run(
     }
     graphql.set_parsed_query((*document).clone());
 
-    let timeout = gateway.config.limits.request_timeout;
-    let response = match tokio::time::timeout(timeout, gateway.schema.execute(graphql)).await {
+    // Fields time out on their own at the deadline (with what resolved so
+    // far kept); this outer bound only catches work outside any field.
+    let response = match tokio::time::timeout(
+        timeout + OUTER_TIMEOUT_GRACE,
+        gateway.schema.execute(graphql),
+    )
+    .await
+    {
         Ok(response) => response,
         Err(_) => {
             return Outcome {

@@ -332,3 +332,51 @@ url = "{users}"
         assert_eq!(reply.json(), json!({"data": {"user": {"name": "Ann"}}}));
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_timeout_keeps_what_resolved_and_times_out_the_rest() {
+    let shop = MockServer::start().await;
+    serve(&shop, "GET", "/fast", json_reply(json!({"id": "f"}))).await;
+    serve(
+        &shop,
+        "GET",
+        "/slow",
+        json_reply(json!({"id": "s"})).set_delay(ms(3_000)),
+    )
+    .await;
+    let gateway = TestGateway::builder()
+        .schema("type Query { fast: Thing slow: Thing }\ntype Thing { id: ID! }")
+        .config(
+            r#"
+[limits]
+request_timeout_ms = 300
+
+[services.shop]
+url = "{shop}"
+timeout_ms = 10000
+
+[resolvers]
+"Query.fast" = { service = "shop", get = "/fast" }
+"Query.slow" = { service = "shop", get = "/slow" }
+"#,
+        )
+        .upstream("shop", &shop)
+        .start()
+        .await;
+
+    let started = Instant::now();
+    let reply = gateway.post("{ fast { id } slow { id } }").await;
+    let elapsed = started.elapsed();
+
+    assert_eq!(reply.status, 200);
+    let body = reply.json();
+    assert_eq!(
+        body["data"],
+        json!({"fast": {"id": "f"}, "slow": null}),
+        "{body}"
+    );
+    assert_eq!(body["errors"][0]["extensions"]["code"], json!("TIMEOUT"));
+    assert_eq!(body["errors"][0]["path"], json!(["slow"]));
+    assert_eq!(body["errors"].as_array().map(Vec::len), Some(1));
+    assert!(elapsed < ms(1_500), "answered after {elapsed:?}");
+}
