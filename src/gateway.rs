@@ -12,7 +12,9 @@ use crate::admission::documents::DocumentCache;
 use crate::admission::persisted::PersistedQueries;
 use crate::admission::rate_limit::RateLimiter;
 use crate::auth::Authenticator;
-use crate::config::{self, Config, Diagnostic, Diagnostics, RateKey};
+use crate::config::{self, CacheConfig, Config, Diagnostic, Diagnostics, RateKey};
+use crate::fetch::cache::ResponseCache;
+use crate::fetch::Fetcher;
 use crate::schema::{self, SchemaModel};
 use crate::upstream::UpstreamClient;
 
@@ -25,6 +27,8 @@ pub struct Gateway {
     /// Token verification, when `[auth]` is configured.
     pub auth: Option<Arc<Authenticator>>,
     pub admission: Admission,
+    /// Cache, coalescing and the upstream client, shared by all requests.
+    pub fetcher: Arc<Fetcher>,
 }
 
 /// What refuses work before execution (see `admission`).
@@ -75,6 +79,17 @@ pub fn load(path: &Path) -> Result<Gateway, Diagnostics> {
         .auth
         .as_ref()
         .map(|auth| Arc::new(Authenticator::new(auth, reqwest::Client::new())));
+    let upstream = Arc::new(upstream);
+    let cache = match &config.cache {
+        CacheConfig::Memory { max_entries } => ResponseCache::memory(*max_entries),
+        CacheConfig::Redis { url } => ResponseCache::redis(url).map_err(|err| {
+            Diagnostics(vec![Diagnostic {
+                location: None,
+                file: None,
+                message: format!("[cache]: {err}"),
+            }])
+        })?,
+    };
     let rate_limiter = match &config.rate_limit {
         Some(rate_limit) => Some(RateLimiter::new(rate_limit).map_err(|err| {
             Diagnostics(vec![Diagnostic {
@@ -100,9 +115,10 @@ pub fn load(path: &Path) -> Result<Gateway, Diagnostics> {
         config,
         sdl,
         schema,
-        upstream: Arc::new(upstream),
         auth,
         admission,
+        fetcher: Arc::new(Fetcher::new(upstream.clone(), Some(cache))),
+        upstream,
     })
 }
 

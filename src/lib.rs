@@ -11,6 +11,7 @@
 //! - [`admission`]: what refuses work before execution: limits, rate limits, persisted queries; the document cache.
 //! - [`auth`]: JWT verification (secret, PEM, JWKS) and the `@authenticated`/`@requiresScopes` rules.
 //! - [`batch`]: keys of a batched field collected across the operation, one call per batch.
+//! - [`fetch`]: response cache (memory or Redis), cross-client coalescing, stale-if-error.
 //! - [`execute`]: per-operation state (call de-duplication) and the one generic resolver.
 //! - [`http`]: the axum router: `/graphql` (POST, GET, GraphiQL), `/healthz`.
 //! - [`gateway`]: start-up as a pipeline: load → bind → build; and `serve`.
@@ -23,6 +24,7 @@ pub mod config;
 pub mod connector;
 pub mod error;
 pub mod execute;
+pub mod fetch;
 pub mod gateway;
 pub mod http;
 pub mod schema;

@@ -31,6 +31,16 @@ pub struct Config {
     /// `[rate_limit]`: absent means no limit.
     pub rate_limit: Option<RateLimitConfig>,
     pub persisted_queries: PersistedQueriesConfig,
+    pub cache: CacheConfig,
+}
+
+/// `[cache]`: where `cache_ttl_s` entries live.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CacheConfig {
+    /// In this process, at most `max_entries` entries.
+    Memory { max_entries: u64 },
+    /// Shared by every gateway instance.
+    Redis { url: String },
 }
 
 #[derive(Debug, Clone)]

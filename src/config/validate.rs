@@ -39,6 +39,22 @@ pub(super) fn validate(
     let auth = raw.auth.as_ref().and_then(|auth| v.auth(auth, &base_dir));
     let rate_limit = raw.rate_limit.as_ref().and_then(|r| v.rate_limit(r));
     let persisted_queries = v.persisted_queries(&raw.persisted_queries, &base_dir);
+    let cache = match (raw.cache.backend.get_ref().as_str(), &raw.cache.redis_url) {
+        ("redis", Some(url)) => {
+            if redis::Client::open(url.get_ref().as_str()).is_err() {
+                v.error(
+                    url.span().start,
+                    format!("invalid `redis_url` `{}`", url.get_ref()),
+                );
+            }
+            CacheConfig::Redis {
+                url: url.get_ref().clone(),
+            }
+        }
+        _ => CacheConfig::Memory {
+            max_entries: raw.cache.max_entries,
+        },
+    };
     v.one_of(&raw.cache.backend, &["memory", "redis"], "cache backend");
     if raw.cache.backend.get_ref() == "redis" && raw.cache.redis_url.is_none() {
         v.error(
@@ -81,6 +97,7 @@ pub(super) fn validate(
         auth,
         rate_limit,
         persisted_queries,
+        cache,
     };
     (config, v.diagnostics)
 }

@@ -6,6 +6,7 @@ use bytes::Bytes;
 use http::header::{ACCEPT, CONTENT_TYPE};
 use http::{HeaderMap, HeaderValue, Method};
 use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
 
 use super::template::{encode_component, Placeholder, Scope};
 use crate::auth::claim_text;
@@ -34,6 +35,9 @@ impl UpstreamRequest {
         let mut headers: Vec<(String, Vec<u8>)> = self
             .headers
             .iter()
+            // Per-request tracing headers differ on every call of the same
+            // request; they must not split de-duplication or the cache.
+            .filter(|(name, _)| !PER_REQUEST_HEADERS.contains(&name.as_str()))
             .map(|(name, value)| (name.as_str().to_owned(), value.as_bytes().to_vec()))
             .collect();
         headers.sort();
@@ -46,6 +50,33 @@ impl UpstreamRequest {
     }
 }
 
+impl RequestIdentity {
+    /// A stable text key for the response cache: the same across gateway
+    /// instances and restarts (unlike `Hash`), so Redis entries are shared.
+    pub fn fingerprint(&self, service: &str) -> String {
+        let mut hasher = Sha256::new();
+        for part in [
+            service.as_bytes(),
+            self.method.as_str().as_bytes(),
+            self.path_and_query.as_bytes(),
+        ] {
+            hasher.update((part.len() as u64).to_le_bytes());
+            hasher.update(part);
+        }
+        for (name, value) in &self.headers {
+            hasher.update((name.len() as u64).to_le_bytes());
+            hasher.update(name.as_bytes());
+            hasher.update((value.len() as u64).to_le_bytes());
+            hasher.update(value);
+        }
+        if let Some(body) = &self.body {
+            hasher.update((body.len() as u64).to_le_bytes());
+            hasher.update(body);
+        }
+        hex::encode(hasher.finalize())
+    }
+}
+
 /// A hashable identity of an [`UpstreamRequest`].
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct RequestIdentity {
@@ -54,6 +85,9 @@ pub struct RequestIdentity {
     headers: Vec<(String, Vec<u8>)>,
     body: Option<Bytes>,
 }
+
+/// Headers that identify one client request, not what is asked for.
+const PER_REQUEST_HEADERS: [&str; 3] = ["traceparent", "tracestate", "x-request-id"];
 
 /// What of the client's request may reach an upstream.
 pub struct ClientContext<'a> {

@@ -5,21 +5,23 @@ use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use async_graphql::ServerError;
+use async_graphql::{PathSegment, ServerError};
 use futures::future::{BoxFuture, FutureExt, Shared};
 use http::HeaderMap;
 use tokio::time::Instant;
 
 use crate::auth::Claims;
 use crate::batch::Batches;
+use crate::config::ServiceConfig;
 use crate::connector::request::{RequestIdentity, UpstreamRequest};
-use crate::upstream::{UpstreamAnswer, UpstreamClient, UpstreamError};
+use crate::fetch::{CachePolicy, Fetched, Fetcher};
+use crate::upstream::UpstreamError;
 
-pub type CallResult = Result<Arc<UpstreamAnswer>, UpstreamError>;
+pub type CallResult = Result<Fetched, UpstreamError>;
 type SharedCall = Shared<BoxFuture<'static, CallResult>>;
 
 pub struct OperationState {
-    pub upstream: Arc<UpstreamClient>,
+    pub fetcher: Arc<Fetcher>,
     /// The client request's headers, for `forward_headers` and `{headers.…}`.
     pub client_headers: HeaderMap,
     /// The verified token's claims; `None` for an anonymous request.
@@ -39,17 +41,19 @@ pub struct OperationState {
     /// `ResponseRules` answers these paths with null instead.
     null_items: Mutex<HashSet<String>>,
     has_null_items: AtomicBool,
+    /// Paths served from stale cache entries (`extensions.conflux.stale`).
+    stale_paths: Mutex<Vec<Vec<PathSegment>>>,
 }
 
 impl OperationState {
     pub fn new(
-        upstream: Arc<UpstreamClient>,
+        fetcher: Arc<Fetcher>,
         client_headers: HeaderMap,
         claims: Option<Claims>,
         deadline: Instant,
     ) -> Self {
         OperationState {
-            upstream,
+            fetcher,
             client_headers,
             claims,
             deadline,
@@ -58,6 +62,7 @@ impl OperationState {
             item_errors: Mutex::new(Vec::new()),
             null_items: Mutex::new(HashSet::new()),
             has_null_items: AtomicBool::new(false),
+            stale_paths: Mutex::new(Vec::new()),
         }
     }
 
@@ -91,24 +96,42 @@ impl OperationState {
         std::mem::take(&mut *self.item_errors.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
-    /// Sends `request`, or joins the identical GET already made.
-    pub async fn fetch(&self, service: &str, request: UpstreamRequest) -> CallResult {
+    /// Sends `request` (through the cache and coalescing), or joins the
+    /// identical GET this operation already made.
+    pub async fn fetch(
+        &self,
+        service: &Arc<ServiceConfig>,
+        request: UpstreamRequest,
+        policy: Option<CachePolicy>,
+    ) -> CallResult {
         if !request.is_deduplicable() {
-            return self.upstream.send(service, &request).await.map(Arc::new);
+            return self.fetcher.fetch(service, request, policy).await;
         }
         let call = {
             let mut calls = self.calls.lock().unwrap_or_else(|e| e.into_inner());
             calls
-                .entry((service.to_owned(), request.identity()))
+                .entry((service.name.clone(), request.identity()))
                 .or_insert_with(|| {
-                    let upstream = self.upstream.clone();
-                    let service = service.to_owned();
-                    async move { upstream.send(&service, &request).await.map(Arc::new) }
+                    let fetcher = self.fetcher.clone();
+                    let service = service.clone();
+                    async move { fetcher.fetch(&service, request, policy).await }
                         .boxed()
                         .shared()
                 })
                 .clone()
         };
         call.await
+    }
+
+    /// Records that the field at `path` was served from a stale cache entry.
+    pub fn mark_stale(&self, path: Vec<PathSegment>) {
+        self.stale_paths
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(path);
+    }
+
+    pub fn take_stale_paths(&self) -> Vec<Vec<PathSegment>> {
+        std::mem::take(&mut *self.stale_paths.lock().unwrap_or_else(|e| e.into_inner()))
     }
 }

@@ -2,6 +2,7 @@
 //! field's service(s), then shape the JSON into the field's type.
 
 use std::borrow::Cow;
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use async_graphql::dynamic::{FieldFuture, FieldValue, ObjectAccessor, ResolverContext};
@@ -18,7 +19,7 @@ use crate::connector::template::{value_at, Placeholder, Root, Scope};
 use crate::error::{ErrorCode, FieldError};
 use crate::schema::binding::{BoundBatch, BoundCall, BoundSource};
 pub use crate::schema::FieldBinding as Binding;
-use crate::upstream::UpstreamAnswer;
+use crate::upstream::{CacheDirectives, UpstreamAnswer};
 
 type FieldResult<'a> = Result<Option<FieldValue<'a>>, async_graphql::Error>;
 
@@ -93,20 +94,25 @@ async fn resolve_calls<'a>(
     };
     match &binding.source {
         BoundSource::Call(call) => match fetch(call, &scope, state).await {
-            Fetched::Value(value) => shape_owned(value, binding, ctx),
-            Fetched::NotFound => not_found(binding, &call.service.name),
-            Fetched::NoCall(placeholder) => {
+            (CallOutcome::Value(value), stale) => {
+                note_stale(state, ctx, stale);
+                shape_owned(value, binding, ctx)
+            }
+            (CallOutcome::NotFound, _) => not_found(binding, &call.service.name),
+            (CallOutcome::NoCall(placeholder), _) => {
                 missing_value(binding, &placeholder, state.claims.as_deref())
             }
-            Fetched::Failed(err) => Err(err.into_graphql()),
+            (CallOutcome::Failed(err), _) => Err(err.into_graphql()),
         },
         BoundSource::Merge(calls) => {
             let answers = join_all(calls.iter().map(|call| fetch(call, &scope, state))).await;
             let mut merged = Value::Object(Default::default());
-            for (answer, call) in answers.into_iter().zip(calls) {
+            let mut any_stale = false;
+            for ((answer, stale), call) in answers.into_iter().zip(calls) {
+                any_stale |= stale;
                 match answer {
-                    Fetched::Value(value @ Value::Object(_)) => deep_merge(&mut merged, value),
-                    Fetched::Value(_) => {
+                    CallOutcome::Value(value @ Value::Object(_)) => deep_merge(&mut merged, value),
+                    CallOutcome::Value(_) => {
                         return Err(bad_response(
                             binding,
                             "a `merge` call answered something other than an object",
@@ -115,13 +121,14 @@ async fn resolve_calls<'a>(
                         .into_graphql())
                     }
                     // SPEC: a 404 from any of them applies to the whole field.
-                    Fetched::NotFound => return not_found(binding, &call.service.name),
-                    Fetched::NoCall(placeholder) => {
+                    CallOutcome::NotFound => return not_found(binding, &call.service.name),
+                    CallOutcome::NoCall(placeholder) => {
                         return missing_value(binding, &placeholder, state.claims.as_deref())
                     }
-                    Fetched::Failed(err) => return Err(err.into_graphql()),
+                    CallOutcome::Failed(err) => return Err(err.into_graphql()),
                 }
             }
+            note_stale(state, ctx, any_stale);
             shape_owned(merged, binding, ctx)
         }
         BoundSource::Batch(batch) => resolve_batched(binding, batch, &scope, state, ctx).await,
@@ -174,8 +181,9 @@ async fn resolve_batched<'a>(
     shape_owned(value, binding, ctx)
 }
 
-/// One batch: `max` keys per call, the calls made concurrently, every item
-/// grouped under the text of its `match` field.
+/// One batch: keys with a fresh per-key cache entry are answered from it;
+/// the rest go `max` keys per call, the calls made concurrently, every item
+/// grouped under the text of its `match` field (and cached per key).
 async fn fetch_batch(
     batch: &BoundBatch,
     keys: Vec<Value>,
@@ -183,13 +191,13 @@ async fn fetch_batch(
     state: &OperationState,
 ) -> crate::batch::BatchOutcome {
     let spec = &batch.spec;
-    let calls = keys.chunks(spec.max).map(|chunk| async move {
-        let keys = Value::Array(chunk.to_vec());
+    let build = |keys: &[Value]| {
+        let keys = Value::Array(keys.to_vec());
         let scope = WithKeys {
             inner: scope,
             keys: &keys,
         };
-        let request = request::build(
+        request::build(
             &spec.call,
             &batch.service,
             &scope,
@@ -201,20 +209,49 @@ async fn fetch_batch(
                 ErrorCode::MissingValue,
                 format!("the batched call needs a value for `{p}`"),
             )
-        })?;
+        })
+    };
+    let mut grouped: HashMap<String, Vec<Value>> = HashMap::new();
+    // Per-key cache entries are keyed by the call that would fetch that one
+    // key alone, so they carry the same identity (headers included).
+    let mut per_key_cache: Vec<(String, String)> = Vec::new();
+    let mut missing = Vec::with_capacity(keys.len());
+    match batch.cache {
+        Some(_) => {
+            for key in keys {
+                let cache_key = build(std::slice::from_ref(&key))?
+                    .identity()
+                    .fingerprint(&batch.service.name);
+                match state.fetcher.cached(&cache_key).await {
+                    Some(Value::Array(items)) => {
+                        grouped.insert(key_text(&key), items);
+                    }
+                    _ => {
+                        per_key_cache.push((key_text(&key), cache_key));
+                        missing.push(key);
+                    }
+                }
+            }
+        }
+        None => missing = keys,
+    }
+    let calls = missing.chunks(spec.max).map(|chunk| async {
+        let request = build(chunk)?;
+        // The per-key entries are the cache here, not the whole call.
         state
-            .fetch(&batch.service.name, request)
+            .fetch(&batch.service, request, None)
             .await
             .map_err(|err| err.to_field_error())
     });
-    let answers = join_all(calls).await;
-    let mut grouped: std::collections::HashMap<String, Vec<Value>> =
-        std::collections::HashMap::new();
-    for answer in answers {
-        let answer = answer?;
-        let UpstreamAnswer::Json(json) = &*answer else {
+    let mut directives = CacheDirectives::default();
+    for answer in join_all(calls).await {
+        let fetched = answer?;
+        let Some(json) = fetched.answer.json() else {
             continue; // A 404 for a batch: none of its keys matched.
         };
+        if let UpstreamAnswer::Json { cache, .. } = &*fetched.answer {
+            directives = directives.strictest(*cache);
+        }
         let list = match &spec.call.select {
             Some(path) => value_at(json, path),
             None => Some(json),
@@ -236,6 +273,15 @@ async fn fetch_batch(
                     .or_default()
                     .push(item.clone());
             }
+        }
+    }
+    if let Some(policy) = batch.cache {
+        for (text, cache_key) in per_key_cache {
+            let items = grouped.get(&text).cloned().unwrap_or_default();
+            state
+                .fetcher
+                .store(cache_key, Value::Array(items), directives, policy)
+                .await;
         }
     }
     Ok(Grouped::new(grouped))
@@ -264,15 +310,21 @@ fn unreachable_source<'a>(binding: &Binding) -> FieldResult<'a> {
     .into_graphql())
 }
 
-enum Fetched {
+/// What one call of a field came to.
+enum CallOutcome {
     Value(Value),
     NotFound,
     NoCall(Placeholder),
     Failed(FieldError),
 }
 
-/// Builds, sends and selects one call.
-async fn fetch(call: &BoundCall, scope: &FieldScope<'_>, state: &OperationState) -> Fetched {
+/// Builds, sends and selects one call; true when a stale cache entry
+/// answered it.
+async fn fetch(
+    call: &BoundCall,
+    scope: &FieldScope<'_>,
+    state: &OperationState,
+) -> (CallOutcome, bool) {
     let request = match request::build(
         &call.spec,
         &call.service,
@@ -281,21 +333,35 @@ async fn fetch(call: &BoundCall, scope: &FieldScope<'_>, state: &OperationState)
         call.timeout,
     ) {
         Ok(request) => request,
-        Err(placeholder) => return Fetched::NoCall(placeholder.clone()),
+        Err(placeholder) => return (CallOutcome::NoCall(placeholder.clone()), false),
     };
-    let answer = match state.fetch(&call.service.name, request).await {
-        Ok(answer) => answer,
-        Err(err) => return Fetched::Failed(err.to_field_error()),
+    let fetched = match state.fetch(&call.service, request, call.cache).await {
+        Ok(fetched) => fetched,
+        Err(err) => return (CallOutcome::Failed(err.to_field_error()), false),
     };
-    match &*answer {
-        UpstreamAnswer::NotFound => Fetched::NotFound,
-        UpstreamAnswer::Json(json) => {
+    let outcome = match &*fetched.answer {
+        UpstreamAnswer::NotFound => CallOutcome::NotFound,
+        UpstreamAnswer::Json { value: json, .. } => {
             let selected = match &call.spec.select {
                 Some(path) => value_at(json, path).cloned().unwrap_or(Value::Null),
                 None => json.clone(),
             };
-            Fetched::Value(selected)
+            CallOutcome::Value(selected)
         }
+    };
+    (outcome, fetched.stale)
+}
+
+/// SPEC `stale_if_error_s`: the response names every path served stale.
+fn note_stale(state: &OperationState, ctx: &ResolverContext<'_>, stale: bool) {
+    if stale {
+        let path = ctx
+            .ctx
+            .path_node
+            .as_ref()
+            .map(super::path_of)
+            .unwrap_or_default();
+        state.mark_stale(path);
     }
 }
 

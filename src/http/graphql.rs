@@ -330,6 +330,8 @@ struct Outcome {
     /// A document that failed to parse or validate, or was refused by
     /// `[limits]`: answered 200 to legacy `application/json` clients.
     document_error: bool,
+    /// `extensions.conflux`: paths served stale.
+    extensions: Option<Value>,
 }
 
 impl Outcome {
@@ -339,6 +341,7 @@ impl Outcome {
             data: None,
             errors: vec![with_code(ServerError::new(message, None), code)],
             document_error: false,
+            extensions: None,
         }
     }
 
@@ -353,6 +356,7 @@ impl Outcome {
         ResponseBody {
             data: self.data.as_ref(),
             errors: &self.errors,
+            extensions: self.extensions.as_ref(),
         }
     }
 
@@ -371,6 +375,8 @@ struct ResponseBody<'a> {
     data: Option<&'a async_graphql::Value>,
     #[serde(skip_serializing_if = "<[ServerError]>::is_empty")]
     errors: &'a [ServerError],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    extensions: Option<&'a Value>,
 }
 
 async fn run(
@@ -481,7 +487,7 @@ async fn run(
 
     let timeout = gateway.config.limits.request_timeout;
     let state = Arc::new(OperationState::new(
-        gateway.upstream.clone(),
+        gateway.fetcher.clone(),
         headers.clone(),
         claims,
         tokio::time::Instant::now() + timeout,
@@ -516,6 +522,7 @@ async fn run(
                     ErrorCode::Timeout,
                 )],
                 document_error: false,
+                extensions: None,
             }
         }
     };
@@ -531,16 +538,21 @@ async fn run(
             data: None,
             errors: response.errors,
             document_error: true,
+            extensions: None,
         };
     }
     let mut errors = response.errors;
     errors.retain(|err| !crate::execute::is_silent(err));
     errors.extend(state.take_item_errors());
+    let stale = state.take_stale_paths();
+    let extensions =
+        (!stale.is_empty()).then(|| serde_json::json!({ "conflux": { "stale": stale } }));
     Outcome {
         status: StatusCode::OK,
         data: Some(response.data),
         errors,
         document_error: false,
+        extensions,
     }
 }
 

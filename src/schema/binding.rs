@@ -17,6 +17,7 @@ use crate::config::{
 use crate::connector::coerce::{AbstractType, OutputKind, OutputType, ScalarKind};
 use crate::connector::input::{InputDefaults, InputField};
 use crate::connector::template::Root;
+use crate::fetch::CachePolicy;
 
 /// How one field gets its value; built once, shared by every request.
 #[derive(Debug)]
@@ -51,6 +52,8 @@ pub struct BoundCall {
     pub service: Arc<ServiceConfig>,
     /// The field's `timeout_ms`, else the service's.
     pub timeout: Duration,
+    /// `cache_ttl_s` / `stale_if_error_s`, when the field caches.
+    pub cache: Option<CachePolicy>,
 }
 
 #[derive(Debug)]
@@ -60,6 +63,8 @@ pub struct BoundBatch {
     pub spec: BatchSpec,
     pub service: Arc<ServiceConfig>,
     pub timeout: Duration,
+    /// Cached per key: a later batch asks only for the keys not cached.
+    pub cache: Option<CachePolicy>,
 }
 
 /// `Type.field` → binding, for every field of every object type.
@@ -319,12 +324,17 @@ fn check_mapping(
 fn bound_source(mapping: FieldMapping, config: &Config) -> BoundSource {
     let timeout = mapping.timeout;
     let id: Arc<str> = Arc::from(format!("{}.{}", mapping.type_name, mapping.field_name));
+    let cache = mapping.cache_ttl.map(|ttl| CachePolicy {
+        ttl,
+        stale_if_error: mapping.stale_if_error.unwrap_or_default(),
+    });
     let bind_call = |spec: CallSpec| {
         let service = config.services[&spec.service].clone();
         BoundCall {
             timeout: timeout.unwrap_or(service.timeout),
             service,
             spec,
+            cache,
         }
     };
     match mapping.source {
@@ -338,6 +348,7 @@ fn bound_source(mapping: FieldMapping, config: &Config) -> BoundSource {
                 timeout: timeout.unwrap_or(service.timeout),
                 service,
                 spec,
+                cache,
             })
         }
     }

@@ -40,8 +40,71 @@ pub use service::ServiceSnapshot;
 /// What a call produced: JSON, or a 404 (which the field decides about).
 #[derive(Debug, Clone)]
 pub enum UpstreamAnswer {
-    Json(Value),
+    /// A 2xx answer, with what its `Cache-Control` allows.
+    Json {
+        value: Value,
+        cache: CacheDirectives,
+    },
     NotFound,
+}
+
+/// The parts of an upstream's `Cache-Control` the response cache obeys.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CacheDirectives {
+    pub no_store: bool,
+    pub private: bool,
+    pub max_age: Option<std::time::Duration>,
+}
+
+impl CacheDirectives {
+    pub fn parse(headers: &http::HeaderMap) -> CacheDirectives {
+        let mut directives = CacheDirectives::default();
+        for value in headers.get_all(http::header::CACHE_CONTROL) {
+            let Ok(text) = value.to_str() else {
+                continue;
+            };
+            for directive in text.split(',').map(|d| d.trim().to_ascii_lowercase()) {
+                match directive.split_once('=') {
+                    None if directive == "no-store" || directive == "no-cache" => {
+                        directives.no_store = true
+                    }
+                    None if directive == "private" => directives.private = true,
+                    Some(("max-age" | "s-maxage", seconds)) => {
+                        if let Ok(seconds) = seconds.trim_matches('"').parse::<u64>() {
+                            let max_age = std::time::Duration::from_secs(seconds);
+                            directives.max_age =
+                                Some(directives.max_age.map_or(max_age, |m| m.min(max_age)));
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+        directives
+    }
+}
+
+impl CacheDirectives {
+    /// What both allow: for an entry built from several answers.
+    pub fn strictest(self, other: CacheDirectives) -> CacheDirectives {
+        CacheDirectives {
+            no_store: self.no_store || other.no_store,
+            private: self.private || other.private,
+            max_age: match (self.max_age, other.max_age) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            },
+        }
+    }
+}
+
+impl UpstreamAnswer {
+    pub fn json(&self) -> Option<&Value> {
+        match self {
+            UpstreamAnswer::Json { value, .. } => Some(value),
+            UpstreamAnswer::NotFound => None,
+        }
+    }
 }
 
 /// Sends upstream requests. Built once per configuration; cheap to share.

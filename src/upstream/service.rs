@@ -213,6 +213,7 @@ impl Service {
         if status == StatusCode::NOT_FOUND {
             return Ok(UpstreamAnswer::NotFound);
         }
+        let cache = crate::upstream::CacheDirectives::parse(response.headers());
         if !status.is_success() {
             tracing::debug!(
                 service = %self.name,
@@ -227,10 +228,13 @@ impl Service {
             .await
             .map_err(|err| classify(instance, &err))?;
         if body.is_empty() {
-            return Ok(UpstreamAnswer::Json(Value::Null));
+            return Ok(UpstreamAnswer::Json {
+                value: Value::Null,
+                cache,
+            });
         }
         serde_json::from_slice(&body)
-            .map(UpstreamAnswer::Json)
+            .map(|value| UpstreamAnswer::Json { value, cache })
             .map_err(|err| {
                 tracing::warn!(service = %self.name, error = %err, "upstream body is not JSON");
                 UpstreamFailure::BadResponse

@@ -1,0 +1,191 @@
+//! The response cache behind `cache_ttl_s` (SPEC §3 `[cache]`): entries
+//! keyed by the whole upstream request as sent, in memory (moka, bounded by
+//! `max_entries`) or in Redis (shared by every gateway instance).
+//!
+//! Times are wall-clock milliseconds since the epoch, so an entry written
+//! by one instance means the same to another. Redis down: the gateway runs
+//! without cache, says so once per interval, and picks Redis up again by
+//! itself (the connection manager reconnects).
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// At most one "Redis unreachable" log line per this long.
+const OUTAGE_LOG_INTERVAL: Duration = Duration::from_secs(30);
+/// A Redis answer slower than this counts as a miss.
+const REDIS_TIMEOUT: Duration = Duration::from_millis(250);
+
+/// One cached upstream answer.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Entry {
+    /// The answer's JSON; `None` for a 404.
+    pub value: Option<Value>,
+    /// Served as fresh until then.
+    pub fresh_until_ms: u64,
+    /// Served, when the upstream fails, until then (`stale_if_error_s`).
+    pub stale_until_ms: u64,
+}
+
+impl Entry {
+    pub fn is_fresh(&self, now_ms: u64) -> bool {
+        now_ms < self.fresh_until_ms
+    }
+
+    pub fn is_usable_stale(&self, now_ms: u64) -> bool {
+        now_ms < self.stale_until_ms
+    }
+}
+
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+pub enum ResponseCache {
+    Memory(moka::future::Cache<String, std::sync::Arc<Entry>>),
+    Redis(RedisStore),
+}
+
+pub struct RedisStore {
+    connection: redis::aio::ConnectionManager,
+    last_outage_log: Mutex<Option<Instant>>,
+}
+
+/// Expires a memory entry once it can no longer be served, stale or not.
+struct UntilStale;
+
+impl moka::Expiry<String, std::sync::Arc<Entry>> for UntilStale {
+    fn expire_after_create(
+        &self,
+        _key: &String,
+        entry: &std::sync::Arc<Entry>,
+        _created: Instant,
+    ) -> Option<Duration> {
+        Some(Duration::from_millis(
+            entry.stale_until_ms.saturating_sub(now_ms()),
+        ))
+    }
+}
+
+impl ResponseCache {
+    pub fn memory(max_entries: u64) -> ResponseCache {
+        ResponseCache::Memory(
+            moka::future::Cache::builder()
+                .max_capacity(max_entries)
+                .expire_after(UntilStale)
+                .build(),
+        )
+    }
+
+    pub fn redis(url: &str) -> Result<ResponseCache, String> {
+        let client = redis::Client::open(url).map_err(|e| e.to_string())?;
+        let settings = redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(REDIS_TIMEOUT))
+            .set_response_timeout(Some(REDIS_TIMEOUT))
+            .set_number_of_retries(1);
+        let connection = client
+            .get_connection_manager_lazy(settings)
+            .map_err(|e| e.to_string())?;
+        Ok(ResponseCache::Redis(RedisStore {
+            connection,
+            last_outage_log: Mutex::new(None),
+        }))
+    }
+
+    pub async fn get(&self, key: &str) -> Option<std::sync::Arc<Entry>> {
+        match self {
+            ResponseCache::Memory(cache) => cache.get(key).await,
+            ResponseCache::Redis(store) => store.get(key).await.map(std::sync::Arc::new),
+        }
+    }
+
+    pub async fn put(&self, key: String, entry: Entry) {
+        match self {
+            ResponseCache::Memory(cache) => cache.insert(key, std::sync::Arc::new(entry)).await,
+            ResponseCache::Redis(store) => store.put(key, entry).await,
+        }
+    }
+}
+
+impl RedisStore {
+    async fn get(&self, key: &str) -> Option<Entry> {
+        let mut connection = self.connection.clone();
+        let mut get = redis::cmd("GET");
+        get.arg(format!("conflux:cache:{key}"));
+        let command = get.query_async::<Option<Vec<u8>>>(&mut connection);
+        match tokio::time::timeout(REDIS_TIMEOUT, command).await {
+            Ok(Ok(Some(bytes))) => serde_json::from_slice(&bytes).ok(),
+            Ok(Ok(None)) => None,
+            Ok(Err(err)) => {
+                self.log_outage(&err.to_string());
+                None
+            }
+            Err(_) => {
+                self.log_outage("no answer in time");
+                None
+            }
+        }
+    }
+
+    async fn put(&self, key: String, entry: Entry) {
+        let ttl_ms = entry.stale_until_ms.saturating_sub(now_ms());
+        if ttl_ms == 0 {
+            return;
+        }
+        let Ok(bytes) = serde_json::to_vec(&entry) else {
+            return;
+        };
+        let mut connection = self.connection.clone();
+        let mut set = redis::cmd("SET");
+        set.arg(format!("conflux:cache:{key}"))
+            .arg(bytes)
+            .arg("PX")
+            .arg(ttl_ms);
+        let command = set.query_async::<()>(&mut connection);
+        match tokio::time::timeout(REDIS_TIMEOUT, command).await {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => self.log_outage(&err.to_string()),
+            Err(_) => self.log_outage("no answer in time"),
+        }
+    }
+
+    fn log_outage(&self, reason: &str) {
+        let mut last = self
+            .last_outage_log
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if last.is_none_or(|at| at.elapsed() >= OUTAGE_LOG_INTERVAL) {
+            *last = Some(Instant::now());
+            tracing::warn!(
+                reason,
+                "response cache: Redis unreachable, serving without cache"
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[tokio::test]
+    async fn memory_entries_are_served_until_stale_time() {
+        let cache = ResponseCache::memory(10);
+        let now = now_ms();
+        let entry = Entry {
+            value: Some(json!({"id": 1})),
+            fresh_until_ms: now + 60_000,
+            stale_until_ms: now + 120_000,
+        };
+        cache.put("k".into(), entry.clone()).await;
+        let got = cache.get("k").await.expect("cached");
+        assert_eq!(*got, entry);
+        assert!(got.is_fresh(now));
+        assert!(cache.get("other").await.is_none());
+    }
+}
