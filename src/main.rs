@@ -57,6 +57,16 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("cannot start the runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    // Loading builds clients (Redis, JWKS) that belong to a runtime, for
+    // `check` as much as for `serve`.
+    let _context = runtime.enter();
     match cli.command {
         Command::Check { config } => match gateway::load(&config) {
             Ok(_) => {
@@ -87,16 +97,6 @@ fn main() -> ExitCode {
                 eprintln!("--hot-reload is not available in this version of Conflux yet");
                 return ExitCode::FAILURE;
             }
-            let runtime = match tokio::runtime::Runtime::new() {
-                Ok(runtime) => runtime,
-                Err(err) => {
-                    eprintln!("cannot start the runtime: {err}");
-                    return ExitCode::FAILURE;
-                }
-            };
-            // Loaded inside the runtime so background work (the JWKS fetch)
-            // can start right away.
-            let _context = runtime.enter();
             let loaded = match gateway::load(&config) {
                 Ok(loaded) => loaded,
                 Err(problems) => {

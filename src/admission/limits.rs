@@ -46,9 +46,18 @@ pub fn check(
     limits: &Limits,
     introspection: bool,
 ) -> Result<Measured, Refusal> {
+    let defaults = operation
+        .variable_definitions
+        .iter()
+        .filter_map(|d| {
+            let default = d.node.default_value.as_ref()?;
+            Some((d.node.name.node.as_str(), default.node.clone()))
+        })
+        .collect();
     let mut walker = Walker {
         document,
         variables,
+        defaults,
         limits,
         introspection,
         aliases: 0,
@@ -80,6 +89,8 @@ fn too_complex(complexity: u64, limits: &Limits) -> Refusal {
 struct Walker<'a> {
     document: &'a ExecutableDocument,
     variables: Option<&'a Value>,
+    /// Default values of the operation's variables, for those not given.
+    defaults: std::collections::HashMap<&'a str, GqlValue>,
     limits: &'a Limits,
     introspection: bool,
     aliases: u32,
@@ -190,11 +201,11 @@ impl<'a> Walker<'a> {
             // Variables are filled from the request; an unknown one is null.
             let resolved = value.node.clone().into_const_with(|variable| {
                 let given = self.variables.and_then(|v| v.get(variable.as_str()));
-                Ok::<_, ()>(
-                    given
-                        .and_then(|v| GqlValue::from_json(v.clone()).ok())
-                        .unwrap_or(GqlValue::Null),
-                )
+                let value = match given {
+                    Some(given) => GqlValue::from_json(given.clone()).ok(),
+                    None => self.defaults.get(variable.as_str()).cloned(),
+                };
+                Ok::<_, ()>(value.unwrap_or(GqlValue::Null))
             });
             let number = match resolved {
                 Ok(GqlValue::Number(n)) => n.as_u64(),

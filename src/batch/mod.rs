@@ -23,8 +23,15 @@ use serde_json::Value;
 
 use crate::error::{ErrorCode, FieldError};
 
-/// The items of one fetched batch, grouped by key text, in upstream order.
-pub type Grouped = Arc<HashMap<String, Vec<Value>>>;
+/// The items of one fetched batch, grouped by key text, in upstream order;
+/// and the keys answered by stale cache entries (`stale_if_error_s`).
+#[derive(Debug, Default)]
+pub struct BatchItems {
+    pub by_key: HashMap<String, Vec<Value>>,
+    pub stale: std::collections::HashSet<String>,
+}
+
+pub type Grouped = Arc<BatchItems>;
 pub type BatchOutcome = Result<Grouped, FieldError>;
 type SharedOutcome = Shared<oneshot::Receiver<BatchOutcome>>;
 
@@ -67,7 +74,7 @@ impl Batches {
         key_text: String,
         key: Value,
         fetch: F,
-    ) -> Result<Vec<Value>, FieldError>
+    ) -> Result<(Vec<Value>, bool), FieldError>
     where
         F: FnOnce(Vec<Value>) -> Fut,
         Fut: Future<Output = BatchOutcome>,
@@ -83,7 +90,10 @@ impl Batches {
             }
         }
         match outcome.await {
-            Ok(Ok(grouped)) => Ok(grouped.get(&key_text).cloned().unwrap_or_default()),
+            Ok(Ok(grouped)) => Ok((
+                grouped.by_key.get(&key_text).cloned().unwrap_or_default(),
+                grouped.stale.contains(&key_text),
+            )),
             Ok(Err(err)) => Err(err),
             Err(_) => Err(FieldError::new(
                 ErrorCode::Internal,
@@ -157,16 +167,19 @@ mod tests {
                         vec![json!("a"), json!("b")],
                         "deduplicated, first-seen order"
                     );
-                    let grouped: HashMap<String, Vec<Value>> = keys
+                    let by_key: HashMap<String, Vec<Value>> = keys
                         .iter()
                         .map(|k| (key_text(k), vec![json!({"id": k})]))
                         .collect();
-                    Ok(Arc::new(grouped))
+                    Ok(Arc::new(BatchItems {
+                        by_key,
+                        stale: Default::default(),
+                    }))
                 }
             })
         };
         let results = futures::future::join_all([load("a"), load("b"), load("a")]).await;
         assert_eq!(calls.load(Ordering::SeqCst), 1);
-        assert_eq!(results[2].as_ref().expect("ok"), &vec![json!({"id": "a"})]);
+        assert_eq!(results[2].as_ref().expect("ok").0, vec![json!({"id": "a"})]);
     }
 }

@@ -12,11 +12,12 @@ use http::HeaderMap;
 use serde_json::Value;
 
 use super::operation::OperationState;
-use crate::batch::{key_text, BatchId, Grouped};
+use crate::batch::{key_text, BatchId, BatchItems, Grouped};
 use crate::connector::coerce::{self, OutputKind, OutputType};
 use crate::connector::request::{self, render_body, ClientContext};
 use crate::connector::template::{value_at, Placeholder, Root, Scope};
 use crate::error::{ErrorCode, FieldError};
+use crate::fetch::cache::{now_ms, Entry};
 use crate::schema::binding::{BoundBatch, BoundCall, BoundSource};
 pub use crate::schema::FieldBinding as Binding;
 use crate::upstream::{CacheDirectives, UpstreamAnswer};
@@ -167,13 +168,14 @@ async fn resolve_batched<'a>(
             async_graphql::Value::Object(ctx.args.as_index_map().clone()).to_string()
         },
     };
-    let items = state
+    let (items, stale) = state
         .batches
         .load(id, key_text(&key), key, |keys| {
             fetch_batch(batch, keys, scope, state)
         })
         .await
         .map_err(FieldError::into_graphql)?;
+    note_stale(state, ctx, stale);
     let value = match binding.output.kind {
         OutputKind::List(_) => Value::Array(items),
         _ => items.into_iter().next().unwrap_or(Value::Null),
@@ -211,26 +213,39 @@ async fn fetch_batch(
             )
         })
     };
-    let mut grouped: HashMap<String, Vec<Value>> = HashMap::new();
+    let mut grouped = BatchItems::default();
     // Per-key cache entries are keyed by the call that would fetch that one
     // key alone, so they carry the same identity (headers included).
-    let mut per_key_cache: Vec<(String, String)> = Vec::new();
+    let mut cache_keys: Vec<String> = Vec::new();
+    let mut stale_entries: HashMap<String, Value> = HashMap::new();
     let mut missing = Vec::with_capacity(keys.len());
     match batch.cache {
         Some(_) => {
+            let now = now_ms();
             for key in keys {
                 let cache_key = build(std::slice::from_ref(&key))?
                     .identity()
                     .fingerprint(&batch.service.name);
-                match state.fetcher.cached(&cache_key).await {
-                    Some(Value::Array(items)) => {
-                        grouped.insert(key_text(&key), items);
+                let entry = state.fetcher.lookup(&cache_key).await;
+                match entry.as_deref() {
+                    Some(Entry {
+                        value: Some(Value::Array(items)),
+                        ..
+                    }) if entry.as_ref().is_some_and(|e| e.is_fresh(now)) => {
+                        grouped.by_key.insert(key_text(&key), items.clone());
+                        continue;
                     }
-                    _ => {
-                        per_key_cache.push((key_text(&key), cache_key));
-                        missing.push(key);
+                    Some(
+                        entry @ Entry {
+                            value: Some(value), ..
+                        },
+                    ) if entry.is_usable_stale(now) => {
+                        stale_entries.insert(key_text(&key), value.clone());
                     }
+                    _ => {}
                 }
+                cache_keys.push(cache_key);
+                missing.push(key);
             }
         }
         None => missing = keys,
@@ -244,8 +259,29 @@ async fn fetch_batch(
             .map_err(|err| err.to_field_error())
     });
     let mut directives = CacheDirectives::default();
-    for answer in join_all(calls).await {
-        let fetched = answer?;
+    for (answer, chunk) in join_all(calls)
+        .await
+        .into_iter()
+        .zip(missing.chunks(spec.max))
+    {
+        let fetched = match answer {
+            Ok(fetched) => fetched,
+            Err(err) => {
+                // SPEC `stale_if_error_s`: when every key of the failed
+                // call has a stale entry, those stand in, marked stale.
+                let texts: Vec<String> = chunk.iter().map(key_text).collect();
+                if texts.iter().all(|t| stale_entries.contains_key(t)) {
+                    for text in texts {
+                        if let Some(Value::Array(items)) = stale_entries.remove(&text) {
+                            grouped.by_key.insert(text.clone(), items);
+                        }
+                        grouped.stale.insert(text);
+                    }
+                    continue;
+                }
+                return Err(err);
+            }
+        };
         let Some(json) = fetched.answer.json() else {
             continue; // A 404 for a batch: none of its keys matched.
         };
@@ -269,6 +305,7 @@ async fn fetch_batch(
         for item in items {
             if let Some(matched) = value_at(item, &spec.match_field) {
                 grouped
+                    .by_key
                     .entry(key_text(matched))
                     .or_default()
                     .push(item.clone());
@@ -276,8 +313,12 @@ async fn fetch_batch(
         }
     }
     if let Some(policy) = batch.cache {
-        for (text, cache_key) in per_key_cache {
-            let items = grouped.get(&text).cloned().unwrap_or_default();
+        for (key, cache_key) in missing.iter().zip(cache_keys) {
+            let text = key_text(key);
+            if grouped.stale.contains(&text) {
+                continue;
+            }
+            let items = grouped.by_key.get(&text).cloned().unwrap_or_default();
             state
                 .fetcher
                 .store(cache_key, Value::Array(items), directives, policy)

@@ -111,13 +111,9 @@ impl Fetcher {
 }
 
 impl Fetcher {
-    /// A fresh cached value (used for per-key batch entries).
-    pub async fn cached(&self, key: &str) -> Option<serde_json::Value> {
-        let entry = self.cache.as_ref()?.get(key).await?;
-        entry
-            .is_fresh(now_ms())
-            .then(|| entry.value.clone())
-            .flatten()
+    /// The cache entry under `key`, fresh or not (per-key batch entries).
+    pub async fn lookup(&self, key: &str) -> Option<Arc<Entry>> {
+        self.cache.as_ref()?.get(key).await
     }
 
     /// Stores `value` under `key` as `policy` and `directives` allow.

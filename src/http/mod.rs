@@ -1,5 +1,5 @@
 //! The HTTP surface (SPEC §2): `/graphql` (POST, GET, GraphiQL),
-//! `/graphiql/*` assets, `/healthz`.
+//! `/graphiql/*` assets, `/healthz`, `/readyz`.
 
 mod cors;
 mod graphiql;

@@ -40,16 +40,26 @@ impl HealthStatus {
 /// What one instance's checker needs; no reference back to the client, so
 /// dropping the client stops everything.
 pub struct Checker {
-    pub instance: Arc<Instance>,
-    pub http: reqwest::Client,
-    pub config: HealthCheckConfig,
+    instance: Arc<Instance>,
+    http: reqwest::Client,
+    config: HealthCheckConfig,
     /// The service's static `headers` (an API key may guard `/health` too).
-    pub headers: HeaderMap,
+    headers: HeaderMap,
 }
 
 impl Checker {
-    pub fn headers(headers: &[(HeaderName, HeaderValue)]) -> HeaderMap {
-        headers.iter().cloned().collect()
+    pub fn new(
+        instance: Arc<Instance>,
+        http: reqwest::Client,
+        config: HealthCheckConfig,
+        headers: &[(HeaderName, HeaderValue)],
+    ) -> Self {
+        Checker {
+            instance,
+            http,
+            config,
+            headers: headers.iter().cloned().collect(),
+        }
     }
 
     /// Checks now, then every interval, forever. A slow check delays the

@@ -63,7 +63,7 @@ impl Service {
             .pool_idle_timeout(Duration::from_secs(90))
             .pool_max_idle_per_host(256)
             .tcp_nodelay(true)
-            .connect_timeout(connect_timeout(&config))
+            .connect_timeout(connect_timeout(config.timeout, config.retries))
             .build()?;
         let name: Arc<str> = Arc::from(config.name.as_str());
         let instances = config
@@ -248,11 +248,13 @@ impl Service {
         };
         self.instances
             .iter()
-            .map(|instance| Checker {
-                instance: instance.clone(),
-                http: self.http.clone(),
-                config: health.clone(),
-                headers: Checker::headers(&self.config.headers),
+            .map(|instance| {
+                Checker::new(
+                    instance.clone(),
+                    self.http.clone(),
+                    health.clone(),
+                    &self.config.headers,
+                )
             })
             .collect()
     }
@@ -269,11 +271,11 @@ impl Service {
     }
 }
 
-/// A connect may use at most its share of the budget (`timeout / (retries
-/// + 1)`, within 100 ms..5 s), so an instance that never answers a SYN
-/// leaves time to retry on another one.
-fn connect_timeout(config: &ServiceConfig) -> Duration {
-    let share = config.timeout / config.retries.saturating_add(1);
+/// A connect may use at most its share of the budget, `timeout` divided
+/// by the attempts (`retries + 1`), within 100 ms..5 s: an instance that
+/// never answers a SYN then leaves time to retry on another one.
+fn connect_timeout(timeout: Duration, retries: u32) -> Duration {
+    let share = timeout / retries.saturating_add(1);
     share.clamp(MIN_CONNECT_TIMEOUT, MAX_CONNECT_TIMEOUT)
 }
 
@@ -304,5 +306,20 @@ struct Decrement<'a>(&'a AtomicU64);
 impl Drop for Decrement<'_> {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_connect_gets_its_attempt_share_of_the_budget() {
+        let ms = Duration::from_millis;
+        assert_eq!(connect_timeout(ms(5000), 1), ms(2500));
+        assert_eq!(connect_timeout(ms(3000), 0), ms(3000));
+        assert_eq!(connect_timeout(ms(60_000), 1), MAX_CONNECT_TIMEOUT);
+        assert_eq!(connect_timeout(ms(500), 9), MIN_CONNECT_TIMEOUT);
+        assert_eq!(connect_timeout(ms(500), u32::MAX), MIN_CONNECT_TIMEOUT);
     }
 }

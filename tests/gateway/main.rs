@@ -4,12 +4,15 @@
 
 mod support;
 
+mod admission;
 mod auth;
 mod batching;
+mod caching;
 mod check;
 mod execution;
 mod hostile;
 mod http_surface;
 mod mapping;
+mod resilience;
 mod schema_constructs;
 mod upstream_answers;
