@@ -7,6 +7,9 @@ use std::path::Path;
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
+use tower::ServiceExt;
+
+use crate::reload::LiveGateway;
 
 use crate::admission::documents::DocumentCache;
 use crate::admission::persisted::PersistedQueries;
@@ -123,20 +126,52 @@ pub fn load(path: &Path) -> Result<Gateway, Diagnostics> {
 }
 
 /// Serves `gateway` on `listener` until `shutdown` resolves, then lets
-/// in-flight requests finish.
+/// in-flight requests finish. Without a config path there is nothing to
+/// reload from (tests, embedding).
 pub async fn serve(
     listener: TcpListener,
     gateway: Arc<Gateway>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    // Health checks run while the gateway lives: they stop when the last
-    // `Arc<Gateway>` (and so its `UpstreamClient`) is dropped.
-    gateway.upstream.start_health_checks();
-    let app = crate::http::app(gateway);
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await
+    serve_live(listener, LiveGateway::new(gateway, None), shutdown).await
+}
+
+/// Serves whatever configuration `live` holds at each request's arrival.
+pub async fn serve_live(
+    listener: TcpListener,
+    live: Arc<LiveGateway>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    // `[server].tls` at start makes the listener HTTPS for its life; the
+    // certificate is looked up in the live config at each handshake, so a
+    // reload that read new files rotates it for new connections.
+    let tls = live.gateway().config.server.tls.clone().map(|initial| {
+        let live = live.clone();
+        crate::tls::ServerTls::new(&initial, move || {
+            let gateway = live.gateway();
+            let tls = gateway.config.server.tls.as_ref()?;
+            Some(tls.certified_key.clone())
+        })
+    });
+    // Each request is handed to the router current when it arrives, and
+    // keeps it (and its `Gateway`) until it is answered.
+    let app = axum::Router::new().fallback_service(tower::service_fn(
+        move |request: axum::extract::Request| {
+            let router = live.router();
+            async move { router.oneshot(request).await }
+        },
+    ));
+    let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
+    match tls {
+        Some(tls) => {
+            axum::serve(tls.listen(listener)?, app)
+                .with_graceful_shutdown(shutdown)
+                .await
+        }
+        None => {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown)
+                .await
+        }
+    }
 }

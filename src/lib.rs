@@ -14,6 +14,9 @@
 //! - [`fetch`]: response cache (memory or Redis), cross-client coalescing, stale-if-error.
 //! - [`execute`]: per-operation state (call de-duplication) and the one generic resolver.
 //! - [`http`]: the axum router: `/graphql` (POST, GET, GraphiQL), `/healthz`.
+//! - [`reload`]: the live configuration, swapped atomically on SIGHUP or a file change.
+//! - [`telemetry`]: request ids, W3C trace context, Prometheus metrics.
+//! - [`tls`]: HTTPS for clients (certificate rotated on reload) and TLS/mTLS to the services, with rustls.
 //! - [`gateway`]: start-up as a pipeline: load → bind → build; and `serve`.
 //! - [`error`]: stable error codes and the one conversion of a field failure to a GraphQL error.
 
@@ -27,5 +30,8 @@ pub mod execute;
 pub mod fetch;
 pub mod gateway;
 pub mod http;
+pub mod reload;
 pub mod schema;
+pub mod telemetry;
+pub mod tls;
 pub mod upstream;

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use conflux::gateway;
+use conflux::reload::{self, LiveGateway};
 
 #[derive(Parser)]
 #[command(
@@ -37,8 +38,8 @@ enum Command {
         /// Overrides [server].listen, e.g. 0.0.0.0:4000.
         #[arg(long)]
         listen: Option<String>,
-        /// Watch the config and schema files and reload on change (not
-        /// available in this version; the flag is accepted and refused).
+        /// Watch services.toml and every file it names; reload on change.
+        /// (SIGHUP reloads with or without this flag.)
         #[arg(long)]
         hot_reload: bool,
     },
@@ -93,10 +94,6 @@ fn main() -> ExitCode {
             listen,
             hot_reload,
         } => {
-            if hot_reload {
-                eprintln!("--hot-reload is not available in this version of Conflux yet");
-                return ExitCode::FAILURE;
-            }
             let loaded = match gateway::load(&config) {
                 Ok(loaded) => loaded,
                 Err(problems) => {
@@ -104,12 +101,17 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            runtime.block_on(serve(loaded, listen))
+            runtime.block_on(serve(loaded, config, listen, hot_reload))
         }
     }
 }
 
-async fn serve(loaded: gateway::Gateway, listen: Option<String>) -> ExitCode {
+async fn serve(
+    loaded: gateway::Gateway,
+    config: PathBuf,
+    listen: Option<String>,
+    hot_reload: bool,
+) -> ExitCode {
     let address = listen.unwrap_or_else(|| loaded.config.server.listen.clone());
     let listener = match tokio::net::TcpListener::bind(&address).await {
         Ok(listener) => listener,
@@ -123,7 +125,24 @@ async fn serve(loaded: gateway::Gateway, listen: Option<String>) -> ExitCode {
         .map(|a| a.to_string())
         .unwrap_or(address);
     tracing::info!(address = %local, graphiql = loaded.config.server.graphiql, "conflux is serving http://{local}/graphql");
-    match gateway::serve(listener, Arc::new(loaded), shutdown_signal()).await {
+    let live = LiveGateway::new(Arc::new(loaded), Some(config));
+    reload::reload_on_sighup(live.clone());
+    // Kept alive while serving: dropping the watcher stops watching.
+    let _watcher = if hot_reload {
+        match reload::watch(live.clone()) {
+            Ok(watcher) => {
+                tracing::info!("watching the configuration files for changes");
+                Some(watcher)
+            }
+            Err(err) => {
+                eprintln!("cannot watch the configuration files: {err}");
+                return ExitCode::FAILURE;
+            }
+        }
+    } else {
+        None
+    };
+    match gateway::serve_live(listener, live, shutdown_signal()).await {
         Ok(()) => {
             tracing::info!("in-flight requests drained; bye");
             ExitCode::SUCCESS

@@ -32,6 +32,21 @@ pub struct Config {
     pub rate_limit: Option<RateLimitConfig>,
     pub persisted_queries: PersistedQueriesConfig,
     pub cache: CacheConfig,
+    pub telemetry: TelemetryConfig,
+    /// Files besides the config and schema whose change means a reload
+    /// (key files, the safelist, certificates).
+    pub watched_files: Vec<PathBuf>,
+}
+
+/// `[telemetry]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TelemetryConfig {
+    /// Serve `/metrics`.
+    pub metrics: bool,
+    /// Send W3C `traceparent`/`tracestate` upstream.
+    pub propagate_trace_context: bool,
+    /// OTLP collector; accepted, export not implemented yet (logged).
+    pub otlp_endpoint: Option<String>,
 }
 
 /// `[cache]`: where `cache_ttl_s` entries live.
@@ -113,6 +128,8 @@ pub struct ServerConfig {
     pub introspection: bool,
     pub cors_origins: Vec<String>,
     pub debug: bool,
+    /// `[server].tls`: serve HTTPS only; `None`: plain HTTP.
+    pub tls: Option<crate::tls::ServerTlsConfig>,
 }
 
 #[derive(Debug, Clone)]
@@ -143,6 +160,9 @@ pub struct ServiceConfig {
     pub health: Option<HealthCheckConfig>,
     /// Passive ejection; `None`: a failing instance keeps its share.
     pub circuit_breaker: Option<CircuitBreakerConfig>,
+    /// The `tls` table: a private CA, a client certificate; `None`: the
+    /// system's roots.
+    pub tls: Option<crate::tls::ServiceTlsConfig>,
 }
 
 /// `load_balancing` of a service.
@@ -212,6 +232,9 @@ pub enum FieldSource {
 pub struct CallSpec {
     pub service: String,
     pub method: Method,
+    /// The path template as written (`/users/{args.id}`): what logs and
+    /// the debug waterfall show, never the filled URL.
+    pub path_text: Arc<str>,
     /// The path before any `?`, relative to the service URL.
     pub path: Template,
     /// Query parameters: those after `?` in the path template, then `query`.

@@ -34,7 +34,7 @@ pub(super) fn validate(
     let base_dir = path.parent().unwrap_or(Path::new("")).to_path_buf();
 
     let schema_files = v.schema_files(raw.schema.as_ref(), &base_dir);
-    let server = v.server(&raw.server);
+    let server = v.server(&raw.server, &base_dir);
     let limits = v.limits(&raw.limits);
     let auth = raw.auth.as_ref().and_then(|auth| v.auth(auth, &base_dir));
     let rate_limit = raw.rate_limit.as_ref().and_then(|r| v.rate_limit(r));
@@ -65,7 +65,9 @@ pub(super) fn validate(
     let services: IndexMap<String, Arc<ServiceConfig>> = raw
         .services
         .iter()
-        .filter_map(|(name, service)| Some((name.clone(), Arc::new(v.service(name, service)?))))
+        .filter_map(|(name, service)| {
+            Some((name.clone(), Arc::new(v.service(name, service, &base_dir)?)))
+        })
         .collect();
     let types = raw
         .types
@@ -98,8 +100,44 @@ pub(super) fn validate(
         rate_limit,
         persisted_queries,
         cache,
+        telemetry: TelemetryConfig {
+            metrics: raw.telemetry.metrics,
+            propagate_trace_context: raw.telemetry.propagate_trace_context,
+            otlp_endpoint: raw
+                .telemetry
+                .otlp_endpoint
+                .as_ref()
+                .map(|e| e.get_ref().clone()),
+        },
+        watched_files: watched_files(&raw, &base_dir),
     };
     (config, v.diagnostics)
+}
+
+/// Every file `services.toml` names besides the schema, for `--hot-reload`.
+fn watched_files(raw: &RawConfig, base_dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    let mut add = |file: &Option<Spanned<String>>| {
+        if let Some(file) = file {
+            files.push(base_dir.join(file.get_ref()));
+        }
+    };
+    add(&raw.persisted_queries.safelist);
+    if let Some(auth) = &raw.auth {
+        add(&auth.get_ref().public_key_file);
+    }
+    if let Some(tls) = &raw.server.tls {
+        add(&tls.get_ref().cert_file);
+        add(&tls.get_ref().key_file);
+    }
+    for service in raw.services.values() {
+        if let Some(tls) = &service.get_ref().tls {
+            add(&tls.get_ref().ca_file);
+            add(&tls.get_ref().client_cert_file);
+            add(&tls.get_ref().client_key_file);
+        }
+    }
+    files
 }
 
 struct Validator<'a> {
@@ -119,13 +157,6 @@ impl Validator<'_> {
 
     fn location(&self, offset: usize) -> Location {
         self.source.location(offset)
-    }
-
-    fn unsupported(&mut self, offset: usize, what: &str) {
-        self.error(
-            offset,
-            format!("{what} is not supported by this version of Conflux yet; remove it"),
-        );
     }
 
     fn one_of(&mut self, value: &Spanned<String>, allowed: &[&str], what: &str) {
@@ -198,7 +229,7 @@ impl Validator<'_> {
         files
     }
 
-    fn server(&mut self, raw: &RawServer) -> ServerConfig {
+    fn server(&mut self, raw: &RawServer, base_dir: &Path) -> ServerConfig {
         if raw.listen.get_ref().parse::<SocketAddr>().is_err() {
             self.error(
                 raw.listen.span().start,
@@ -208,9 +239,10 @@ impl Validator<'_> {
                 ),
             );
         }
-        if let Some(tls) = &raw.tls {
-            self.unsupported(tls.span().start, "[server].tls");
-        }
+        let tls = raw
+            .tls
+            .as_ref()
+            .and_then(|tls| self.server_tls(tls, base_dir));
         for origin in &raw.cors_origins {
             if origin.get_ref() != "*" && HeaderValue::from_str(origin.get_ref()).is_err() {
                 self.error(origin.span().start, "invalid CORS origin");
@@ -226,7 +258,91 @@ impl Validator<'_> {
                 .map(|o| o.get_ref().clone())
                 .collect(),
             debug: raw.debug,
+            tls,
         }
+    }
+
+    /// `[server].tls`: both files read and checked now, so `check` names
+    /// a bad one and `serve` never meets it at the first handshake.
+    fn server_tls(
+        &mut self,
+        raw: &Spanned<RawServerTls>,
+        base_dir: &Path,
+    ) -> Option<crate::tls::ServerTlsConfig> {
+        let tls = raw.get_ref();
+        let (Some(cert), Some(key)) = (&tls.cert_file, &tls.key_file) else {
+            self.error(
+                raw.span().start,
+                "[server].tls needs both `cert_file` and `key_file`",
+            );
+            return None;
+        };
+        let loaded = crate::tls::ServerTlsConfig::load(
+            base_dir.join(cert.get_ref()),
+            base_dir.join(key.get_ref()),
+        );
+        let keys = [("cert_file", &tls.cert_file), ("key_file", &tls.key_file)];
+        self.tls_files(loaded, "", &keys, raw.span().start)
+    }
+
+    /// A service's `tls` table, its files read and checked now.
+    fn service_tls(
+        &mut self,
+        name: &str,
+        raw: &Spanned<RawServiceTls>,
+        base_dir: &Path,
+    ) -> Option<crate::tls::ServiceTlsConfig> {
+        let tls = raw.get_ref();
+        let client = match (&tls.client_cert_file, &tls.client_key_file) {
+            (Some(cert), Some(key)) => {
+                Some((base_dir.join(cert.get_ref()), base_dir.join(key.get_ref())))
+            }
+            (None, None) => None,
+            _ => {
+                self.error(
+                    raw.span().start,
+                    format!("service `{name}`: `tls.client_cert_file` and `tls.client_key_file` go together"),
+                );
+                return None;
+            }
+        };
+        let ca_file = tls.ca_file.as_ref().map(|ca| base_dir.join(ca.get_ref()));
+        let loaded = crate::tls::ServiceTlsConfig::load(ca_file, client);
+        let keys = [
+            ("ca_file", &tls.ca_file),
+            ("client_cert_file", &tls.client_cert_file),
+            ("client_key_file", &tls.client_key_file),
+        ];
+        self.tls_files(
+            loaded,
+            &format!("service `{name}`: "),
+            &keys,
+            raw.span().start,
+        )
+    }
+
+    /// Loaded TLS settings, or each problem reported at the value that
+    /// names its file.
+    fn tls_files<T>(
+        &mut self,
+        loaded: Result<T, Vec<crate::tls::TlsFileError>>,
+        prefix: &str,
+        keys: &[(&str, &Option<Spanned<String>>)],
+        table_offset: usize,
+    ) -> Option<T> {
+        let problems = match loaded {
+            Ok(settings) => return Some(settings),
+            Err(problems) => problems,
+        };
+        for problem in problems {
+            let offset = keys
+                .iter()
+                .find(|(key, _)| *key == problem.key)
+                .and_then(|(_, value)| value.as_ref())
+                .map_or(table_offset, |value| value.span().start);
+            self.error(offset, format!("{prefix}{problem}"));
+        }
+        None
     }
 
     fn auth(&mut self, raw: &Spanned<RawAuth>, base_dir: &Path) -> Option<AuthConfig> {
@@ -420,7 +536,12 @@ impl Validator<'_> {
         }
     }
 
-    fn service(&mut self, name: &str, raw: &Spanned<RawService>) -> Option<ServiceConfig> {
+    fn service(
+        &mut self,
+        name: &str,
+        raw: &Spanned<RawService>,
+        base_dir: &Path,
+    ) -> Option<ServiceConfig> {
         let at = raw.span().start;
         let service = raw.get_ref();
         let mut urls = Vec::new();
@@ -501,9 +622,10 @@ impl Validator<'_> {
                 format!("service `{name}`: `max_concurrency` must be greater than 0"),
             );
         }
-        if let Some(tls) = &service.tls {
-            self.unsupported(tls.span().start, "a service `tls` table");
-        }
+        let tls = service
+            .tls
+            .as_ref()
+            .and_then(|tls| self.service_tls(name, tls, base_dir));
         let headers = service
             .headers
             .iter()
@@ -549,6 +671,7 @@ impl Validator<'_> {
             load_balancing,
             health,
             circuit_breaker,
+            tls,
         })
     }
 
@@ -843,6 +966,7 @@ impl Validator<'_> {
         Some(CallSpec {
             service: service?,
             method,
+            path_text: Arc::from(path.get_ref().as_str()),
             path: path_template?,
             query,
             headers,

@@ -11,6 +11,7 @@ use sha2::{Digest, Sha256};
 use super::template::{encode_component, Placeholder, Scope};
 use crate::auth::claim_text;
 use crate::config::{BodyTemplate, CallSpec, ServiceConfig};
+use crate::telemetry::trace::RequestTrace;
 
 /// One request to one service, ready to send to any of its instances.
 #[derive(Debug, Clone)]
@@ -93,6 +94,9 @@ const PER_REQUEST_HEADERS: [&str; 3] = ["traceparent", "tracestate", "x-request-
 pub struct ClientContext<'a> {
     pub headers: &'a HeaderMap,
     pub claims: Option<&'a Value>,
+    /// The request id and trace context, and whether to propagate the
+    /// trace context (`[telemetry].propagate_trace_context`).
+    pub trace: (&'a RequestTrace, bool),
 }
 
 /// Builds the request; `Err` names a path placeholder with no value, in
@@ -141,6 +145,8 @@ pub fn build<'s>(
             headers.append(name.clone(), value.clone());
         }
     }
+    let (trace, propagate) = client.trace;
+    trace.upstream_headers(propagate, &mut headers);
     if let Some(claims) = client.claims {
         for (name, claim) in &service.claims_headers {
             if let Some(value) =

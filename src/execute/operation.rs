@@ -2,7 +2,7 @@
 //! the calls already made, so identical GETs are sent once (SPEC §3).
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use async_graphql::{PathSegment, ServerError};
@@ -15,7 +15,9 @@ use crate::batch::Batches;
 use crate::config::ServiceConfig;
 use crate::connector::request::{RequestIdentity, UpstreamRequest};
 use crate::fetch::{CachePolicy, Fetched, Fetcher};
-use crate::upstream::UpstreamError;
+use crate::telemetry::metrics;
+use crate::telemetry::trace::RequestTrace;
+use crate::upstream::{UpstreamAnswer, UpstreamError};
 
 pub type CallResult = Result<Fetched, UpstreamError>;
 type SharedCall = Shared<BoxFuture<'static, CallResult>>;
@@ -28,6 +30,11 @@ pub struct OperationState {
     pub claims: Option<Claims>,
     /// When `[limits].request_timeout_ms` runs out for this operation.
     pub deadline: Instant,
+    /// Request id and trace context, sent with every upstream call.
+    pub trace: RequestTrace,
+    pub propagate_trace: bool,
+    /// Upstream calls made, for the log line, and the waterfall when asked.
+    pub stats: Arc<CallStats>,
     /// Every GET of this operation by (service, request): a later identical
     /// call awaits the first one's answer instead of calling again.
     calls: Mutex<HashMap<(String, RequestIdentity), SharedCall>>,
@@ -45,18 +52,137 @@ pub struct OperationState {
     stale_paths: Mutex<Vec<Vec<PathSegment>>>,
 }
 
+/// What the HTTP layer knows about the client request.
+pub struct RequestContext {
+    pub headers: HeaderMap,
+    pub claims: Option<Claims>,
+    pub deadline: Instant,
+    pub trace: RequestTrace,
+    pub propagate_trace: bool,
+    /// Record the call waterfall (`conflux-debug: 1` with `[server].debug`).
+    pub debug: bool,
+}
+
+/// How a call shows up in logs and the waterfall.
+#[derive(Debug, Clone)]
+pub struct CallLabel {
+    /// The path template as written, never the filled URL.
+    pub path: Arc<str>,
+    /// Keys in the call, for a batch.
+    pub batch_size: Option<usize>,
+}
+
+/// One upstream call, as the debug waterfall shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CallRecord {
+    pub service: String,
+    pub method: String,
+    pub path: Arc<str>,
+    /// Milliseconds from the operation's start.
+    pub start_ms: f64,
+    pub duration_ms: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub batch_size: Option<usize>,
+    pub cache_hit: bool,
+    pub status: String,
+}
+
+pub struct CallStats {
+    started: Instant,
+    calls: AtomicUsize,
+    records: Option<Mutex<Vec<CallRecord>>>,
+}
+
+impl CallStats {
+    fn new(debug: bool) -> Self {
+        CallStats {
+            started: Instant::now(),
+            calls: AtomicUsize::new(0),
+            records: debug.then(|| Mutex::new(Vec::new())),
+        }
+    }
+
+    /// Calls that went upstream (cache hits and joined calls not counted).
+    pub fn upstream_calls(&self) -> usize {
+        self.calls.load(Ordering::Relaxed)
+    }
+
+    /// The waterfall, when recording.
+    pub fn records(&self) -> Option<Vec<CallRecord>> {
+        let records = self.records.as_ref()?;
+        let mut records = records.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        records.sort_by(|a, b| a.start_ms.total_cmp(&b.start_ms));
+        Some(records)
+    }
+}
+
+/// Sends one call through the fetcher, and accounts for it: the count, the
+/// metrics, the debug log line (template, never the filled URL) and the
+/// waterfall record.
+async fn measured(
+    fetcher: Arc<Fetcher>,
+    service: Arc<ServiceConfig>,
+    request: UpstreamRequest,
+    policy: Option<CachePolicy>,
+    label: CallLabel,
+    stats: Arc<CallStats>,
+) -> CallResult {
+    let method = request.method.clone();
+    let started = Instant::now();
+    let result = fetcher.fetch(&service, request, policy).await;
+    let duration = started.elapsed();
+    let cache_hit = matches!(&result, Ok(fetched) if fetched.from_cache);
+    let status = match &result {
+        Ok(fetched) if fetched.stale => "stale",
+        Ok(fetched) if matches!(*fetched.answer, UpstreamAnswer::NotFound) => "4xx",
+        Ok(_) => "2xx",
+        Err(err) => err.failure.status_class(),
+    };
+    if !cache_hit {
+        stats.calls.fetch_add(1, Ordering::Relaxed);
+        metrics::upstream_call(&service.name, status, duration);
+    }
+    if let Some(size) = label.batch_size {
+        metrics::batch_keys(size);
+    }
+    tracing::debug!(
+        service = %service.name,
+        method = %method,
+        path = %label.path,
+        status,
+        cache_hit,
+        duration_ms = duration.as_secs_f64() * 1000.0,
+        "upstream call"
+    );
+    if let Some(records) = &stats.records {
+        let record = CallRecord {
+            service: service.name.clone(),
+            method: method.to_string(),
+            path: label.path,
+            start_ms: started.duration_since(stats.started).as_secs_f64() * 1000.0,
+            duration_ms: duration.as_secs_f64() * 1000.0,
+            batch_size: label.batch_size,
+            cache_hit,
+            status: status.to_owned(),
+        };
+        records
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(record);
+    }
+    result
+}
+
 impl OperationState {
-    pub fn new(
-        fetcher: Arc<Fetcher>,
-        client_headers: HeaderMap,
-        claims: Option<Claims>,
-        deadline: Instant,
-    ) -> Self {
+    pub fn new(fetcher: Arc<Fetcher>, request: RequestContext) -> Self {
         OperationState {
             fetcher,
-            client_headers,
-            claims,
-            deadline,
+            client_headers: request.headers,
+            claims: request.claims,
+            deadline: request.deadline,
+            trace: request.trace,
+            propagate_trace: request.propagate_trace,
+            stats: Arc::new(CallStats::new(request.debug)),
             calls: Mutex::new(HashMap::new()),
             batches: Batches::default(),
             item_errors: Mutex::new(Vec::new()),
@@ -97,26 +223,41 @@ impl OperationState {
     }
 
     /// Sends `request` (through the cache and coalescing), or joins the
-    /// identical GET this operation already made.
+    /// identical GET this operation already made. Every distinct call is
+    /// counted, measured and logged once.
     pub async fn fetch(
         &self,
         service: &Arc<ServiceConfig>,
         request: UpstreamRequest,
         policy: Option<CachePolicy>,
+        label: CallLabel,
     ) -> CallResult {
         if !request.is_deduplicable() {
-            return self.fetcher.fetch(service, request, policy).await;
+            return measured(
+                self.fetcher.clone(),
+                service.clone(),
+                request,
+                policy,
+                label,
+                self.stats.clone(),
+            )
+            .await;
         }
         let call = {
             let mut calls = self.calls.lock().unwrap_or_else(|e| e.into_inner());
             calls
                 .entry((service.name.clone(), request.identity()))
                 .or_insert_with(|| {
-                    let fetcher = self.fetcher.clone();
-                    let service = service.clone();
-                    async move { fetcher.fetch(&service, request, policy).await }
-                        .boxed()
-                        .shared()
+                    measured(
+                        self.fetcher.clone(),
+                        service.clone(),
+                        request,
+                        policy,
+                        label,
+                        self.stats.clone(),
+                    )
+                    .boxed()
+                    .shared()
                 })
                 .clone()
         };

@@ -11,7 +11,7 @@ use futures::future::join_all;
 use http::HeaderMap;
 use serde_json::Value;
 
-use super::operation::OperationState;
+use super::operation::{CallLabel, OperationState};
 use crate::batch::{key_text, BatchId, BatchItems, Grouped};
 use crate::connector::coerce::{self, OutputKind, OutputType};
 use crate::connector::request::{self, render_body, ClientContext};
@@ -20,6 +20,7 @@ use crate::error::{ErrorCode, FieldError};
 use crate::fetch::cache::{now_ms, Entry};
 use crate::schema::binding::{BoundBatch, BoundCall, BoundSource};
 pub use crate::schema::FieldBinding as Binding;
+use crate::telemetry::trace::RequestTrace;
 use crate::upstream::{CacheDirectives, UpstreamAnswer};
 
 type FieldResult<'a> = Result<Option<FieldValue<'a>>, async_graphql::Error>;
@@ -88,6 +89,7 @@ async fn resolve_calls<'a>(
     })?;
     let scope = FieldScope {
         binding,
+        trace: (&state.trace, state.propagate_trace),
         args: &ctx.args,
         parent,
         headers: &state.client_headers,
@@ -254,7 +256,15 @@ async fn fetch_batch(
         let request = build(chunk)?;
         // The per-key entries are the cache here, not the whole call.
         state
-            .fetch(&batch.service, request, None)
+            .fetch(
+                &batch.service,
+                request,
+                None,
+                CallLabel {
+                    path: spec.call.path_text.clone(),
+                    batch_size: Some(chunk.len()),
+                },
+            )
             .await
             .map_err(|err| err.to_field_error())
     });
@@ -376,7 +386,11 @@ async fn fetch(
         Ok(request) => request,
         Err(placeholder) => return (CallOutcome::NoCall(placeholder.clone()), false),
     };
-    let fetched = match state.fetch(&call.service, request, call.cache).await {
+    let label = CallLabel {
+        path: call.spec.path_text.clone(),
+        batch_size: None,
+    };
+    let fetched = match state.fetch(&call.service, request, call.cache, label).await {
         Ok(fetched) => fetched,
         Err(err) => return (CallOutcome::Failed(err.to_field_error()), false),
     };
@@ -475,6 +489,9 @@ fn deep_merge(into: &mut Value, from: Value) {
 /// the client's headers.
 struct FieldScope<'a> {
     binding: &'a Binding,
+    /// Request id and trace context for the upstream headers; `None` when
+    /// trace context is not propagated.
+    trace: (&'a RequestTrace, bool),
     args: &'a ObjectAccessor<'a>,
     parent: Option<&'a Value>,
     headers: &'a HeaderMap,
@@ -486,6 +503,7 @@ impl FieldScope<'_> {
         ClientContext {
             headers: self.headers,
             claims: self.claims,
+            trace: self.trace,
         }
     }
 }

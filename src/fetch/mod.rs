@@ -14,6 +14,7 @@ use coalesce::Coalescer;
 
 use crate::config::ServiceConfig;
 use crate::connector::request::UpstreamRequest;
+use crate::telemetry::metrics;
 use crate::upstream::{CacheDirectives, UpstreamAnswer, UpstreamClient, UpstreamError};
 
 /// A field's caching: `cache_ttl_s` and `stale_if_error_s`.
@@ -28,7 +29,10 @@ pub struct CachePolicy {
 #[derive(Debug, Clone)]
 pub struct Fetched {
     pub answer: Arc<UpstreamAnswer>,
+    /// A stale entry stood in for a failed call.
     pub stale: bool,
+    /// Answered by the cache: no upstream call was made.
+    pub from_cache: bool,
 }
 
 pub struct Fetcher {
@@ -67,11 +71,16 @@ impl Fetcher {
         let now = now_ms();
         if let Some((_, _, Some(entry))) = &cached {
             if entry.is_fresh(now) {
+                metrics::cache("hit");
                 return Ok(Fetched {
                     answer: Arc::new(answer_of(entry)),
                     stale: false,
+                    from_cache: true,
                 });
             }
+        }
+        if cached.is_some() {
+            metrics::cache("miss");
         }
         let result = if service.coalesce && request.is_deduplicable() {
             self.coalescer
@@ -91,18 +100,21 @@ impl Fetcher {
                 Ok(Fetched {
                     answer,
                     stale: false,
+                    from_cache: false,
                 })
             }
             (Ok(answer), _, _) => Ok(Fetched {
                 answer,
                 stale: false,
+                from_cache: false,
             }),
             (Err(err), Some((_, _, Some(entry))), _) if entry.is_usable_stale(now) => {
-                tracing::info!(service = %service.name, "serving a stale cache entry for a failed call");
-                let _ = err;
+                tracing::info!(service = %service.name, failure = ?err.failure, "serving a stale cache entry for a failed call");
+                metrics::cache("stale");
                 Ok(Fetched {
                     answer: Arc::new(answer_of(&entry)),
                     stale: true,
+                    from_cache: true,
                 })
             }
             (Err(err), _, _) => Err(err),

@@ -1,49 +1,57 @@
 //! `/graphql`: GraphQL over HTTP — POST (single or batched), GET (queries
 //! only), GraphiQL for browsers — with the statuses and codes of SPEC §2/§5.
+//! Authentication and the rate limit come first; each operation then runs
+//! through `operation::run`.
 
 use std::collections::HashMap;
-use std::sync::Arc;
-
-use async_graphql::parser::types::{DocumentOperations, OperationType};
-use async_graphql::{ServerError, Variables};
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{ConnectInfo, Query, Request, State};
-use axum::http::header::{ALLOW, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
+use axum::http::header::{ALLOW, CONTENT_LENGTH, RETRY_AFTER, WWW_AUTHENTICATE};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use serde::Serialize;
 use serde_json::Value;
 
 use super::graphiql;
 use super::media::{wants_html, ResponseMedia};
-use crate::admission::documents::{DocumentError, MAX_NESTING};
-use crate::admission::limits;
+use super::operation;
+use super::outcome::{json_response, request_error, too_large, Outcome, ResponseBody};
+use super::request::{from_query_params, parse_request};
+use super::Client;
 use crate::admission::rate_limit::retry_after_seconds;
 use crate::auth::{AuthError, Claims};
 use crate::config::RateKey;
 use crate::error::ErrorCode;
-use crate::execute::operation::OperationState;
-use crate::execute::{code_of, with_code};
 use crate::gateway::Gateway;
+use crate::telemetry::metrics;
+use crate::telemetry::trace::RequestTrace;
 
 pub async fn handle(State(gateway): State<Arc<Gateway>>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
-    let headers = &parts.headers;
-    let media = ResponseMedia::negotiate(headers);
-    // The TCP peer; absent only when the app runs without a socket.
-    let client_ip = parts
-        .extensions
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|info| info.0.ip().to_string())
-        .unwrap_or_default();
-    match parts.method {
-        Method::POST => match admit(&gateway, headers, &client_ip, media).await {
-            Ok(claims) => post(&gateway, headers, claims, body, media).await,
+    let trace = RequestTrace::from_headers(&parts.headers);
+    let request_id = trace.request_id.clone();
+    let client = Client {
+        media: ResponseMedia::negotiate(&parts.headers),
+        // The TCP peer; absent only when the app runs without a socket.
+        ip: parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|info| info.0.ip().to_string())
+            .unwrap_or_default(),
+        debug: gateway.config.server.debug
+            && parts.headers.get("conflux-debug").is_some_and(|v| v == "1"),
+        trace,
+        headers: parts.headers,
+    };
+    metrics::in_flight(1.0);
+    let mut response = match parts.method {
+        Method::POST => match admit(&gateway, &client).await {
+            Ok(claims) => post(&gateway, &client, claims, body).await,
             Err(refused) => refused,
         },
-        Method::GET => get(&gateway, &parts.uri, headers, &client_ip, media).await,
+        Method::GET => get(&gateway, &parts.uri, &client).await,
         // Preflights are answered by the CORS layer when CORS is on.
         Method::OPTIONS => (
             StatusCode::NO_CONTENT,
@@ -54,33 +62,19 @@ pub async fn handle(State(gateway): State<Arc<Gateway>>, request: Request) -> Re
             StatusCode::METHOD_NOT_ALLOWED,
             ErrorCode::MethodNotAllowed,
             format!("method {method} is not allowed on /graphql; use GET or POST"),
-            media,
+            client.media,
         ),
-    }
-}
-
-/// How long past `request_timeout_ms` the executor may take to assemble
-/// what resolved before the whole operation is abandoned.
-const OUTER_TIMEOUT_GRACE: std::time::Duration = std::time::Duration::from_millis(500);
-
-/// One GraphQL request as the client sent it.
-struct GraphqlRequest {
-    /// Absent for an APQ hash-only request.
-    query: Option<String>,
-    operation_name: Option<String>,
-    variables: Option<Value>,
-    extensions: Option<Value>,
+    };
+    metrics::in_flight(-1.0);
+    response.headers_mut().insert("x-request-id", request_id);
+    response
 }
 
 /// Authentication, then the rate limit: what an HTTP request passes before
 /// its body is even read.
-async fn admit(
-    gateway: &Gateway,
-    headers: &HeaderMap,
-    client_ip: &str,
-    media: ResponseMedia,
-) -> Result<Option<Claims>, Response> {
-    let claims = authenticate(gateway, headers, media).await?;
+async fn admit(gateway: &Gateway, client: &Client) -> Result<Option<Claims>, Response> {
+    let media = client.media;
+    let claims = authenticate(gateway, &client.headers, media).await?;
     if let Some(limiter) = &gateway.admission.rate_limiter {
         let subject = claims
             .as_ref()
@@ -89,9 +83,10 @@ async fn admit(
             .and_then(Value::as_str);
         let key = match subject {
             Some(sub) => format!("sub:{sub}"),
-            None => format!("ip:{client_ip}"),
+            None => format!("ip:{}", client.ip),
         };
         if let Err(wait) = limiter.check(&key).await {
+            metrics::rate_limited();
             let seconds = retry_after_seconds(wait);
             let mut response = request_error(
                 StatusCode::TOO_MANY_REQUESTS,
@@ -145,13 +140,9 @@ async fn authenticate(
     }
 }
 
-async fn post(
-    gateway: &Gateway,
-    headers: &HeaderMap,
-    claims: Option<Claims>,
-    body: Body,
-    media: ResponseMedia,
-) -> Response {
+async fn post(gateway: &Gateway, client: &Client, claims: Option<Claims>, body: Body) -> Response {
+    let media = client.media;
+    let headers = &client.headers;
     let limit = gateway.config.limits.max_body_bytes;
     let declared = headers
         .get(CONTENT_LENGTH)
@@ -200,7 +191,9 @@ async fn post(
             let claims = &claims;
             let operations = items.into_iter().map(|item| async move {
                 match parse_request(item) {
-                    Ok(request) => run(gateway, request, headers, claims.clone(), false).await,
+                    Ok(request) => {
+                        operation::run(gateway, client, claims.clone(), request, false).await
+                    }
                     Err(message) => Outcome::request_error(ErrorCode::BadRequest, message),
                 }
             });
@@ -209,7 +202,7 @@ async fn post(
             json_response(StatusCode::OK, &bodies, media)
         }
         single => match parse_request(single) {
-            Ok(request) => run(gateway, request, headers, claims, false)
+            Ok(request) => operation::run(gateway, client, claims, request, false)
                 .await
                 .into_response(media),
             Err(message) => request_error(
@@ -222,13 +215,9 @@ async fn post(
     }
 }
 
-async fn get(
-    gateway: &Gateway,
-    uri: &Uri,
-    headers: &HeaderMap,
-    client_ip: &str,
-    media: ResponseMedia,
-) -> Response {
+async fn get(gateway: &Gateway, uri: &Uri, client: &Client) -> Response {
+    let media = client.media;
+    let headers = &client.headers;
     let params: HashMap<String, String> = match Query::try_from_uri(uri) {
         Ok(Query(params)) => params,
         Err(_) => {
@@ -243,35 +232,12 @@ async fn get(
     if !params.contains_key("query") && gateway.config.server.graphiql && wants_html(headers) {
         return graphiql::page();
     }
-    let claims = match admit(gateway, headers, client_ip, media).await {
+    let claims = match admit(gateway, client).await {
         Ok(claims) => claims,
         Err(refused) => return refused,
     };
-    let mut object = serde_json::Map::new();
-    for key in ["query", "operationName"] {
-        if let Some(value) = params.get(key) {
-            object.insert(key.to_owned(), Value::String(value.clone()));
-        }
-    }
-    for key in ["variables", "extensions"] {
-        if let Some(text) = params.get(key) {
-            match serde_json::from_str(text) {
-                Ok(value) => {
-                    object.insert(key.to_owned(), value);
-                }
-                Err(_) => {
-                    return request_error(
-                        StatusCode::BAD_REQUEST,
-                        ErrorCode::BadRequest,
-                        format!("`{key}` is not valid JSON"),
-                        media,
-                    )
-                }
-            }
-        }
-    }
-    match parse_request(Value::Object(object)) {
-        Ok(request) => run(gateway, request, headers, claims, true)
+    match from_query_params(&params) {
+        Ok(request) => operation::run(gateway, client, claims, request, true)
             .await
             .into_response(media),
         Err(message) => request_error(
@@ -280,311 +246,5 @@ async fn get(
             message,
             media,
         ),
-    }
-}
-
-/// Checks the shape of one request object; the message says what is wrong.
-fn parse_request(json: Value) -> Result<GraphqlRequest, String> {
-    let Value::Object(mut object) = json else {
-        return Err("a GraphQL request must be a JSON object with a `query`".to_owned());
-    };
-    let extensions = match object.remove("extensions") {
-        None | Some(Value::Null) => None,
-        Some(extensions @ Value::Object(_)) => Some(extensions),
-        Some(_) => return Err("`extensions` must be an object".to_owned()),
-    };
-    let persisted = extensions
-        .as_ref()
-        .is_some_and(|e| e.get("persistedQuery").is_some());
-    let query = match object.remove("query") {
-        Some(Value::String(query)) => Some(query),
-        None | Some(Value::Null) if persisted => None,
-        Some(_) => return Err("`query` must be a string".to_owned()),
-        None => return Err("the request has no `query`".to_owned()),
-    };
-    let operation_name = match object.remove("operationName") {
-        None | Some(Value::Null) => None,
-        Some(Value::String(name)) => Some(name),
-        Some(_) => return Err("`operationName` must be a string".to_owned()),
-    };
-    let variables = match object.remove("variables") {
-        None | Some(Value::Null) => None,
-        Some(variables @ Value::Object(_)) => Some(variables),
-        Some(_) => return Err("`variables` must be an object".to_owned()),
-    };
-    Ok(GraphqlRequest {
-        query,
-        operation_name,
-        variables,
-        extensions,
-    })
-}
-
-/// What one operation produced, and how HTTP should answer it alone.
-struct Outcome {
-    status: StatusCode,
-    /// `None` for a request error: the operation never ran, so the response
-    /// has no `data` entry (GraphQL over HTTP).
-    data: Option<async_graphql::Value>,
-    errors: Vec<ServerError>,
-    /// A document that failed to parse or validate, or was refused by
-    /// `[limits]`: answered 200 to legacy `application/json` clients.
-    document_error: bool,
-    /// `extensions.conflux`: paths served stale.
-    extensions: Option<Value>,
-}
-
-impl Outcome {
-    fn request_error(code: ErrorCode, message: impl Into<String>) -> Outcome {
-        Outcome {
-            status: StatusCode::BAD_REQUEST,
-            data: None,
-            errors: vec![with_code(ServerError::new(message, None), code)],
-            document_error: false,
-            extensions: None,
-        }
-    }
-
-    fn document_error(code: ErrorCode, message: impl Into<String>) -> Outcome {
-        Outcome {
-            document_error: true,
-            ..Outcome::request_error(code, message)
-        }
-    }
-
-    fn body(&self) -> ResponseBody<'_> {
-        ResponseBody {
-            data: self.data.as_ref(),
-            errors: &self.errors,
-            extensions: self.extensions.as_ref(),
-        }
-    }
-
-    fn into_response(self, media: ResponseMedia) -> Response {
-        let status = match (self.document_error, media) {
-            (true, ResponseMedia::Json) => StatusCode::OK,
-            _ => self.status,
-        };
-        json_response(status, &self.body(), media)
-    }
-}
-
-#[derive(Serialize)]
-struct ResponseBody<'a> {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    data: Option<&'a async_graphql::Value>,
-    #[serde(skip_serializing_if = "<[ServerError]>::is_empty")]
-    errors: &'a [ServerError],
-    #[serde(skip_serializing_if = "Option::is_none")]
-    extensions: Option<&'a Value>,
-}
-
-async fn run(
-    gateway: &Gateway,
-    request: GraphqlRequest,
-    headers: &HeaderMap,
-    claims: Option<Claims>,
-    is_get: bool,
-) -> Outcome {
-    let admission = &gateway.admission;
-    let query = match admission
-        .persisted
-        .resolve(request.query, request.extensions.as_ref())
-    {
-        Ok(query) => query,
-        Err(refusal) => {
-            return Outcome {
-                status: if refusal.bad_request {
-                    StatusCode::BAD_REQUEST
-                } else {
-                    StatusCode::OK
-                },
-                ..Outcome::request_error(refusal.code, refusal.message)
-            }
-        }
-    };
-    let document = match admission.documents.parse(&query) {
-        Ok(document) => document,
-        Err(DocumentError::TooDeep) => {
-            return Outcome::document_error(
-                ErrorCode::QueryTooDeep,
-                format!("the document nests brackets deeper than {MAX_NESTING} levels"),
-            )
-        }
-        Err(DocumentError::Syntax(err)) => {
-            let message = format!(
-                "syntax error: {}",
-                crate::schema::sdl::syntax_message(&err.to_string())
-            );
-            let mut error = ServerError::new(message, None);
-            error.locations = err.positions().collect();
-            return Outcome {
-                errors: vec![with_code(error, ErrorCode::GraphqlParseFailed)],
-                ..Outcome::document_error(ErrorCode::GraphqlParseFailed, "")
-            };
-        }
-    };
-    let operation = match (&document.operations, request.operation_name.as_deref()) {
-        (DocumentOperations::Single(op), None) => Some(op),
-        (DocumentOperations::Single(_), Some(_)) => None,
-        (DocumentOperations::Multiple(ops), Some(name)) => ops.get(name),
-        (DocumentOperations::Multiple(ops), None) if ops.len() == 1 => ops.values().next(),
-        (DocumentOperations::Multiple(_), None) => {
-            return Outcome::document_error(
-                ErrorCode::GraphqlValidationFailed,
-                "the document has several operations: give `operationName`",
-            )
-        }
-    };
-    let Some(operation) = operation else {
-        return Outcome::document_error(
-            ErrorCode::GraphqlValidationFailed,
-            format!(
-                "the document has no operation named `{}`",
-                request.operation_name.as_deref().unwrap_or_default()
-            ),
-        );
-    };
-    // async-graphql reports a missing non-null variable only while
-    // executing, without a code; it is a validation error (GraphQL spec
-    // "Coercing Variable Values").
-    for definition in &operation.node.variable_definitions {
-        let definition = &definition.node;
-        let given = request
-            .variables
-            .as_ref()
-            .and_then(|v| v.get(definition.name.node.as_str()))
-            .is_some_and(|v| !v.is_null());
-        if !definition.var_type.node.nullable && definition.default_value.is_none() && !given {
-            return Outcome::document_error(
-                ErrorCode::GraphqlValidationFailed,
-                format!(
-                    "variable `${}` of type `{}` needs a non-null value",
-                    definition.name.node, definition.var_type.node
-                ),
-            );
-        }
-    }
-    if let Err(refusal) = limits::check(
-        &document,
-        &operation.node,
-        request.variables.as_ref(),
-        &gateway.config.limits,
-        gateway.config.server.introspection,
-    ) {
-        return Outcome::document_error(refusal.code, refusal.message);
-    }
-    let operation_type = operation.node.ty;
-    if is_get && operation_type != OperationType::Query {
-        return Outcome {
-            status: StatusCode::METHOD_NOT_ALLOWED,
-            ..Outcome::request_error(
-                ErrorCode::MethodNotAllowed,
-                "only queries may be sent with GET; use POST",
-            )
-        };
-    }
-
-    let timeout = gateway.config.limits.request_timeout;
-    let state = Arc::new(OperationState::new(
-        gateway.fetcher.clone(),
-        headers.clone(),
-        claims,
-        tokio::time::Instant::now() + timeout,
-    ));
-    let mut graphql = async_graphql::Request::new(&*query).data(state.clone());
-    if let Some(name) = request.operation_name {
-        graphql = graphql.operation_name(name);
-    }
-    if let Some(variables) = request.variables {
-        graphql = graphql.variables(Variables::from_json(variables));
-    }
-    graphql.set_parsed_query((*document).clone());
-
-    // Fields time out on their own at the deadline (with what resolved so
-    // far kept); this outer bound only catches work outside any field.
-    let response = match tokio::time::timeout(
-        timeout + OUTER_TIMEOUT_GRACE,
-        gateway.schema.execute(graphql),
-    )
-    .await
-    {
-        Ok(response) => response,
-        Err(_) => {
-            return Outcome {
-                status: StatusCode::OK,
-                data: Some(async_graphql::Value::Null),
-                errors: vec![with_code(
-                    ServerError::new(
-                        "the operation did not finish within request_timeout_ms",
-                        None,
-                    ),
-                    ErrorCode::Timeout,
-                )],
-                document_error: false,
-                extensions: None,
-            }
-        }
-    };
-    let failed_before_execution = response.errors.iter().any(|err| {
-        matches!(
-            code_of(err),
-            Some("GRAPHQL_PARSE_FAILED" | "GRAPHQL_VALIDATION_FAILED")
-        )
-    });
-    if failed_before_execution {
-        return Outcome {
-            status: StatusCode::BAD_REQUEST,
-            data: None,
-            errors: response.errors,
-            document_error: true,
-            extensions: None,
-        };
-    }
-    let mut errors = response.errors;
-    errors.retain(|err| !crate::execute::is_silent(err));
-    errors.extend(state.take_item_errors());
-    let stale = state.take_stale_paths();
-    let extensions =
-        (!stale.is_empty()).then(|| serde_json::json!({ "conflux": { "stale": stale } }));
-    Outcome {
-        status: StatusCode::OK,
-        data: Some(response.data),
-        errors,
-        document_error: false,
-        extensions,
-    }
-}
-
-fn too_large(limit: usize, media: ResponseMedia) -> Response {
-    request_error(
-        StatusCode::PAYLOAD_TOO_LARGE,
-        ErrorCode::PayloadTooLarge,
-        format!("the body is larger than {limit} bytes"),
-        media,
-    )
-}
-
-/// A response for a problem with the HTTP request itself.
-fn request_error(
-    status: StatusCode,
-    code: ErrorCode,
-    message: impl Into<String>,
-    media: ResponseMedia,
-) -> Response {
-    Outcome {
-        status,
-        ..Outcome::request_error(code, message)
-    }
-    .into_response(media)
-}
-
-fn json_response<T: Serialize>(status: StatusCode, body: &T, media: ResponseMedia) -> Response {
-    match serde_json::to_vec(body) {
-        Ok(bytes) => (status, [(CONTENT_TYPE, media.content_type())], bytes).into_response(),
-        Err(err) => {
-            tracing::error!(error = %err, "cannot serialize a GraphQL response");
-            (StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response()
-        }
     }
 }

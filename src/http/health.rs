@@ -1,4 +1,5 @@
-//! `/readyz` (SPEC §2): whether every service has an instance to call.
+//! `/readyz` (SPEC §2): whether every service has an instance to call;
+//! and `/metrics`.
 //! Like `/healthz`, never authenticated and never rate limited: a load
 //! balancer polls it, and it must not spend anyone's budget.
 
@@ -26,4 +27,23 @@ pub async fn readyz(State(gateway): State<Arc<Gateway>>) -> Response {
         )
             .into_response()
     }
+}
+
+/// `/metrics` (SPEC §2): Prometheus text, when `[telemetry].metrics`.
+pub async fn metrics(State(gateway): State<Arc<Gateway>>) -> Response {
+    if !gateway.config.telemetry.metrics {
+        return (
+            StatusCode::NOT_FOUND,
+            "metrics are off ([telemetry].metrics = false)",
+        )
+            .into_response();
+    }
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        crate::telemetry::metrics::render(&gateway.upstream),
+    )
+        .into_response()
 }

@@ -6,6 +6,9 @@ mod graphiql;
 mod graphql;
 mod health;
 mod media;
+mod operation;
+mod outcome;
+mod request;
 
 use std::sync::Arc;
 
@@ -13,6 +16,18 @@ use axum::routing::{any, get};
 use axum::Router;
 
 use crate::gateway::Gateway;
+use crate::telemetry::trace::RequestTrace;
+
+/// What the HTTP layer knows about the client of one request.
+pub struct Client {
+    pub headers: axum::http::HeaderMap,
+    /// The TCP peer's address (the rate limit's `ip` key).
+    pub ip: String,
+    pub media: media::ResponseMedia,
+    pub trace: RequestTrace,
+    /// `conflux-debug: 1` with `[server].debug = true`: answer the waterfall.
+    pub debug: bool,
+}
 
 /// The whole app; tests and `serve` use the same router.
 pub fn app(gateway: Arc<Gateway>) -> Router {
@@ -22,6 +37,7 @@ pub fn app(gateway: Arc<Gateway>) -> Router {
         .route("/graphiql/{file}", get(graphiql::asset))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(health::readyz))
+        .route("/metrics", get(health::metrics))
         .with_state(gateway);
     match cors {
         Some(cors) => router.layer(cors),

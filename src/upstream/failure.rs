@@ -22,6 +22,19 @@ pub enum UpstreamFailure {
 }
 
 impl UpstreamFailure {
+    /// The `status` label of metrics and logs: `5xx`, `4xx`, `timeout`,
+    /// `unavailable`, `bad_response`.
+    pub fn status_class(&self) -> &'static str {
+        match self {
+            UpstreamFailure::Status(500..=599) => "5xx",
+            UpstreamFailure::Status(400..=499) => "4xx",
+            UpstreamFailure::Status(_) => "other",
+            UpstreamFailure::Timeout => "timeout",
+            UpstreamFailure::Unavailable => "unavailable",
+            UpstreamFailure::BadResponse => "bad_response",
+        }
+    }
+
     /// May an idempotent call try again, on another instance (SPEC §3:
     /// connect error, timeout of one attempt, 502/503/504)?
     pub fn is_retryable(&self) -> bool {

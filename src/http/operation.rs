@@ -1,0 +1,294 @@
+//! One GraphQL operation through the gateway: persisted query lookup, the
+//! cached parse, operation selection, `[limits]`, then execution with its
+//! per-operation state; and the request's log line and metrics.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use async_graphql::parser::types::{DocumentOperations, OperationType};
+use async_graphql::{ServerError, Variables};
+use axum::http::StatusCode;
+use serde_json::json;
+
+use super::outcome::Outcome;
+use super::request::GraphqlRequest;
+use super::Client;
+use crate::admission::documents::{DocumentError, MAX_NESTING};
+use crate::admission::limits;
+use crate::auth::Claims;
+use crate::error::ErrorCode;
+use crate::execute::operation::{OperationState, RequestContext};
+use crate::execute::{code_of, is_silent, with_code};
+use crate::gateway::Gateway;
+use crate::telemetry::metrics;
+
+/// How long past `request_timeout_ms` the executor may take to assemble
+/// what resolved before the whole operation is abandoned.
+const OUTER_TIMEOUT_GRACE: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// Runs one operation and logs it: one line per GraphQL request (request
+/// id, operation, client, subject, duration, status, upstream calls, codes).
+pub async fn run(
+    gateway: &Gateway,
+    client: &Client,
+    claims: Option<Claims>,
+    request: GraphqlRequest,
+    is_get: bool,
+) -> Outcome {
+    let started = Instant::now();
+    let operation_name = request.operation_name.clone();
+    let subject = claims
+        .as_ref()
+        .and_then(|c| c.get("sub"))
+        .and_then(|s| s.as_str())
+        .map(str::to_owned);
+    let mut report = Report::default();
+    let outcome = execute(gateway, client, claims, request, is_get, &mut report).await;
+    let Report {
+        kind,
+        upstream_calls,
+    } = report;
+    let duration = started.elapsed();
+    let codes: Vec<&str> = outcome.errors.iter().filter_map(code_of).collect();
+    let result = if outcome.data.is_none() {
+        "refused"
+    } else if outcome.errors.is_empty() {
+        "ok"
+    } else {
+        "partial"
+    };
+    metrics::request(
+        &metrics::operation_label(operation_name.as_deref()),
+        result,
+        duration,
+    );
+    tracing::info!(
+        target: "conflux::request",
+        request_id = client.trace.request_id.to_str().unwrap_or("-"),
+        trace_id = client.trace.trace_id(),
+        operation = operation_name.as_deref().unwrap_or("-"),
+        kind,
+        client_ip = %client.ip,
+        subject = subject.as_deref().unwrap_or("-"),
+        duration_ms = duration.as_secs_f64() * 1000.0,
+        status = outcome.status.as_u16(),
+        result,
+        upstream_calls,
+        error_codes = %codes.join(","),
+        "graphql request"
+    );
+    outcome
+}
+
+/// What the log line needs from the execution.
+struct Report {
+    /// `query`, `mutation`, or `-` when the operation never got that far.
+    kind: &'static str,
+    upstream_calls: usize,
+}
+
+impl Default for Report {
+    fn default() -> Self {
+        Report {
+            kind: "-",
+            upstream_calls: 0,
+        }
+    }
+}
+
+async fn execute(
+    gateway: &Gateway,
+    client: &Client,
+    claims: Option<Claims>,
+    request: GraphqlRequest,
+    is_get: bool,
+    report: &mut Report,
+) -> Outcome {
+    let admission = &gateway.admission;
+    let query = match admission
+        .persisted
+        .resolve(request.query, request.extensions.as_ref())
+    {
+        Ok(query) => query,
+        Err(refusal) => {
+            return Outcome {
+                status: if refusal.bad_request {
+                    StatusCode::BAD_REQUEST
+                } else {
+                    StatusCode::OK
+                },
+                ..Outcome::request_error(refusal.code, refusal.message)
+            }
+        }
+    };
+    let document = match admission.documents.parse(&query) {
+        Ok(document) => document,
+        Err(DocumentError::TooDeep) => {
+            return Outcome::document_error(
+                ErrorCode::QueryTooDeep,
+                format!("the document nests brackets deeper than {MAX_NESTING} levels"),
+            )
+        }
+        Err(DocumentError::Syntax(err)) => {
+            let message = format!(
+                "syntax error: {}",
+                crate::schema::sdl::syntax_message(&err.to_string())
+            );
+            let mut error = ServerError::new(message, None);
+            error.locations = err.positions().collect();
+            return Outcome {
+                errors: vec![with_code(error, ErrorCode::GraphqlParseFailed)],
+                ..Outcome::document_error(ErrorCode::GraphqlParseFailed, "")
+            };
+        }
+    };
+    let operation = match (&document.operations, request.operation_name.as_deref()) {
+        (DocumentOperations::Single(op), None) => Some(op),
+        (DocumentOperations::Single(_), Some(_)) => None,
+        (DocumentOperations::Multiple(ops), Some(name)) => ops.get(name),
+        (DocumentOperations::Multiple(ops), None) if ops.len() == 1 => ops.values().next(),
+        (DocumentOperations::Multiple(_), None) => {
+            return Outcome::document_error(
+                ErrorCode::GraphqlValidationFailed,
+                "the document has several operations: give `operationName`",
+            )
+        }
+    };
+    let Some(operation) = operation else {
+        return Outcome::document_error(
+            ErrorCode::GraphqlValidationFailed,
+            format!(
+                "the document has no operation named `{}`",
+                request.operation_name.as_deref().unwrap_or_default()
+            ),
+        );
+    };
+    // async-graphql reports a missing non-null variable only while
+    // executing, without a code; it is a validation error (GraphQL spec
+    // "Coercing Variable Values").
+    for definition in &operation.node.variable_definitions {
+        let definition = &definition.node;
+        let given = request
+            .variables
+            .as_ref()
+            .and_then(|v| v.get(definition.name.node.as_str()))
+            .is_some_and(|v| !v.is_null());
+        if !definition.var_type.node.nullable && definition.default_value.is_none() && !given {
+            return Outcome::document_error(
+                ErrorCode::GraphqlValidationFailed,
+                format!(
+                    "variable `${}` of type `{}` needs a non-null value",
+                    definition.name.node, definition.var_type.node
+                ),
+            );
+        }
+    }
+    if let Err(refusal) = limits::check(
+        &document,
+        &operation.node,
+        request.variables.as_ref(),
+        &gateway.config.limits,
+        gateway.config.server.introspection,
+    ) {
+        return Outcome::document_error(refusal.code, refusal.message);
+    }
+    let operation_type = operation.node.ty;
+    if is_get && operation_type != OperationType::Query {
+        return Outcome {
+            status: StatusCode::METHOD_NOT_ALLOWED,
+            ..Outcome::request_error(
+                ErrorCode::MethodNotAllowed,
+                "only queries may be sent with GET; use POST",
+            )
+        };
+    }
+
+    report.kind = match operation_type {
+        OperationType::Query => "query",
+        OperationType::Mutation => "mutation",
+        OperationType::Subscription => "subscription",
+    };
+    let timeout = gateway.config.limits.request_timeout;
+    let state = Arc::new(OperationState::new(
+        gateway.fetcher.clone(),
+        RequestContext {
+            headers: client.headers.clone(),
+            claims,
+            deadline: tokio::time::Instant::now() + timeout,
+            trace: client.trace.clone(),
+            propagate_trace: gateway.config.telemetry.propagate_trace_context,
+            debug: client.debug,
+        },
+    ));
+    let mut graphql = async_graphql::Request::new(&*query).data(state.clone());
+    if let Some(name) = request.operation_name {
+        graphql = graphql.operation_name(name);
+    }
+    if let Some(variables) = request.variables {
+        graphql = graphql.variables(Variables::from_json(variables));
+    }
+    graphql.set_parsed_query((*document).clone());
+
+    // Fields time out on their own at the deadline (with what resolved so
+    // far kept); this outer bound only catches work outside any field.
+    let response = match tokio::time::timeout(
+        timeout + OUTER_TIMEOUT_GRACE,
+        gateway.schema.execute(graphql),
+    )
+    .await
+    {
+        Ok(response) => {
+            report.upstream_calls = state.stats.upstream_calls();
+            response
+        }
+        Err(_) => {
+            return Outcome {
+                status: StatusCode::OK,
+                data: Some(async_graphql::Value::Null),
+                errors: vec![with_code(
+                    ServerError::new(
+                        "the operation did not finish within request_timeout_ms",
+                        None,
+                    ),
+                    ErrorCode::Timeout,
+                )],
+                document_error: false,
+                extensions: None,
+            }
+        }
+    };
+    let failed_before_execution = response.errors.iter().any(|err| {
+        matches!(
+            code_of(err),
+            Some("GRAPHQL_PARSE_FAILED" | "GRAPHQL_VALIDATION_FAILED")
+        )
+    });
+    if failed_before_execution {
+        return Outcome {
+            status: StatusCode::BAD_REQUEST,
+            data: None,
+            errors: response.errors,
+            document_error: true,
+            extensions: None,
+        };
+    }
+    let mut errors = response.errors;
+    errors.retain(|err| !is_silent(err));
+    errors.extend(state.take_item_errors());
+    let mut conflux = serde_json::Map::new();
+    let stale = state.take_stale_paths();
+    if !stale.is_empty() {
+        conflux.insert("stale".to_owned(), json!(stale));
+    }
+    if let Some(calls) = state.stats.records() {
+        conflux.insert("calls".to_owned(), json!(calls));
+    }
+    let extensions = (!conflux.is_empty()).then(|| json!({ "conflux": conflux }));
+    Outcome {
+        status: StatusCode::OK,
+        data: Some(response.data),
+        errors,
+        document_error: false,
+        extensions,
+    }
+}

@@ -1,0 +1,138 @@
+//! Prometheus metrics (SPEC §2 `/metrics`, `[telemetry].metrics`), through
+//! the `metrics` facade and its Prometheus exporter. Until the recorder is
+//! installed every call here is a no-op, so metrics cost nothing when off.
+//!
+//! Label cardinality is bounded: operation names beyond the first
+//! [`MAX_OPERATION_NAMES`] seen are reported as `other`.
+
+use std::collections::HashSet;
+use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
+
+use metrics::{counter, gauge, histogram};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+use crate::upstream::{CircuitState, UpstreamClient};
+
+/// Distinct operation names kept as label values.
+pub const MAX_OPERATION_NAMES: usize = 100;
+
+const LATENCY_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+const BATCH_BUCKETS: &[f64] = &[1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0];
+
+static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+static OPERATIONS: OnceLock<Mutex<HashSet<String>>> = OnceLock::new();
+
+/// Installs the process-wide recorder (once); `None` if another recorder
+/// was installed first.
+pub fn install() -> Option<&'static PrometheusHandle> {
+    HANDLE
+        .get_or_init(|| {
+            let builder = PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Suffix("duration_seconds".into()), LATENCY_BUCKETS)
+                .and_then(|b| b.set_buckets_for_metric(Matcher::Full("conflux_batch_keys".into()), BATCH_BUCKETS));
+            match builder.and_then(|b| b.install_recorder()) {
+                Ok(handle) => Some(handle),
+                Err(err) => {
+                    tracing::warn!(error = %err, "metrics recorder not installed; /metrics stays empty");
+                    None
+                }
+            }
+        })
+        .as_ref()
+}
+
+/// The text exposition, with per-instance state read at scrape time.
+pub fn render(upstream: &UpstreamClient) -> String {
+    let Some(handle) = install() else {
+        return String::new();
+    };
+    for service in upstream.snapshot() {
+        gauge!("conflux_upstream_in_flight", "service" => service.name.clone())
+            .set(service.in_flight as f64);
+        gauge!("conflux_upstream_waiting", "service" => service.name.clone())
+            .set(service.waiting as f64);
+        for instance in service.instances {
+            let labels = [
+                ("service", service.name.clone()),
+                ("instance", instance.url.clone()),
+            ];
+            let circuit = match instance.circuit {
+                CircuitState::Closed => 0.0,
+                CircuitState::HalfOpen => 1.0,
+                CircuitState::Open => 2.0,
+            };
+            gauge!("conflux_upstream_circuit_state", &labels).set(circuit);
+            gauge!("conflux_upstream_instance_usable", &labels).set(if instance.usable {
+                1.0
+            } else {
+                0.0
+            });
+            gauge!("conflux_upstream_instance_calls", &labels).set(instance.calls as f64);
+            gauge!("conflux_upstream_instance_failures", &labels).set(instance.failures as f64);
+            gauge!("conflux_upstream_instance_ejections", &labels).set(instance.ejections as f64);
+            gauge!("conflux_upstream_instance_recoveries", &labels).set(instance.recoveries as f64);
+        }
+    }
+    handle.render()
+}
+
+/// The label value for an operation name: bounded in number.
+pub fn operation_label(name: Option<&str>) -> String {
+    let Some(name) = name else {
+        return "anonymous".to_owned();
+    };
+    let mut seen = OPERATIONS
+        .get_or_init(|| Mutex::new(HashSet::new()))
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    if seen.contains(name) {
+        return name.to_owned();
+    }
+    if seen.len() < MAX_OPERATION_NAMES {
+        seen.insert(name.to_owned());
+        return name.to_owned();
+    }
+    "other".to_owned()
+}
+
+pub fn request(operation: &str, outcome: &'static str, duration: Duration) {
+    let labels = [
+        ("operation", operation.to_owned()),
+        ("outcome", outcome.to_owned()),
+    ];
+    counter!("conflux_requests_total", &labels).increment(1);
+    histogram!("conflux_request_duration_seconds", &labels).record(duration.as_secs_f64());
+}
+
+pub fn in_flight(delta: f64) {
+    gauge!("conflux_requests_in_flight").increment(delta);
+}
+
+/// One upstream call that went out (not answered by the cache).
+pub fn upstream_call(service: &str, status_class: &'static str, duration: Duration) {
+    let labels = [
+        ("service", service.to_owned()),
+        ("status", status_class.to_owned()),
+    ];
+    counter!("conflux_upstream_requests_total", &labels).increment(1);
+    histogram!("conflux_upstream_duration_seconds", &labels).record(duration.as_secs_f64());
+}
+
+pub fn batch_keys(keys: usize) {
+    histogram!("conflux_batch_keys").record(keys as f64);
+}
+
+pub fn cache(result: &'static str) {
+    counter!("conflux_cache_lookups_total", "result" => result).increment(1);
+}
+
+pub fn rate_limited() {
+    counter!("conflux_rate_limited_total").increment(1);
+}
+
+pub fn reload(outcome: &'static str) {
+    counter!("conflux_config_reloads_total", "outcome" => outcome).increment(1);
+}
