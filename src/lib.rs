@@ -7,13 +7,13 @@
 //! - [`config`]: `services.toml` → validated [`config::Config`]; every problem with `FILE:LINE:COL`.
 //! - [`schema`]: SDL files → merged model → field bindings → async-graphql dynamic schema.
 //! - [`connector`]: templates → upstream request; upstream JSON → values of the field's type.
-//! - [`upstream`]: the pooled HTTP client: instances, retries, failure classification.
+//! - [`upstream`]: the HTTP client per service: instances, balancing, breaker, health checks, retries, concurrency cap.
 //! - [`admission`]: what refuses work before execution: limits, rate limits, persisted queries; the document cache.
 //! - [`auth`]: JWT verification (secret, PEM, JWKS) and the `@authenticated`/`@requiresScopes` rules.
 //! - [`batch`]: keys of a batched field collected across the operation, one call per batch.
 //! - [`fetch`]: response cache (memory or Redis), cross-client coalescing, stale-if-error.
 //! - [`execute`]: per-operation state (call de-duplication) and the one generic resolver.
-//! - [`http`]: the axum router: `/graphql` (POST, GET, GraphiQL), `/healthz`.
+//! - [`http`]: the axum router: `/graphql` (POST, GET, GraphiQL), `/healthz`, `/readyz`, `/metrics`.
 //! - [`reload`]: the live configuration, swapped atomically on SIGHUP or a file change.
 //! - [`telemetry`]: request ids, W3C trace context, Prometheus metrics.
 //! - [`tls`]: HTTPS for clients (certificate rotated on reload) and TLS/mTLS to the services, with rustls.

@@ -124,7 +124,12 @@ async fn serve(
         .local_addr()
         .map(|a| a.to_string())
         .unwrap_or(address);
-    tracing::info!(address = %local, graphiql = loaded.config.server.graphiql, "conflux is serving http://{local}/graphql");
+    let scheme = if loaded.config.server.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    tracing::info!(address = %local, graphiql = loaded.config.server.graphiql, "conflux is serving {scheme}://{local}/graphql");
     let live = LiveGateway::new(Arc::new(loaded), Some(config));
     reload::reload_on_sighup(live.clone());
     // Kept alive while serving: dropping the watcher stops watching.

@@ -82,6 +82,11 @@ impl LiveGateway {
         match loaded {
             Ok(gateway) => {
                 let gateway = Arc::new(gateway);
+                let had_tls = self.gateway().config.server.tls.is_some();
+                if had_tls != gateway.config.server.tls.is_some() {
+                    // The listener's protocol is fixed when it starts.
+                    tracing::warn!("[server].tls was turned on or off: that takes a restart; certificates rotate on reload");
+                }
                 gateway.upstream.start_health_checks();
                 let router = crate::http::app(gateway.clone());
                 self.current.store(Arc::new(Current { gateway, router }));

@@ -63,8 +63,8 @@ impl Service {
             .pool_idle_timeout(Duration::from_secs(90))
             .pool_max_idle_per_host(256)
             .tcp_nodelay(true)
-            .connect_timeout(connect_timeout(config.timeout, config.retries))
-            .build()?;
+            .connect_timeout(connect_timeout(config.timeout, config.retries));
+        let http = crate::tls::client::configure(http, config.tls.as_ref()).build()?;
         let name: Arc<str> = Arc::from(config.name.as_str());
         let instances = config
             .urls
@@ -288,14 +288,32 @@ fn classify(instance: &Instance, err: &reqwest::Error) -> UpstreamFailure {
         );
         UpstreamFailure::Timeout
     } else {
-        // Logged here with the cause; the client only sees the code.
+        // Logged here with every cause (a refused certificate says why:
+        // "invalid peer certificate: UnknownIssuer"); the client only sees
+        // the code.
         tracing::warn!(
             service = %instance.service,
             instance = %instance.label,
-            error = %err,
+            error = %Causes(err),
             "upstream call failed"
         );
         UpstreamFailure::Unavailable
+    }
+}
+
+/// An error and its sources, `: `-separated: reqwest's own message stops
+/// at "error sending request".
+struct Causes<'a>(&'a dyn std::error::Error);
+
+impl std::fmt::Display for Causes<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut source = self.0.source();
+        while let Some(cause) = source {
+            write!(f, ": {cause}")?;
+            source = cause.source();
+        }
+        Ok(())
     }
 }
 

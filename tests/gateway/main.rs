@@ -15,4 +15,5 @@ mod http_surface;
 mod mapping;
 mod resilience;
 mod schema_constructs;
+mod tls;
 mod upstream_answers;
