@@ -13,6 +13,7 @@ mod execution;
 mod hostile;
 mod http_surface;
 mod mapping;
+mod operations;
 mod resilience;
 mod schema_constructs;
 mod tls;

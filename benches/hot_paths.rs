@@ -1,0 +1,254 @@
+//! The pure functions on Conflux's request path, one at a time, through the
+//! library's public API: templates filled into URLs, JSON selection, leaf
+//! coercion, batch key text and grouping, the document cache, the limits
+//! walk. `cargo bench --bench hot_paths`; one group: `cargo bench -- coerce`.
+//!
+//! The inputs are shaped like the demo shop's data (see bench/README.md for
+//! the load benchmark that puts these figures in context: ~100 ns per field
+//! is the budget for coming within 2x of a hand-written aggregator).
+
+use std::borrow::Cow;
+use std::collections::{HashMap, HashSet};
+use std::hint::black_box;
+use std::path::Path;
+use std::sync::Arc;
+
+use conflux::admission::documents::DocumentCache;
+use conflux::admission::limits;
+use conflux::batch::key_text;
+use conflux::connector::coerce::{leaf, OutputKind, ScalarKind};
+use conflux::connector::template::{value_at, Placeholder, Root, Scope, Template};
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use serde_json::{json, Value};
+
+const FLAGSHIP: &str = "query Flagship($user: ID!) { user(id: $user) { name orders(first: 3) { id status product { name reviews { rating author { name } } } } } featuredProducts { name price { amount currency } } }";
+
+/// `{args.…}`, `{parent.…}` and `{keys}` from three JSON values.
+struct TestScope {
+    args: Value,
+    parent: Value,
+    keys: Value,
+}
+
+impl Scope for TestScope {
+    fn lookup(&self, placeholder: &Placeholder) -> Option<Cow<'_, Value>> {
+        let root = match placeholder.root {
+            Root::Args => &self.args,
+            Root::Parent => &self.parent,
+            Root::Keys => return Some(Cow::Borrowed(&self.keys)),
+            Root::Claims | Root::Headers => return None,
+        };
+        value_at(root, &placeholder.path).map(Cow::Borrowed)
+    }
+}
+
+fn user(n: usize) -> Value {
+    json!({
+        "id": format!("u{n}"), "name": "Ada Lovelace", "email": "ada@example.com",
+        "profile": { "full_name": "Ada Augusta Lovelace", "avatar_url": "https://img.example/u1.png" },
+        "memberSince": "2021-03-04", "tier": "GOLD"
+    })
+}
+
+fn order(n: usize) -> Value {
+    json!({
+        "id": format!("o{n}"), "userId": "u200", "productId": format!("p{}", n % 100 + 1),
+        "quantity": n % 4 + 1, "status": "DELIVERED", "createdAt": "2024-08-10T19:33:00Z",
+        "total": { "amount": 309.6, "currency": "EUR" }
+    })
+}
+
+fn path(dotted: &str) -> Vec<String> {
+    dotted.split('.').map(str::to_owned).collect()
+}
+
+fn templates(c: &mut Criterion) {
+    let mut group = c.benchmark_group("template");
+    let scope = TestScope {
+        args: json!({ "id": "u17", "first": 3, "text": "desk lamp" }),
+        parent: order(7),
+        keys: Value::Array((1..=100).map(|i| json!(format!("p{i}"))).collect()),
+    };
+    group.bench_function("parse /users/{args.id}", |b| {
+        b.iter(|| Template::parse(black_box("/users/{args.id}")))
+    });
+    let by_id = Template::parse("/users/{args.id}").expect("template");
+    group.bench_function("render_path /users/{args.id}", |b| {
+        b.iter(|| by_id.render_path(black_box(&scope)).map(|s| s.len()))
+    });
+    let by_parent = Template::parse("/products/{parent.productId}").expect("template");
+    group.bench_function("render_path /products/{parent.productId}", |b| {
+        b.iter(|| by_parent.render_path(black_box(&scope)).map(|s| s.len()))
+    });
+    let text = Template::parse("{args.text}").expect("template");
+    group.bench_function("render_query_value {args.text} (encoded)", |b| {
+        b.iter(|| text.render_query_value(black_box(&scope)))
+    });
+    let keys = Template::parse("{keys}").expect("template");
+    group.throughput(Throughput::Elements(100));
+    group.bench_function("render_query_value {keys}, 100 keys", |b| {
+        b.iter(|| keys.render_query_value(black_box(&scope)))
+    });
+    group.finish();
+}
+
+fn selection(c: &mut Criterion) {
+    let mut group = c.benchmark_group("value_at");
+    let one_user = user(1);
+    let page = json!({ "items": (1..=5).map(order).collect::<Vec<_>>(), "total": 5 });
+    let (name, full_name, items, indexed) = (
+        path("name"),
+        path("profile.full_name"),
+        path("items"),
+        path("items.3.total.amount"),
+    );
+    group.bench_function("name", |b| b.iter(|| value_at(black_box(&one_user), &name)));
+    group.bench_function("profile.full_name", |b| {
+        b.iter(|| value_at(black_box(&one_user), &full_name))
+    });
+    group.bench_function("items (select)", |b| {
+        b.iter(|| value_at(black_box(&page), &items))
+    });
+    group.bench_function("items.3.total.amount", |b| {
+        b.iter(|| value_at(black_box(&page), &indexed))
+    });
+    group.finish();
+}
+
+fn coercion(c: &mut Criterion) {
+    let mut group = c.benchmark_group("coerce");
+    let statuses: HashSet<String> = ["PENDING", "SHIPPED", "DELIVERED", "CANCELLED"]
+        .into_iter()
+        .map(str::to_owned)
+        .collect();
+    let kinds = [
+        (
+            "ID from string",
+            json!("o1300"),
+            OutputKind::Scalar(ScalarKind::Id),
+        ),
+        (
+            "ID from integer",
+            json!(1300),
+            OutputKind::Scalar(ScalarKind::Id),
+        ),
+        (
+            "String",
+            json!("Classic Audiobook"),
+            OutputKind::Scalar(ScalarKind::String),
+        ),
+        ("Int", json!(4), OutputKind::Scalar(ScalarKind::Int)),
+        ("Float", json!(309.6), OutputKind::Scalar(ScalarKind::Float)),
+        (
+            "Boolean",
+            json!(true),
+            OutputKind::Scalar(ScalarKind::Boolean),
+        ),
+        (
+            "enum",
+            json!("DELIVERED"),
+            OutputKind::Enum(Arc::new(statuses.clone())),
+        ),
+    ];
+    for (name, value, kind) in &kinds {
+        group.bench_function(*name, |b| b.iter(|| leaf(black_box(value), kind)));
+    }
+    // The leaves of the large workload's 2,500 orders (id, status, quantity,
+    // createdAt, total.amount, total.currency): 15,000 coercions.
+    let orders: Vec<Value> = (1..=2500).map(order).collect();
+    let id = OutputKind::Scalar(ScalarKind::Id);
+    let string = OutputKind::Scalar(ScalarKind::String);
+    let int = OutputKind::Scalar(ScalarKind::Int);
+    let float = OutputKind::Scalar(ScalarKind::Float);
+    let status = OutputKind::Enum(Arc::new(statuses));
+    group.throughput(Throughput::Elements(15_000));
+    group.bench_function("2,500 orders x 6 leaves", |b| {
+        b.iter(|| {
+            let mut ok = 0usize;
+            for order in black_box(&orders) {
+                ok += leaf(&order["id"], &id).is_ok() as usize;
+                ok += leaf(&order["status"], &status).is_ok() as usize;
+                ok += leaf(&order["quantity"], &int).is_ok() as usize;
+                ok += leaf(&order["createdAt"], &string).is_ok() as usize;
+                ok += leaf(&order["total"]["amount"], &float).is_ok() as usize;
+                ok += leaf(&order["total"]["currency"], &string).is_ok() as usize;
+            }
+            ok
+        })
+    });
+    group.finish();
+}
+
+fn batch_keys(c: &mut Criterion) {
+    let mut group = c.benchmark_group("batch");
+    let (text_key, number_key) = (json!("p42"), json!(42));
+    group.bench_function("key_text string", |b| {
+        b.iter(|| key_text(black_box(&text_key)))
+    });
+    group.bench_function("key_text number", |b| {
+        b.iter(|| key_text(black_box(&number_key)))
+    });
+    // What a batched answer goes through: 500 reviews grouped by their
+    // `match` key (productId), as `Product.reviews` does for 100 products.
+    let reviews: Vec<Value> = (0..500)
+        .map(|i| json!({ "id": format!("r{i}"), "productId": format!("p{}", i % 100 + 1), "userId": "u7", "rating": 4 }))
+        .collect();
+    group.throughput(Throughput::Elements(500));
+    group.bench_function("group 500 items by key_text", |b| {
+        b.iter_batched(
+            || reviews.clone(),
+            |items| {
+                let mut grouped: HashMap<String, Vec<Value>> = HashMap::new();
+                for item in items {
+                    let key = key_text(&item["productId"]);
+                    grouped.entry(key).or_default().push(item);
+                }
+                grouped
+            },
+            BatchSize::SmallInput,
+        )
+    });
+    group.finish();
+}
+
+fn documents(c: &mut Criterion) {
+    let mut group = c.benchmark_group("documents");
+    let query: Arc<str> = Arc::from(FLAGSHIP);
+    let cache = DocumentCache::new(1_000);
+    assert!(cache.parse(&query).is_ok(), "the flagship query parses");
+    group.bench_function("parse, cached (flagship)", |b| {
+        b.iter(|| cache.parse(black_box(&query)).is_ok())
+    });
+    let no_cache = DocumentCache::new(0);
+    group.bench_function("parse, not cached (flagship)", |b| {
+        b.iter(|| no_cache.parse(black_box(&query)).is_ok())
+    });
+
+    let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("services.toml");
+    let limits = match conflux::config::load(&config) {
+        Ok((config, _)) => config.limits,
+        Err(problems) => panic!("services.toml does not load:\n{problems}"),
+    };
+    let document = match cache.parse(&query) {
+        Ok(document) => document,
+        Err(_) => panic!("the flagship query parses"),
+    };
+    let (_, operation) = document.operations.iter().next().expect("one operation");
+    let variables = json!({ "user": "u1" });
+    group.bench_function("limits::check (flagship)", |b| {
+        b.iter(|| {
+            limits::check(
+                black_box(&document),
+                &operation.node,
+                Some(&variables),
+                &limits,
+                true,
+            )
+            .is_ok()
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(hot_paths, templates, selection, coercion, batch_keys, documents);
+criterion_main!(hot_paths);
