@@ -129,9 +129,12 @@ async fn serve(
     } else {
         "http"
     };
-    tracing::info!(address = %local, graphiql = loaded.config.server.graphiql, "conflux is serving {scheme}://{local}/graphql");
+    let graphiql = loaded.config.server.graphiql;
     let live = LiveGateway::new(Arc::new(loaded), Some(config));
     reload::reload_on_sighup(live.clone());
+    // Announced once signals are handled: a SIGHUP right after this line
+    // reloads instead of killing the process.
+    tracing::info!(address = %local, graphiql, "conflux is serving {scheme}://{local}/graphql");
     // Kept alive while serving: dropping the watcher stops watching.
     let _watcher = if hot_reload {
         match reload::watch(live.clone()) {
@@ -192,7 +195,9 @@ fn init_logging(format: Option<LogFormat>) {
     };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        // Colours only for a person at a terminal, never into files.
+        .with_ansi(std::io::stderr().is_terminal());
     if json {
         builder.json().init();
     } else {

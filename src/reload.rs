@@ -124,17 +124,21 @@ impl LiveGateway {
 /// Reloads on every SIGHUP, with or without `--hot-reload` (SPEC §1).
 pub fn reload_on_sighup(live: Arc<LiveGateway>) {
     #[cfg(unix)]
-    tokio::spawn(async move {
+    {
         use tokio::signal::unix::{signal, SignalKind};
+        // Registered before returning, so a SIGHUP from now on reloads
+        // rather than killing the process.
         let Ok(mut hangups) = signal(SignalKind::hangup()) else {
             tracing::warn!("cannot listen for SIGHUP; reload by signal is off");
             return;
         };
-        while hangups.recv().await.is_some() {
-            tracing::info!("SIGHUP: reloading the configuration");
-            let _ = live.reload().await;
-        }
-    });
+        tokio::spawn(async move {
+            while hangups.recv().await.is_some() {
+                tracing::info!("SIGHUP: reloading the configuration");
+                let _ = live.reload().await;
+            }
+        });
+    }
     #[cfg(not(unix))]
     let _ = live;
 }

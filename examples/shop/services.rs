@@ -611,7 +611,7 @@ struct Product {
 
 fn generate_product(i: usize) -> Product {
     let n = i + 1;
-    let digital = n % 4 == 0;
+    let digital = n.is_multiple_of(4);
     // Index within its own kind, so each kind cycles through its noun list.
     let k = if digital { i / 4 } else { i - i / 4 };
     let adjective = ADJECTIVES[k % ADJECTIVES.len()];

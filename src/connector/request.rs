@@ -1,5 +1,6 @@
 //! A call's templates + one field's scope → the upstream request to send.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -22,6 +23,9 @@ pub struct UpstreamRequest {
     pub headers: HeaderMap,
     pub body: Option<Bytes>,
     pub timeout: Duration,
+    /// The path template as written, for logs and metrics: the filled URL
+    /// may hold personal data and never goes into a log line.
+    pub template: Arc<str>,
 }
 
 impl UpstreamRequest {
@@ -177,6 +181,7 @@ pub fn build<'s>(
         headers,
         body,
         timeout,
+        template: spec.path_text.clone(),
     })
 }
 

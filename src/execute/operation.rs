@@ -116,9 +116,8 @@ impl CallStats {
     }
 }
 
-/// Sends one call through the fetcher, and accounts for it: the count, the
-/// metrics, the debug log line (template, never the filled URL) and the
-/// waterfall record.
+/// Sends one call through the fetcher, and accounts for it: the
+/// operation's call count, the batch size metric and the waterfall record.
 async fn measured(
     fetcher: Arc<Fetcher>,
     service: Arc<ServiceConfig>,
@@ -138,22 +137,14 @@ async fn measured(
         Ok(_) => "2xx",
         Err(err) => err.failure.status_class(),
     };
+    // Metrics and the per-attempt log line come from `upstream`, which
+    // knows the instance and the retries; here the operation's own count.
     if !cache_hit {
         stats.calls.fetch_add(1, Ordering::Relaxed);
-        metrics::upstream_call(&service.name, status, duration);
     }
     if let Some(size) = label.batch_size {
         metrics::batch_keys(size);
     }
-    tracing::debug!(
-        service = %service.name,
-        method = %method,
-        path = %label.path,
-        status,
-        cache_hit,
-        duration_ms = duration.as_secs_f64() * 1000.0,
-        "upstream call"
-    );
     if let Some(records) = &stats.records {
         let record = CallRecord {
             service: service.name.clone(),

@@ -36,7 +36,6 @@ pub async fn run(
     is_get: bool,
 ) -> Outcome {
     let started = Instant::now();
-    let operation_name = request.operation_name.clone();
     let subject = claims
         .as_ref()
         .and_then(|c| c.get("sub"))
@@ -47,6 +46,7 @@ pub async fn run(
     let Report {
         kind,
         upstream_calls,
+        operation_name,
     } = report;
     let duration = started.elapsed();
     let codes: Vec<&str> = outcome.errors.iter().filter_map(code_of).collect();
@@ -85,6 +85,9 @@ struct Report {
     /// `query`, `mutation`, or `-` when the operation never got that far.
     kind: &'static str,
     upstream_calls: usize,
+    /// The operation's name: `operationName`, else the name the document
+    /// gives its only operation (as Apollo Router names it).
+    operation_name: Option<String>,
 }
 
 impl Default for Report {
@@ -92,6 +95,7 @@ impl Default for Report {
         Report {
             kind: "-",
             upstream_calls: 0,
+            operation_name: None,
         }
     }
 }
@@ -142,11 +146,15 @@ async fn execute(
             };
         }
     };
+    report.operation_name = request.operation_name.clone();
     let operation = match (&document.operations, request.operation_name.as_deref()) {
         (DocumentOperations::Single(op), None) => Some(op),
         (DocumentOperations::Single(_), Some(_)) => None,
         (DocumentOperations::Multiple(ops), Some(name)) => ops.get(name),
-        (DocumentOperations::Multiple(ops), None) if ops.len() == 1 => ops.values().next(),
+        (DocumentOperations::Multiple(ops), None) if ops.len() == 1 => {
+            report.operation_name = ops.keys().next().map(|name| name.to_string());
+            ops.values().next()
+        }
         (DocumentOperations::Multiple(_), None) => {
             return Outcome::document_error(
                 ErrorCode::GraphqlValidationFailed,

@@ -111,10 +111,17 @@ pub fn in_flight(delta: f64) {
     gauge!("conflux_requests_in_flight").increment(delta);
 }
 
-/// One upstream call that went out (not answered by the cache).
-pub fn upstream_call(service: &str, status_class: &'static str, duration: Duration) {
+/// One attempt of an upstream call to one instance (`none` when no
+/// instance could be called).
+pub fn upstream_call(
+    service: &str,
+    instance: &str,
+    status_class: &'static str,
+    duration: Duration,
+) {
     let labels = [
         ("service", service.to_owned()),
+        ("instance", instance.to_owned()),
         ("status", status_class.to_owned()),
     ];
     counter!("conflux_upstream_requests_total", &labels).increment(1);

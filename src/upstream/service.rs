@@ -18,6 +18,7 @@ use super::instance::{Instance, InstanceSnapshot, Lease};
 use super::UpstreamAnswer;
 use crate::config::ServiceConfig;
 use crate::connector::request::UpstreamRequest;
+use crate::telemetry::metrics;
 
 /// The longest a connect may take, whatever the budget.
 const MAX_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -101,7 +102,13 @@ impl Service {
         // Fail fast: when no instance may be called, neither waiting for a
         // place nor the network can help.
         if !self.accepts_calls(Instant::now()) {
-            tracing::debug!(service = %self.name, "no usable instance; failing fast");
+            tracing::debug!(service = %self.name, path = %request.template, "no usable instance; failing fast");
+            metrics::upstream_call(
+                &self.name,
+                "none",
+                UpstreamFailure::Unavailable.status_class(),
+                Duration::ZERO,
+            );
             return Err(UpstreamFailure::Unavailable);
         }
         let _permit = self.acquire(deadline).await?;
@@ -119,7 +126,15 @@ impl Service {
                 return Err(last_failure.unwrap_or(UpstreamFailure::Unavailable));
             };
             tried.push(index);
+            let started = Instant::now();
             let result = self.attempt(lease.instance(), request, deadline).await;
+            self.account(
+                lease.instance(),
+                request,
+                &result,
+                started.elapsed(),
+                tried.len() - 1,
+            );
             lease.settle(
                 result
                     .as_ref()
@@ -137,6 +152,35 @@ impl Service {
             tracing::debug!(service = %self.name, ?failure, "retrying upstream call");
             last_failure = Some(failure);
         }
+    }
+
+    /// One attempt's metrics and debug line: service, instance, method,
+    /// path template (never the filled URL), status, duration, retries.
+    fn account(
+        &self,
+        instance: &Instance,
+        request: &UpstreamRequest,
+        result: &Result<UpstreamAnswer, UpstreamFailure>,
+        duration: Duration,
+        retries: usize,
+    ) {
+        let status = match result {
+            Ok(UpstreamAnswer::NotFound) => "4xx",
+            Ok(UpstreamAnswer::Json { .. }) => "2xx",
+            Err(failure) => failure.status_class(),
+        };
+        metrics::upstream_call(&self.name, &instance.label, status, duration);
+        tracing::debug!(
+            service = %self.name,
+            instance = %instance.label,
+            method = %request.method,
+            path = %request.template,
+            status,
+            duration_ms = duration.as_secs_f64() * 1000.0,
+            retries,
+            request_id = request.headers.get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("-"),
+            "upstream call"
+        );
     }
 
     /// Whether any instance may take a call now.
@@ -303,11 +347,21 @@ fn classify(instance: &Instance, err: &reqwest::Error) -> UpstreamFailure {
 
 /// An error and its sources, `: `-separated: reqwest's own message stops
 /// at "error sending request".
-struct Causes<'a>(&'a dyn std::error::Error);
+struct Causes<'a>(&'a (dyn std::error::Error + 'static));
 
 impl std::fmt::Display for Causes<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}", self.0)?;
+        // reqwest's own message names the filled URL, whose path and query
+        // may hold personal data: say what kind of failure it was instead.
+        match self.0.downcast_ref::<reqwest::Error>() {
+            Some(err) if err.is_connect() => f.write_str("cannot connect")?,
+            Some(err) if err.is_timeout() => f.write_str("timed out")?,
+            Some(err) if err.is_body() || err.is_decode() => {
+                f.write_str("cannot read the answer")?
+            }
+            Some(_) => f.write_str("request failed")?,
+            None => write!(f, "{}", self.0)?,
+        }
         let mut source = self.0.source();
         while let Some(cause) = source {
             write!(f, ": {cause}")?;
