@@ -26,6 +26,8 @@ pub struct Gateway {
     pub config: Config,
     pub sdl: SchemaModel,
     pub schema: async_graphql::dynamic::Schema,
+    /// Every field's binding, for planned lists.
+    pub bindings: Arc<crate::schema::Bindings>,
     pub upstream: Arc<UpstreamClient>,
     /// Token verification, when `[auth]` is configured.
     pub auth: Option<Arc<Authenticator>>,
@@ -118,6 +120,7 @@ pub fn load(path: &Path) -> Result<Gateway, Diagnostics> {
         config,
         sdl,
         schema,
+        bindings: Arc::new(bindings),
         auth,
         admission,
         fetcher: Arc::new(Fetcher::new(upstream.clone(), Some(cache))),

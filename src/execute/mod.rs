@@ -7,6 +7,7 @@
 //! so a planned fast path can later replace the executor behind this seam.
 
 pub mod operation;
+mod plan;
 pub mod resolver;
 mod rules;
 

@@ -90,7 +90,7 @@ async fn resolve_calls<'a>(
     let scope = FieldScope {
         binding,
         trace: (&state.trace, state.propagate_trace),
-        args: &ctx.args,
+        args: Some(&ctx.args),
         parent,
         headers: &state.client_headers,
         claims: state.claims.as_deref(),
@@ -99,7 +99,12 @@ async fn resolve_calls<'a>(
         BoundSource::Call(call) => match fetch(call, &scope, state).await {
             (CallOutcome::Value(value), stale) => {
                 note_stale(state, ctx, stale);
-                shape_owned(value, binding, ctx)
+                // A list whose items need no per-item resolver is rendered
+                // in one pass; otherwise the executor walks it field by field.
+                match super::plan::render_list(binding, value, ctx, state).await {
+                    Ok(rendered) => rendered,
+                    Err(value) => shape_owned(value, binding, ctx),
+                }
             }
             (CallOutcome::NotFound, _) => not_found(binding, &call.service.name),
             (CallOutcome::NoCall(placeholder), _) => {
@@ -188,7 +193,7 @@ async fn resolve_batched<'a>(
 /// One batch: keys with a fresh per-key cache entry are answered from it;
 /// the rest go `max` keys per call, the calls made concurrently, every item
 /// grouped under the text of its `match` field (and cached per key).
-async fn fetch_batch(
+pub(super) async fn fetch_batch(
     batch: &BoundBatch,
     keys: Vec<Value>,
     scope: &FieldScope<'_>,
@@ -487,15 +492,17 @@ fn deep_merge(into: &mut Value, from: Value) {
 
 /// Placeholder values for one field: its arguments, its parent's JSON and
 /// the client's headers.
-struct FieldScope<'a> {
-    binding: &'a Binding,
-    /// Request id and trace context for the upstream headers; `None` when
-    /// trace context is not propagated.
-    trace: (&'a RequestTrace, bool),
-    args: &'a ObjectAccessor<'a>,
-    parent: Option<&'a Value>,
-    headers: &'a HeaderMap,
-    claims: Option<&'a Value>,
+pub(super) struct FieldScope<'a> {
+    pub(super) binding: &'a Binding,
+    /// Request id and trace context for the upstream headers, and whether
+    /// to propagate the trace context.
+    pub(super) trace: (&'a RequestTrace, bool),
+    /// `None` where a field is resolved without its arguments (planned
+    /// lists only plan fields that take none).
+    pub(super) args: Option<&'a ObjectAccessor<'a>>,
+    pub(super) parent: Option<&'a Value>,
+    pub(super) headers: &'a HeaderMap,
+    pub(super) claims: Option<&'a Value>,
 }
 
 impl FieldScope<'_> {
@@ -514,7 +521,7 @@ impl Scope for FieldScope<'_> {
         match placeholder.root {
             Root::Args => {
                 let mut value = self
-                    .args
+                    .args?
                     .get(&path[0])?
                     .as_value()
                     .clone()

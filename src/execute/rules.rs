@@ -87,6 +87,11 @@ impl Extension for RulesForOneRequest {
         let nullable = !info.return_type.ends_with('!');
         let path_node = info.path_node;
         if let Some(state) = ctx.data_opt::<Arc<OperationState>>() {
+            if matches!(path_node.segment, QueryPathSegment::Index(_)) {
+                if let Some(value) = state.take_precomputed(|| path_node.to_string()) {
+                    return Ok(Some(value));
+                }
+            }
             if state.is_null_item(|| path_node.to_string()) {
                 return Ok(Some(Value::Null));
             }

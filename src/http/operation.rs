@@ -226,6 +226,8 @@ async fn execute(
             trace: client.trace.clone(),
             propagate_trace: gateway.config.telemetry.propagate_trace_context,
             debug: client.debug,
+            bindings: Some(gateway.bindings.clone()),
+            document: Some(document.clone()),
         },
     ));
     let mut graphql = async_graphql::Request::new(&*query).data(state.clone());
