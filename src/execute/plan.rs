@@ -65,46 +65,39 @@ enum PlanKind {
     },
 }
 
-/// Renders `value` for `binding`'s list field when it can be planned.
-/// `Err` hands the value back for the executor's way.
+/// Renders `value` for `binding`'s list field when it can be planned;
+/// `None` leaves the value to the executor.
 pub(super) async fn render_list<'a>(
     binding: &Binding,
-    value: Value,
+    value: &Value,
     ctx: &ResolverContext<'a>,
     state: &OperationState,
-) -> Result<Result<Option<FieldValue<'a>>, async_graphql::Error>, Value> {
+) -> Option<Result<Option<FieldValue<'a>>, async_graphql::Error>> {
     let OutputKind::List(item_type) = &binding.output.kind else {
-        return Err(value);
+        return None;
     };
     let OutputKind::Object(type_name) = &item_type.kind else {
-        return Err(value);
+        return None;
     };
-    let Value::Array(items) = &value else {
-        return Err(value);
+    let Value::Array(items) = value else {
+        return None;
     };
     let (Some(bindings), Some(document)) = (&state.bindings, &state.document) else {
-        return Err(value);
+        return None;
     };
     let mut batched = Vec::new();
     let planner = Planner { bindings, document };
-    let Some(plan) = planner.object(
+    let plan = planner.object(
         type_name,
         &ctx.ctx.item.node.selection_set,
         &mut batched,
         true,
         0,
-    ) else {
-        return Err(value);
-    };
-    let Some(loaded) = load_batches(&batched, items, state).await else {
-        return Err(value);
-    };
+    )?;
+    let loaded = load_batches(&batched, items, state).await?;
     let mut rendered = Vec::with_capacity(items.len());
     for (index, item) in items.iter().enumerate() {
-        match shape(Some(item), item_type, Some(&plan), &loaded, Some(index)) {
-            Ok(item) => rendered.push(item),
-            Err(()) => return Err(value),
-        }
+        rendered.push(shape(Some(item), item_type, Some(&plan), &loaded, Some(index)).ok()?);
     }
     let list_path = ctx
         .ctx
@@ -116,7 +109,7 @@ pub(super) async fn render_list<'a>(
     state.precompute(&list_path, rendered);
     // The executor still walks the list, item by item, but each item is
     // answered from the precomputed values without resolving its fields.
-    Ok(Ok(Some(FieldValue::list(
+    Some(Ok(Some(FieldValue::list(
         (0..count).map(|_| FieldValue::NULL),
     ))))
 }
@@ -402,17 +395,23 @@ fn render_object(
                 // Batched fields are planned on list items only.
                 let item = item.ok_or(())?;
                 let batch = loaded.get(*index).ok_or(())?;
-                let found = batch
+                let found: &[Value] = batch
                     .item_keys
                     .get(item)
                     .and_then(Option::as_ref)
-                    .and_then(|key| batch.by_key.get(key).cloned())
-                    .unwrap_or_default();
-                let value = match binding.output.kind {
-                    OutputKind::List(_) => Value::Array(found),
-                    _ => found.into_iter().next().unwrap_or(Value::Null),
-                };
-                shape(Some(&value), &binding.output, sub.as_ref(), loaded, None)?
+                    .and_then(|key| batch.by_key.get(key))
+                    .map_or(&[], Vec::as_slice);
+                match &binding.output.kind {
+                    // Every match, in upstream order (`[]` when none).
+                    OutputKind::List(inner) => GqlValue::List(
+                        found
+                            .iter()
+                            .map(|v| shape(Some(v), inner, sub.as_ref(), loaded, None))
+                            .collect::<Result<_, ()>>()?,
+                    ),
+                    // The first match, or null.
+                    _ => shape(found.first(), &binding.output, sub.as_ref(), loaded, None)?,
+                }
             }
         };
         object.insert(field.key.clone(), value);

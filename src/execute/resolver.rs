@@ -101,9 +101,9 @@ async fn resolve_calls<'a>(
                 note_stale(state, ctx, stale);
                 // A list whose items need no per-item resolver is rendered
                 // in one pass; otherwise the executor walks it field by field.
-                match super::plan::render_list(binding, value, ctx, state).await {
-                    Ok(rendered) => rendered,
-                    Err(value) => shape_owned(value, binding, ctx),
+                match super::plan::render_list(binding, value.get(), ctx, state).await {
+                    Some(rendered) => rendered,
+                    None => shape_owned(value.into_owned(), binding, ctx),
                 }
             }
             (CallOutcome::NotFound, _) => not_found(binding, &call.service.name),
@@ -119,7 +119,9 @@ async fn resolve_calls<'a>(
             for ((answer, stale), call) in answers.into_iter().zip(calls) {
                 any_stale |= stale;
                 match answer {
-                    CallOutcome::Value(value @ Value::Object(_)) => deep_merge(&mut merged, value),
+                    CallOutcome::Value(value) if value.get().is_object() => {
+                        deep_merge(&mut merged, value.into_owned())
+                    }
                     CallOutcome::Value(_) => {
                         return Err(bad_response(
                             binding,
@@ -368,7 +370,7 @@ fn unreachable_source<'a>(binding: &Binding) -> FieldResult<'a> {
 
 /// What one call of a field came to.
 enum CallOutcome {
-    Value(Value),
+    Value(Selected),
     NotFound,
     NoCall(Placeholder),
     Failed(FieldError),
@@ -401,15 +403,63 @@ async fn fetch(
     };
     let outcome = match &*fetched.answer {
         UpstreamAnswer::NotFound => CallOutcome::NotFound,
-        UpstreamAnswer::Json { value: json, .. } => {
-            let selected = match &call.spec.select {
-                Some(path) => value_at(json, path).cloned().unwrap_or(Value::Null),
-                None => json.clone(),
-            };
-            CallOutcome::Value(selected)
-        }
+        UpstreamAnswer::Json { .. } => CallOutcome::Value(Selected {
+            answer: fetched.answer.clone(),
+            path: call.spec.select.clone(),
+        }),
     };
     (outcome, fetched.stale)
+}
+
+/// An upstream answer and the part of it a field selects. Borrowed where
+/// it can be (planned lists); copied only for a consumer that must own it.
+struct Selected {
+    answer: Arc<UpstreamAnswer>,
+    path: Option<Vec<String>>,
+}
+
+static NULL: Value = Value::Null;
+
+impl Selected {
+    fn get(&self) -> &Value {
+        let Some(json) = self.answer.json() else {
+            return &NULL;
+        };
+        match &self.path {
+            Some(path) => value_at(json, path).unwrap_or(&NULL),
+            None => json,
+        }
+    }
+
+    /// The selected value, moved out when nothing else holds the answer.
+    fn into_owned(self) -> Value {
+        match Arc::try_unwrap(self.answer) {
+            Ok(UpstreamAnswer::Json { mut value, .. }) => match &self.path {
+                Some(path) => value_at_mut(&mut value, path)
+                    .map(Value::take)
+                    .unwrap_or(Value::Null),
+                None => value,
+            },
+            Ok(UpstreamAnswer::NotFound) => Value::Null,
+            Err(shared) => Selected {
+                answer: shared,
+                path: self.path,
+            }
+            .get()
+            .clone(),
+        }
+    }
+}
+
+fn value_at_mut<'v>(mut value: &'v mut Value, path: &[String]) -> Option<&'v mut Value> {
+    for segment in path {
+        value = match value {
+            Value::Object(map) => map.get_mut(segment)?,
+            Value::Array(items) => items.get_mut(segment.parse::<usize>().ok()?)?,
+            _ => return None,
+        };
+    }
+    Some(value)
 }
 
 /// SPEC `stale_if_error_s`: the response names every path served stale.

@@ -419,3 +419,36 @@ async fn a_single_key_is_fetched_without_waiting_for_a_timer() {
     // The bound is loose for a shared machine; the benchmark measures it.
     assert!(elapsed < Duration::from_millis(250), "took {elapsed:?}");
 }
+
+#[tokio::test]
+async fn a_planned_list_answers_exactly_as_field_by_field_execution() {
+    let (orders, products, reviews) = upstreams(twenty_orders()).await;
+    Mock::given(method("GET"))
+        .and(path("/products"))
+        .respond_with(ProductsByIds)
+        .mount(&products)
+        .await;
+    let gw = gateway(&config(BY_IDS), &orders, &products, &reviews).await;
+
+    // Planned: every field reads the item or is batched one level deep.
+    let planned = gw
+        .post("{ orders { __typename ref: productRef ...F product { id name } } } fragment F on Order { id }")
+        .await
+        .json();
+    // A directive makes the planner step aside: the executor resolves each field.
+    let walked = gw
+        .post("{ orders { __typename ref: productRef ...F product { id name @include(if: true) } } } fragment F on Order { id }")
+        .await
+        .json();
+    assert_eq!(planned["errors"], Value::Null, "{planned}");
+    assert_eq!(planned, walked);
+    assert_eq!(
+        planned["data"]["orders"][3],
+        json!({"__typename": "Order", "ref": "p7", "id": "o3", "product": {"id": "p7", "name": "Product p7"}})
+    );
+    let calls = products.received_requests().await.expect("recording").len();
+    assert_eq!(
+        calls, 2,
+        "one batched product call per query, planned or not"
+    );
+}
