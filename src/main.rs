@@ -8,6 +8,11 @@ use std::sync::Arc;
 use clap::{Parser, Subcommand, ValueEnum};
 use conflux::gateway;
 use conflux::reload::{self, LiveGateway};
+use conflux::telemetry::otlp;
+use opentelemetry_sdk::trace::SdkTracerProvider;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{Layer, Registry};
 
 #[derive(Parser)]
 #[command(
@@ -57,7 +62,6 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.log_format);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(err) => {
@@ -68,6 +72,9 @@ fn main() -> ExitCode {
     // Loading builds clients (Redis, JWKS) that belong to a runtime, for
     // `check` as much as for `serve`.
     let _context = runtime.enter();
+    if !matches!(cli.command, Command::Serve { .. }) {
+        init_logging(cli.log_format, None);
+    }
     match cli.command {
         Command::Check { config } => match gateway::load(&config) {
             Ok(_) => {
@@ -101,7 +108,17 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            runtime.block_on(serve(loaded, config, listen, hot_reload))
+            // After loading: whether spans go to an OTLP collector is config.
+            let tracer = init_logging(
+                cli.log_format,
+                loaded.config.telemetry.otlp_endpoint.as_deref(),
+            );
+            let code = runtime.block_on(serve(loaded, config, listen, hot_reload));
+            if let Some(tracer) = tracer {
+                // Flushes the spans still queued for export.
+                let _ = tracer.shutdown();
+            }
+            code
         }
     }
 }
@@ -185,7 +202,9 @@ async fn shutdown_signal() {
     tracing::info!("shutdown signal received; draining in-flight requests");
 }
 
-fn init_logging(format: Option<LogFormat>) {
+/// Logs to stderr (json or text), plus OTLP span export when `otlp` names
+/// a collector; returns the tracer provider to flush at exit.
+fn init_logging(format: Option<LogFormat>, otlp: Option<&str>) -> Option<SdkTracerProvider> {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let json = match format {
@@ -193,14 +212,30 @@ fn init_logging(format: Option<LogFormat>) {
         Some(LogFormat::Text) => false,
         None => !std::io::stderr().is_terminal(),
     };
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let fmt = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         // Colours only for a person at a terminal, never into files.
         .with_ansi(std::io::stderr().is_terminal());
-    if json {
-        builder.json().init();
+    let fmt: Box<dyn Layer<Registry> + Send + Sync> = if json {
+        fmt.json().boxed()
     } else {
-        builder.init();
+        fmt.boxed()
+    };
+    let registry = tracing_subscriber::registry().with(fmt).with(filter);
+    let Some(endpoint) = otlp else {
+        registry.init();
+        return None;
+    };
+    match otlp::pipeline(endpoint) {
+        Ok((layer, provider)) => {
+            registry.with(layer).init();
+            tracing::info!(endpoint, "exporting spans over OTLP/HTTP");
+            Some(provider)
+        }
+        Err(err) => {
+            registry.init();
+            tracing::warn!(endpoint, error = %err, "OTLP export is off: the exporter could not be built");
+            None
+        }
     }
 }

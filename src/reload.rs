@@ -39,9 +39,6 @@ impl LiveGateway {
             // Process-wide, once: until then every metric call is a no-op.
             crate::telemetry::metrics::install();
         }
-        if gateway.config.telemetry.otlp_endpoint.is_some() {
-            tracing::warn!("[telemetry].otlp_endpoint is set, but OTLP export is not implemented in this version");
-        }
         gateway.upstream.start_health_checks();
         let router = crate::http::app(gateway.clone());
         Arc::new(LiveGateway {

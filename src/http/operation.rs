@@ -20,7 +20,8 @@ use crate::error::ErrorCode;
 use crate::execute::operation::{OperationState, RequestContext};
 use crate::execute::{code_of, is_silent, with_code};
 use crate::gateway::Gateway;
-use crate::telemetry::metrics;
+use crate::telemetry::{metrics, otlp};
+use tracing::Instrument;
 
 /// How long past `request_timeout_ms` the executor may take to assemble
 /// what resolved before the whole operation is abandoned.
@@ -42,7 +43,26 @@ pub async fn run(
         .and_then(|s| s.as_str())
         .map(str::to_owned);
     let mut report = Report::default();
-    let outcome = execute(gateway, client, claims, request, is_get, &mut report).await;
+    // A span per operation, only when spans are exported (OTLP).
+    let span = if otlp::enabled() {
+        let span = tracing::info_span!(
+            "graphql.operation",
+            otel.name = tracing::field::Empty,
+            otel.kind = "server",
+            request_id = client.trace.request_id.to_str().unwrap_or("-"),
+        );
+        otlp::continue_trace(&span, &client.headers);
+        span
+    } else {
+        tracing::Span::none()
+    };
+    let outcome = execute(gateway, client, claims, request, is_get, &mut report)
+        .instrument(span.clone())
+        .await;
+    span.record(
+        "otel.name",
+        report.operation_name.as_deref().unwrap_or("graphql"),
+    );
     let Report {
         kind,
         upstream_calls,

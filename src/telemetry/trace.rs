@@ -94,12 +94,12 @@ fn parse_traceparent(text: &str) -> Option<(String, String, String)> {
     valid.then(|| (trace_id.to_owned(), span_id.to_owned(), flags.to_owned()))
 }
 
+/// `bytes` random bytes (at most 16) as lowercase hex.
 fn random_hex(bytes: usize) -> String {
-    let mut out = String::with_capacity(bytes * 2);
-    for _ in 0..bytes {
-        out.push_str(&format!("{:02x}", fastrand::u8(..)));
-    }
-    out
+    let bytes = bytes.min(16);
+    let mut text = format!("{:032x}", fastrand::u128(..));
+    text.truncate(bytes * 2);
+    text
 }
 
 #[cfg(test)]

@@ -19,6 +19,7 @@ use super::UpstreamAnswer;
 use crate::config::ServiceConfig;
 use crate::connector::request::UpstreamRequest;
 use crate::telemetry::metrics;
+use tracing::Instrument;
 
 /// The longest a connect may take, whatever the budget.
 const MAX_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -241,16 +242,33 @@ impl Service {
         deadline: Instant,
     ) -> Result<UpstreamAnswer, UpstreamFailure> {
         let url = format!("{}{}", instance.url, request.path_and_query);
+        let mut headers = request.headers.clone();
+        // With OTLP export on, each attempt is a span, and the upstream's
+        // `traceparent` names it as the parent.
+        let span = if crate::telemetry::otlp::enabled() {
+            let span = tracing::info_span!(
+                "upstream.call",
+                otel.name = %format!("{} {}", request.method, request.template),
+                otel.kind = "client",
+                service = %self.name,
+                instance = %instance.label,
+            );
+            crate::telemetry::otlp::inject(&span, &mut headers);
+            span
+        } else {
+            tracing::Span::none()
+        };
         let mut builder = self
             .http
             .request(request.method.clone(), &url)
-            .headers(request.headers.clone())
+            .headers(headers)
             .timeout(deadline.saturating_duration_since(Instant::now()));
         if let Some(body) = &request.body {
             builder = builder.body(body.clone());
         }
         let response = builder
             .send()
+            .instrument(span.clone())
             .await
             .map_err(|err| classify(instance, &err))?;
         let status = response.status();
@@ -269,6 +287,7 @@ impl Service {
         }
         let body = response
             .bytes()
+            .instrument(span)
             .await
             .map_err(|err| classify(instance, &err))?;
         if body.is_empty() {

@@ -373,6 +373,10 @@ impl Drop for Served {
 
 /// `127.0.0.1:PORT` from a line mentioning `http://127.0.0.1:PORT`.
 fn served_address(line: &str) -> Option<String> {
+    // Only the announcement: other lines may name other local URLs.
+    if !line.contains("conflux is serving") {
+        return None;
+    }
     let start = line.find("http://127.0.0.1:")? + "http://".len();
     let rest = &line[start..];
     let port_start = "127.0.0.1:".len();
@@ -2004,4 +2008,64 @@ async fn with_debug_off_the_header_returns_no_waterfall() {
         body["extensions"]["conflux"]["calls"].is_null(),
         "[server].debug is off: {body}"
     );
+}
+
+// ---- OTLP export ----------------------------------------------------------
+
+#[tokio::test]
+async fn spans_are_exported_over_otlp_and_name_the_upstream_call_as_its_parent() {
+    let api = shop_api().await;
+    let collector = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v1/traces"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&collector)
+        .await;
+    let extra = format!("[telemetry]\notlp_endpoint = \"{}\"", collector.uri());
+    let gateway = metrics_gateway(&extra, &api).await;
+
+    let reply = gateway
+        .post_with_headers(
+            r#"{ user(id: "7") { name } }"#,
+            &[("traceparent", &client_traceparent(CLIENT_SPAN))],
+        )
+        .await;
+    assert_ok(&reply);
+
+    // The upstream's parent span is the gateway's call span, in the client's trace.
+    let sent = received(&api).await;
+    let upstream = header(&sent[0], "traceparent").expect("traceparent upstream");
+    let (_, trace_id, call_span, _) = traceparent_parts(&upstream);
+    assert_eq!(trace_id, TRACE_ID);
+
+    // The batch exporter sends within its schedule delay (5 s by default).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let trace_bytes = hex_bytes(TRACE_ID);
+    let span_bytes = hex_bytes(&call_span);
+    loop {
+        let exports = collector.received_requests().await.unwrap_or_default();
+        let bodies: Vec<&[u8]> = exports.iter().map(|r| r.body.as_slice()).collect();
+        let has = |needle: &[u8]| {
+            bodies
+                .iter()
+                .any(|b| b.windows(needle.len()).any(|w| w == needle))
+        };
+        if has(&trace_bytes) && has(&span_bytes) && has(b"graphql.operation") {
+            let content_type = header(&exports[0], "content-type").unwrap_or_default();
+            assert_eq!(content_type, "application/x-protobuf");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no OTLP export with the trace and the call span"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn hex_bytes(hex: &str) -> Vec<u8> {
+    (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).expect("hex"))
+        .collect()
 }

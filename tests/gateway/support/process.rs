@@ -84,6 +84,10 @@ impl ProcessGateway {
 
 /// `127.0.0.1:PORT` from a log line mentioning `http://127.0.0.1:PORT`.
 fn served_address(line: &str) -> Option<String> {
+    // Only the announcement: other lines may name other local URLs.
+    if !line.contains("conflux is serving") {
+        return None;
+    }
     let start = line.find("http://127.0.0.1:")? + "http://".len();
     let rest = &line[start..];
     let port_start = "127.0.0.1:".len();
