@@ -10,6 +10,7 @@ pub mod operation;
 mod plan;
 pub mod resolver;
 mod rules;
+mod shape;
 
 use async_graphql::ServerError;
 
