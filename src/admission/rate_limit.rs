@@ -8,13 +8,13 @@
 
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota};
 
 use crate::config::{RateLimitBackend, RateLimitConfig};
+use crate::telemetry::throttle::Throttle;
 
 /// How often the in-memory limiter forgets idle clients.
 const PRUNE_EVERY: u64 = 10_000;
@@ -65,7 +65,8 @@ pub struct RedisBuckets {
     /// Tokens per millisecond.
     rate_per_ms: f64,
     burst: u32,
-    last_outage_log: Mutex<Option<Instant>>,
+    /// "Redis unreachable" at most once per interval.
+    outage_log: Throttle,
 }
 
 impl RateLimiter {
@@ -96,7 +97,7 @@ impl RateLimiter {
                     script: redis::Script::new(TOKEN_BUCKET_LUA),
                     rate_per_ms: config.per_second / 1000.0,
                     burst: config.burst.max(1),
-                    last_outage_log: Mutex::new(None),
+                    outage_log: Throttle::new(OUTAGE_LOG_INTERVAL),
                 }))
             }
         }
@@ -144,12 +145,7 @@ impl RedisBuckets {
     }
 
     fn log_outage(&self, reason: &str) {
-        let mut last = self
-            .last_outage_log
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        if last.is_none_or(|at| at.elapsed() >= OUTAGE_LOG_INTERVAL) {
-            *last = Some(Instant::now());
+        if self.outage_log.ready() {
             tracing::warn!(
                 reason,
                 "rate limiting: Redis unreachable, letting requests through"

@@ -7,11 +7,12 @@
 //! without cache, says so once per interval, and picks Redis up again by
 //! itself (the connection manager reconnects).
 
-use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+
+use crate::telemetry::throttle::Throttle;
 
 /// At most one "Redis unreachable" log line per this long.
 const OUTAGE_LOG_INTERVAL: Duration = Duration::from_secs(30);
@@ -52,7 +53,8 @@ pub enum ResponseCache {
 
 pub struct RedisStore {
     connection: redis::aio::ConnectionManager,
-    last_outage_log: Mutex<Option<Instant>>,
+    /// "Redis unreachable" at most once per interval.
+    outage_log: Throttle,
 }
 
 /// Expires a memory entry once it can no longer be served, stale or not.
@@ -92,7 +94,7 @@ impl ResponseCache {
             .map_err(|e| e.to_string())?;
         Ok(ResponseCache::Redis(RedisStore {
             connection,
-            last_outage_log: Mutex::new(None),
+            outage_log: Throttle::new(OUTAGE_LOG_INTERVAL),
         }))
     }
 
@@ -154,12 +156,7 @@ impl RedisStore {
     }
 
     fn log_outage(&self, reason: &str) {
-        let mut last = self
-            .last_outage_log
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        if last.is_none_or(|at| at.elapsed() >= OUTAGE_LOG_INTERVAL) {
-            *last = Some(Instant::now());
+        if self.outage_log.ready() {
             tracing::warn!(
                 reason,
                 "response cache: Redis unreachable, serving without cache"

@@ -4,4 +4,5 @@
 
 pub mod metrics;
 pub mod otlp;
+pub mod throttle;
 pub mod trace;
