@@ -114,6 +114,11 @@ pub(super) async fn render_list<'a>(
     ))))
 }
 
+/// What the executor holds for a planned item. Its fields are never
+/// resolved (`execute::rules` answers the item); if they ever were, the
+/// resolver sees this parent and fails loudly instead of reading nothing.
+pub(super) struct PlannedItem;
+
 struct Planner<'a> {
     bindings: &'a Bindings,
     document: &'a ExecutableDocument,

@@ -38,6 +38,18 @@ pub fn resolve(binding: Arc<Binding>, ctx: ResolverContext<'_>) -> FieldFuture<'
         }
     }
     let parent = ctx.parent_value.downcast_ref::<Value>();
+    if parent.is_none()
+        && ctx
+            .parent_value
+            .downcast_ref::<super::plan::PlannedItem>()
+            .is_some()
+    {
+        return ready(Err(FieldError::new(
+            ErrorCode::Internal,
+            "a planned list item was not answered from its rendered value",
+        )
+        .into_graphql()));
+    }
     match &binding.source {
         // The common case by far: no call, no allocation beyond the value.
         BoundSource::ParentKey(key) => ready(shape_borrowed(
