@@ -8,7 +8,7 @@
 //!   async-graphql 7's dynamic schema would otherwise null the whole
 //!   response (7.0) or drop the key and break field order (7.2).
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use async_graphql::extensions::{
     Extension, ExtensionContext, ExtensionFactory, NextParseQuery, NextRequest, NextResolve,
@@ -36,6 +36,8 @@ impl ExtensionFactory for ResponseRules {
 struct RulesForOneRequest {
     /// Errors of fields that were nulled, added to the response at the end.
     field_errors: Mutex<Vec<ServerError>>,
+    /// The operation's state, looked up once instead of for every field.
+    state: OnceLock<Option<Arc<OperationState>>>,
 }
 
 #[async_graphql::async_trait::async_trait]
@@ -86,7 +88,10 @@ impl Extension for RulesForOneRequest {
     ) -> ServerResult<Option<Value>> {
         let nullable = !info.return_type.ends_with('!');
         let path_node = info.path_node;
-        if let Some(state) = ctx.data_opt::<Arc<OperationState>>() {
+        let state = self
+            .state
+            .get_or_init(|| ctx.data_opt::<Arc<OperationState>>().cloned());
+        if let Some(state) = state {
             if matches!(path_node.segment, QueryPathSegment::Index(_)) {
                 if let Some(value) = state.take_precomputed(|| path_node.to_string()) {
                     return Ok(Some(value));
