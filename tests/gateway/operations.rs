@@ -24,6 +24,7 @@ use wiremock::matchers::{method, path, path_regex};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
 use crate::support::client::{preview, Client};
+use crate::support::process::served_address;
 use crate::support::temp::TempDir;
 use crate::support::*;
 
@@ -369,22 +370,6 @@ impl Drop for Served {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// `127.0.0.1:PORT` from a line mentioning `http://127.0.0.1:PORT`.
-fn served_address(line: &str) -> Option<String> {
-    // Only the announcement: other lines may name other local URLs.
-    if !line.contains("conflux is serving") {
-        return None;
-    }
-    let start = line.find("http://127.0.0.1:")? + "http://".len();
-    let rest = &line[start..];
-    let port_start = "127.0.0.1:".len();
-    let digits = rest[port_start..]
-        .chars()
-        .take_while(char::is_ascii_digit)
-        .count();
-    (digits > 0).then(|| rest[..port_start + digits].to_owned())
 }
 
 /// `text` without ANSI escape sequences (`ESC [ … letter`).

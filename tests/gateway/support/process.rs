@@ -83,7 +83,8 @@ impl ProcessGateway {
 }
 
 /// `127.0.0.1:PORT` from a log line mentioning `http://127.0.0.1:PORT`.
-fn served_address(line: &str) -> Option<String> {
+/// The `127.0.0.1:PORT` of the gateway's "conflux is serving" line.
+pub fn served_address(line: &str) -> Option<String> {
     // Only the announcement: other lines may name other local URLs.
     if !line.contains("conflux is serving") {
         return None;
