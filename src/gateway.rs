@@ -26,8 +26,10 @@ pub struct Gateway {
     pub config: Config,
     pub sdl: SchemaModel,
     pub schema: async_graphql::dynamic::Schema,
-    /// Every field's binding, for planned lists.
+    /// Every field's binding.
     pub bindings: Arc<crate::schema::Bindings>,
+    /// Plans of the operations seen, for the planned executor.
+    pub plans: crate::execute::planned::Plans,
     pub upstream: Arc<UpstreamClient>,
     /// Token verification, when `[auth]` is configured.
     pub auth: Option<Arc<Authenticator>>,
@@ -116,11 +118,13 @@ pub fn load(path: &Path) -> Result<Gateway, Diagnostics> {
         rate_limiter,
         rate_key: config.rate_limit.as_ref().map_or(RateKey::Ip, |r| r.key),
     };
+    let plans = crate::execute::planned::Plans::new(crate::execute::planned::PlanSchema::new(&sdl));
     Ok(Gateway {
         config,
         sdl,
         schema,
         bindings: Arc::new(bindings),
+        plans,
         auth,
         admission,
         fetcher: Arc::new(Fetcher::new(upstream.clone(), Some(cache))),

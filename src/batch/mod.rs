@@ -79,58 +79,107 @@ impl Batches {
         F: FnOnce(Vec<Value>) -> Fut,
         Fut: Future<Output = BatchOutcome>,
     {
-        let (outcome, first) = self.join(&id, &key_text, key);
-        if first {
+        let found = self
+            .load_many(&id, vec![(key_text.clone(), key)], fetch)
+            .await?;
+        let grouped = found.iter().find(|g| g.by_key.contains_key(&key_text));
+        Ok(match grouped {
+            Some(grouped) => (
+                grouped.by_key.get(&key_text).cloned().unwrap_or_default(),
+                grouped.stale.contains(&key_text),
+            ),
+            None => (
+                Vec::new(),
+                found.iter().any(|g| g.stale.contains(&key_text)),
+            ),
+        })
+    }
+
+    /// The batches answering `keys` (key text, key), registered at once: a
+    /// whole list's keys cost one lock, not one each. Keys already asked
+    /// for join their batch; the rest join the batch still collecting, or
+    /// open one, which this caller fetches after yielding once.
+    pub async fn load_many<F, Fut>(
+        &self,
+        id: &BatchId,
+        keys: Vec<(String, Value)>,
+        fetch: F,
+    ) -> Result<Vec<Grouped>, FieldError>
+    where
+        F: FnOnce(Vec<Value>) -> Fut,
+        Fut: Future<Output = BatchOutcome>,
+    {
+        let (outcomes, opened) = self.join(id, keys);
+        if opened {
             tokio::task::yield_now().await;
-            let pending = self.lock().pending.remove(&id);
+            let pending = self.lock().pending.remove(id);
             if let Some(pending) = pending {
                 let result = fetch(pending.keys).await;
                 // Receivers may be gone (the operation was cancelled).
                 let _ = pending.sender.send(result);
             }
         }
-        match outcome.await {
-            Ok(Ok(grouped)) => Ok((
-                grouped.by_key.get(&key_text).cloned().unwrap_or_default(),
-                grouped.stale.contains(&key_text),
-            )),
-            Ok(Err(err)) => Err(err),
-            Err(_) => Err(FieldError::new(
-                ErrorCode::Internal,
-                "the batch was cancelled",
-            )),
+        let mut found = Vec::with_capacity(outcomes.len());
+        for outcome in outcomes {
+            match outcome.await {
+                Ok(Ok(grouped)) => found.push(grouped),
+                Ok(Err(err)) => return Err(err),
+                Err(_) => {
+                    return Err(FieldError::new(
+                        ErrorCode::Internal,
+                        "the batch was cancelled",
+                    ))
+                }
+            }
         }
+        Ok(found)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Registers `key`; true when it opened a new batch.
-    fn join(&self, id: &BatchId, key_text: &str, key: Value) -> (SharedOutcome, bool) {
+    /// Registers `keys`: the distinct batches that will answer them, and
+    /// whether a new batch was opened (its fetch is the caller's job).
+    fn join(&self, id: &BatchId, keys: Vec<(String, Value)>) -> (Vec<SharedOutcome>, bool) {
         let mut state = self.lock();
-        let known_key = (id.clone(), key_text.to_owned());
-        if let Some(outcome) = state.known.get(&known_key) {
-            return (outcome.clone(), false);
+        let mut outcomes: Vec<SharedOutcome> = Vec::new();
+        let mut opened = false;
+        let add = |outcome: &SharedOutcome, outcomes: &mut Vec<SharedOutcome>| {
+            if !outcomes.iter().any(|o| o.ptr_eq(outcome)) {
+                outcomes.push(outcome.clone());
+            }
+        };
+        for (key_text, key) in keys {
+            let known_key = (id.clone(), key_text);
+            if let Some(outcome) = state.known.get(&known_key) {
+                add(outcome, &mut outcomes);
+                continue;
+            }
+            let outcome = match state.pending.get_mut(id) {
+                Some(pending) => {
+                    pending.keys.push(key);
+                    pending.outcome.clone()
+                }
+                None => {
+                    let (sender, receiver) = oneshot::channel();
+                    let outcome = receiver.shared();
+                    state.pending.insert(
+                        id.clone(),
+                        PendingBatch {
+                            keys: vec![key],
+                            sender,
+                            outcome: outcome.clone(),
+                        },
+                    );
+                    opened = true;
+                    outcome
+                }
+            };
+            add(&outcome, &mut outcomes);
+            state.known.insert(known_key, outcome);
         }
-        if let Some(pending) = state.pending.get_mut(id) {
-            pending.keys.push(key);
-            let outcome = pending.outcome.clone();
-            state.known.insert(known_key, outcome.clone());
-            return (outcome, false);
-        }
-        let (sender, receiver) = oneshot::channel();
-        let outcome = receiver.shared();
-        state.pending.insert(
-            id.clone(),
-            PendingBatch {
-                keys: vec![key],
-                sender,
-                outcome: outcome.clone(),
-            },
-        );
-        state.known.insert(known_key, outcome.clone());
-        (outcome, true)
+        (outcomes, opened)
     }
 }
 

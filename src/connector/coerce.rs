@@ -137,6 +137,58 @@ fn scalar_value(value: &Value, kind: ScalarKind) -> Result<GqlValue, String> {
     }
 }
 
+/// Writes JSON as a leaf value (scalar or enum) straight into a response:
+/// the same rules as [`leaf`], without building a value. `Err` holds a
+/// message for `UPSTREAM_BAD_RESPONSE`; nothing is written then.
+pub fn write_leaf(out: &mut Vec<u8>, value: &Value, kind: &OutputKind) -> Result<(), String> {
+    let mismatch = |expected: &str| Err(format!("expected {expected}, got {}", describe(value)));
+    let scalar = match kind {
+        OutputKind::Scalar(scalar) => *scalar,
+        OutputKind::Enum(values) => {
+            return match value {
+                Value::String(name) if values.contains(name) => write_json(out, value),
+                other => Err(format!("expected an enum value, got {}", describe(other))),
+            }
+        }
+        _ => return Err("expected a leaf type".to_owned()),
+    };
+    match (scalar, value) {
+        (ScalarKind::Custom, value) => write_json(out, value),
+        (ScalarKind::String | ScalarKind::Id, Value::String(_))
+        | (ScalarKind::Boolean, Value::Bool(_)) => write_json(out, value),
+        (ScalarKind::String, _) => mismatch("a string"),
+        (ScalarKind::Boolean, _) => mismatch("a boolean"),
+        (ScalarKind::Id, Value::Number(n)) if n.is_i64() || n.is_u64() => {
+            out.push(b'"');
+            out.extend_from_slice(n.to_string().as_bytes());
+            out.push(b'"');
+            Ok(())
+        }
+        (ScalarKind::Id, _) => mismatch("an ID (string or integer)"),
+        (ScalarKind::Int, Value::Number(n)) => match n.as_i64().and_then(|i| i32::try_from(i).ok())
+        {
+            Some(i) => {
+                out.extend_from_slice(itoa::Buffer::new().format(i).as_bytes());
+                Ok(())
+            }
+            None => mismatch("a 32-bit integer"),
+        },
+        (ScalarKind::Int, _) => mismatch("an integer"),
+        (ScalarKind::Float, Value::Number(n)) => match n.as_f64() {
+            Some(f) if f.is_finite() => write_json(
+                out,
+                &serde_json::Number::from_f64(f).unwrap_or_else(|| 0.into()),
+            ),
+            _ => mismatch("a number"),
+        },
+        (ScalarKind::Float, _) => mismatch("a number"),
+    }
+}
+
+fn write_json<T: serde::Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) -> Result<(), String> {
+    serde_json::to_writer(out, value).map_err(|err| err.to_string())
+}
+
 fn describe(value: &Value) -> &'static str {
     match value {
         Value::Null => "null",
@@ -175,6 +227,51 @@ mod tests {
         assert!(leaf(&json!(2_147_483_647), &scalar(ScalarKind::Int)).is_ok());
         assert!(leaf(&json!(2_147_483_648_i64), &scalar(ScalarKind::Int)).is_err());
         assert!(leaf(&json!("3"), &scalar(ScalarKind::Int)).is_err());
+    }
+
+    /// The writer and the value builder follow the same rules.
+    #[test]
+    fn written_leaves_match_built_ones() {
+        let kinds = [
+            scalar(ScalarKind::Id),
+            scalar(ScalarKind::Int),
+            scalar(ScalarKind::Float),
+            scalar(ScalarKind::String),
+            scalar(ScalarKind::Boolean),
+            scalar(ScalarKind::Custom),
+            OutputKind::Enum(Arc::new(HashSet::from(["GOLD".to_owned()]))),
+        ];
+        let values = [
+            json!(7),
+            json!(-3),
+            json!(2_147_483_648_i64),
+            json!(1.5),
+            json!(1e300),
+            json!("u1"),
+            json!("q\"uote\n"),
+            json!("GOLD"),
+            json!(true),
+            json!(null),
+            json!([1, "a"]),
+            json!({"b": 1, "a": [true]}),
+        ];
+        for kind in &kinds {
+            for value in &values {
+                let mut written = Vec::new();
+                let result = write_leaf(&mut written, value, kind);
+                match leaf(value, kind) {
+                    Ok(built) => {
+                        assert_eq!(result, Ok(()), "{value} as {kind:?}");
+                        assert_eq!(
+                            String::from_utf8(written).unwrap(),
+                            serde_json::to_string(&built).unwrap(),
+                            "{value} as {kind:?}"
+                        );
+                    }
+                    Err(message) => assert_eq!(result, Err(message), "{value} as {kind:?}"),
+                }
+            }
+        }
     }
 
     #[test]

@@ -2,12 +2,14 @@
 //! the client's headers), the generic field resolver, and the tagging of
 //! parse and validation errors with their codes.
 //!
-//! async-graphql parses, validates, answers introspection and drives the
-//! resolvers; everything a field does is in `connector` as plain functions,
-//! so a planned fast path can later replace the executor behind this seam.
+//! Queries run on the planned executor (`planned`); async-graphql parses,
+//! validates, answers introspection and runs what is not planned
+//! (mutations above all) with the generic `resolver`. What a field's calls
+//! come to is shared by both (`calls`).
 
+mod calls;
 pub mod operation;
-mod plan;
+pub mod planned;
 pub mod resolver;
 mod rules;
 mod shape;

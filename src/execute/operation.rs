@@ -5,8 +5,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use async_graphql::parser::types::ExecutableDocument;
-use async_graphql::{PathSegment, ServerError, Value as GqlValue};
+use async_graphql::{PathSegment, ServerError};
 use futures::future::{BoxFuture, FutureExt, Shared};
 use http::HeaderMap;
 use tokio::time::Instant;
@@ -16,7 +15,6 @@ use crate::batch::Batches;
 use crate::config::ServiceConfig;
 use crate::connector::request::{RequestIdentity, UpstreamRequest};
 use crate::fetch::{CachePolicy, Fetched, Fetcher};
-use crate::schema::Bindings;
 use crate::telemetry::metrics;
 use crate::telemetry::trace::RequestTrace;
 use crate::upstream::{UpstreamAnswer, UpstreamError};
@@ -52,14 +50,6 @@ pub struct OperationState {
     has_null_items: AtomicBool,
     /// Paths served from stale cache entries (`extensions.conflux.stale`).
     stale_paths: Mutex<Vec<Vec<PathSegment>>>,
-    /// What planned lists need: every field's binding, and the document
-    /// (for its fragments).
-    pub bindings: Option<Arc<Bindings>>,
-    pub document: Option<Arc<ExecutableDocument>>,
-    /// List items rendered by a planned list, by path (`user.orders.3`),
-    /// taken by `ResponseRules` when the executor reaches them.
-    precomputed: Mutex<HashMap<String, GqlValue>>,
-    has_precomputed: AtomicBool,
 }
 
 /// What the HTTP layer knows about the client request.
@@ -71,8 +61,6 @@ pub struct RequestContext {
     pub propagate_trace: bool,
     /// Record the call waterfall (`conflux-debug: 1` with `[server].debug`).
     pub debug: bool,
-    pub bindings: Option<Arc<Bindings>>,
-    pub document: Option<Arc<ExecutableDocument>>,
 }
 
 /// How a call shows up in logs and the waterfall.
@@ -192,32 +180,7 @@ impl OperationState {
             null_items: Mutex::new(HashSet::new()),
             has_null_items: AtomicBool::new(false),
             stale_paths: Mutex::new(Vec::new()),
-            bindings: request.bindings,
-            document: request.document,
-            precomputed: Mutex::new(HashMap::new()),
-            has_precomputed: AtomicBool::new(false),
         }
-    }
-
-    /// Keeps the rendered items of the list at `list_path`.
-    pub fn precompute(&self, list_path: &str, items: Vec<GqlValue>) {
-        let mut precomputed = self.precomputed.lock().unwrap_or_else(|e| e.into_inner());
-        for (index, item) in items.into_iter().enumerate() {
-            precomputed.insert(format!("{list_path}.{index}"), item);
-        }
-        self.has_precomputed.store(true, Ordering::Release);
-    }
-
-    /// The rendered item at `path`, when a planned list made one; `path`
-    /// is built only when some list was planned.
-    pub fn take_precomputed(&self, path: impl FnOnce() -> String) -> Option<GqlValue> {
-        if !self.has_precomputed.load(Ordering::Acquire) {
-            return None;
-        }
-        self.precomputed
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&path())
     }
 
     pub fn mark_null_item(&self, path: String) {

@@ -11,8 +11,8 @@
 use std::sync::{Arc, Mutex, OnceLock};
 
 use async_graphql::extensions::{
-    Extension, ExtensionContext, ExtensionFactory, NextParseQuery, NextRequest, NextResolve,
-    NextValidation, ResolveInfo,
+    Extension, ExtensionContext, ExtensionFactory, NextExecute, NextParseQuery, NextRequest,
+    NextResolve, NextValidation, ResolveInfo,
 };
 use async_graphql::parser::types::ExecutableDocument;
 use async_graphql::{
@@ -21,6 +21,7 @@ use async_graphql::{
 };
 
 use super::operation::OperationState;
+use super::planned::ValidateOnly;
 use super::with_code;
 use crate::error::ErrorCode;
 
@@ -53,6 +54,20 @@ impl Extension for RulesForOneRequest {
             response.errors = collected;
         }
         response
+    }
+
+    /// A validation-only run (the planned executor validating a document)
+    /// stops here.
+    async fn execute(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        operation_name: Option<&str>,
+        next: NextExecute<'_>,
+    ) -> Response {
+        if ctx.data_opt::<ValidateOnly>().is_some() {
+            return Response::new(Value::Null);
+        }
+        next.run(ctx, operation_name).await
     }
 
     async fn parse_query(
@@ -92,11 +107,6 @@ impl Extension for RulesForOneRequest {
             .state
             .get_or_init(|| ctx.data_opt::<Arc<OperationState>>().cloned());
         if let Some(state) = state {
-            if matches!(path_node.segment, QueryPathSegment::Index(_)) {
-                if let Some(value) = state.take_precomputed(|| path_node.to_string()) {
-                    return Ok(Some(value));
-                }
-            }
             if state.is_null_item(|| path_node.to_string()) {
                 return Ok(Some(Value::Null));
             }

@@ -9,8 +9,9 @@ use async_graphql::dynamic::{FieldValue, ResolverContext};
 use async_graphql::{PathSegment, ServerError, Value as GqlValue};
 use serde_json::Value;
 
+use super::calls::bad_response;
 use super::operation::OperationState;
-use super::resolver::{bad_response, Binding, FieldResult};
+use super::resolver::{Binding, FieldResult};
 use crate::connector::coerce::{self, OutputKind, OutputType};
 
 pub(super) fn shape_borrowed<'a>(

@@ -17,7 +17,7 @@ use serde_json::Value;
 use super::graphiql;
 use super::media::{wants_html, ResponseMedia};
 use super::operation;
-use super::outcome::{json_response, request_error, too_large, Outcome, ResponseBody};
+use super::outcome::{batch_response, request_error, too_large, Outcome};
 use super::request::{from_query_params, parse_request};
 use super::Client;
 use crate::admission::rate_limit::retry_after_seconds;
@@ -198,8 +198,7 @@ async fn post(gateway: &Gateway, client: &Client, claims: Option<Claims>, body: 
                 }
             });
             let outcomes = futures::future::join_all(operations).await;
-            let bodies: Vec<ResponseBody<'_>> = outcomes.iter().map(Outcome::body).collect();
-            json_response(StatusCode::OK, &bodies, media)
+            batch_response(&outcomes, media)
         }
         single => match parse_request(single) {
             Ok(request) => operation::run(gateway, client, claims, request, false)

@@ -10,7 +10,7 @@ use async_graphql::{ServerError, Variables};
 use axum::http::StatusCode;
 use serde_json::json;
 
-use super::outcome::Outcome;
+use super::outcome::{Outcome, ResponseData};
 use super::request::GraphqlRequest;
 use super::Client;
 use crate::admission::documents::{DocumentError, MAX_NESTING};
@@ -18,7 +18,7 @@ use crate::admission::limits;
 use crate::auth::Claims;
 use crate::error::ErrorCode;
 use crate::execute::operation::{OperationState, RequestContext};
-use crate::execute::{code_of, is_silent, with_code};
+use crate::execute::{code_of, is_silent, planned, with_code};
 use crate::gateway::Gateway;
 use crate::telemetry::{metrics, otlp};
 use tracing::Instrument;
@@ -246,17 +246,40 @@ async fn execute(
             trace: client.trace.clone(),
             propagate_trace: gateway.config.telemetry.propagate_trace_context,
             debug: client.debug,
-            bindings: Some(gateway.bindings.clone()),
-            document: Some(document.clone()),
         },
     ));
+    let variables = request
+        .variables
+        .map(Variables::from_json)
+        .unwrap_or_default();
+    let plan = gateway
+        .plans
+        .plan(
+            &gateway.schema,
+            &gateway.bindings,
+            &query,
+            request.operation_name.as_deref(),
+            &document,
+            &operation.node,
+            &variables,
+        )
+        .await;
+    if let Some(plan) = plan {
+        let executed = planned::execute(&plan, &state, &operation.node, &variables).await;
+        report.upstream_calls = state.stats.upstream_calls();
+        return Outcome {
+            status: StatusCode::OK,
+            data: Some(ResponseData::Json(executed.data)),
+            errors: executed.errors,
+            document_error: false,
+            extensions: conflux_extensions(&state),
+        };
+    }
     let mut graphql = async_graphql::Request::new(&*query).data(state.clone());
     if let Some(name) = request.operation_name {
         graphql = graphql.operation_name(name);
     }
-    if let Some(variables) = request.variables {
-        graphql = graphql.variables(Variables::from_json(variables));
-    }
+    graphql = graphql.variables(variables);
     graphql.set_parsed_query((*document).clone());
 
     // Fields time out on their own at the deadline (with what resolved so
@@ -274,7 +297,7 @@ async fn execute(
         Err(_) => {
             return Outcome {
                 status: StatusCode::OK,
-                data: Some(async_graphql::Value::Null),
+                data: Some(ResponseData::Value(async_graphql::Value::Null)),
                 errors: vec![with_code(
                     ServerError::new(
                         "the operation did not finish within request_timeout_ms",
@@ -305,6 +328,18 @@ async fn execute(
     let mut errors = response.errors;
     errors.retain(|err| !is_silent(err));
     errors.extend(state.take_item_errors());
+    Outcome {
+        status: StatusCode::OK,
+        data: Some(ResponseData::Value(response.data)),
+        errors,
+        document_error: false,
+        extensions: conflux_extensions(&state),
+    }
+}
+
+/// `extensions.conflux`: paths served stale, and the call waterfall when
+/// asked for.
+fn conflux_extensions(state: &OperationState) -> Option<serde_json::Value> {
     let mut conflux = serde_json::Map::new();
     let stale = state.take_stale_paths();
     if !stale.is_empty() {
@@ -313,12 +348,5 @@ async fn execute(
     if let Some(calls) = state.stats.records() {
         conflux.insert("calls".to_owned(), json!(calls));
     }
-    let extensions = (!conflux.is_empty()).then(|| json!({ "conflux": conflux }));
-    Outcome {
-        status: StatusCode::OK,
-        data: Some(response.data),
-        errors,
-        document_error: false,
-        extensions,
-    }
+    (!conflux.is_empty()).then(|| json!({ "conflux": conflux }))
 }

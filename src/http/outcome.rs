@@ -5,7 +5,6 @@ use async_graphql::ServerError;
 use axum::http::header::CONTENT_TYPE;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde::Serialize;
 use serde_json::Value;
 
 use super::media::ResponseMedia;
@@ -17,7 +16,7 @@ pub struct Outcome {
     pub status: StatusCode,
     /// `None` for a request error: the operation never ran, so the response
     /// has no `data` entry (GraphQL over HTTP).
-    pub data: Option<async_graphql::Value>,
+    pub data: Option<ResponseData>,
     pub errors: Vec<ServerError>,
     /// A document that failed to parse or validate, or was refused by
     /// `[limits]`: answered 200 to legacy `application/json` clients.
@@ -44,12 +43,39 @@ impl Outcome {
         }
     }
 
-    pub fn body(&self) -> ResponseBody<'_> {
-        ResponseBody {
-            data: self.data.as_ref(),
-            errors: &self.errors,
-            extensions: self.extensions.as_ref(),
+    /// Appends the response object's JSON to `out`: `data`, `errors`,
+    /// `extensions`, each only when present. Written by hand because the
+    /// planned executor's `data` is JSON text already.
+    pub fn write_body(&self, out: &mut Vec<u8>) -> serde_json::Result<()> {
+        out.push(b'{');
+        let mut first = true;
+        let mut key = |out: &mut Vec<u8>, name: &[u8]| {
+            if !std::mem::take(&mut first) {
+                out.push(b',');
+            }
+            out.extend_from_slice(name);
+        };
+        match &self.data {
+            Some(ResponseData::Json(json)) => {
+                key(out, b"\"data\":");
+                out.extend_from_slice(json);
+            }
+            Some(ResponseData::Value(value)) => {
+                key(out, b"\"data\":");
+                serde_json::to_writer(&mut *out, value)?;
+            }
+            None => {}
         }
+        if !self.errors.is_empty() {
+            key(out, b"\"errors\":");
+            serde_json::to_writer(&mut *out, &self.errors)?;
+        }
+        if let Some(extensions) = &self.extensions {
+            key(out, b"\"extensions\":");
+            serde_json::to_writer(&mut *out, extensions)?;
+        }
+        out.push(b'}');
+        Ok(())
     }
 
     pub fn into_response(self, media: ResponseMedia) -> Response {
@@ -57,18 +83,35 @@ impl Outcome {
             (true, ResponseMedia::Json) => StatusCode::OK,
             _ => self.status,
         };
-        json_response(status, &self.body(), media)
+        let mut body = Vec::new();
+        match self.write_body(&mut body) {
+            Ok(()) => bytes_response(status, body, media),
+            Err(err) => serialization_failed(err),
+        }
     }
 }
 
-#[derive(Serialize)]
-pub struct ResponseBody<'a> {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    data: Option<&'a async_graphql::Value>,
-    #[serde(skip_serializing_if = "<[ServerError]>::is_empty")]
-    errors: &'a [ServerError],
-    #[serde(skip_serializing_if = "Option::is_none")]
-    extensions: Option<&'a Value>,
+/// A response's `data`.
+pub enum ResponseData {
+    /// Built by async-graphql's executor.
+    Value(async_graphql::Value),
+    /// JSON written by the planned executor.
+    Json(Vec<u8>),
+}
+
+/// The response to a batched POST: one response object per operation.
+pub fn batch_response(outcomes: &[Outcome], media: ResponseMedia) -> Response {
+    let mut body = vec![b'['];
+    for (index, outcome) in outcomes.iter().enumerate() {
+        if index > 0 {
+            body.push(b',');
+        }
+        if let Err(err) = outcome.write_body(&mut body) {
+            return serialization_failed(err);
+        }
+    }
+    body.push(b']');
+    bytes_response(StatusCode::OK, body, media)
 }
 
 pub fn too_large(limit: usize, media: ResponseMedia) -> Response {
@@ -94,12 +137,11 @@ pub fn request_error(
     .into_response(media)
 }
 
-pub fn json_response<T: Serialize>(status: StatusCode, body: &T, media: ResponseMedia) -> Response {
-    match serde_json::to_vec(body) {
-        Ok(bytes) => (status, [(CONTENT_TYPE, media.content_type())], bytes).into_response(),
-        Err(err) => {
-            tracing::error!(error = %err, "cannot serialize a GraphQL response");
-            (StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response()
-        }
-    }
+fn bytes_response(status: StatusCode, body: Vec<u8>, media: ResponseMedia) -> Response {
+    (status, [(CONTENT_TYPE, media.content_type())], body).into_response()
+}
+
+fn serialization_failed(err: serde_json::Error) -> Response {
+    tracing::error!(error = %err, "cannot serialize a GraphQL response");
+    (StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response()
 }

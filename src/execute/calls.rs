@@ -1,0 +1,593 @@
+//! What a field with a call comes to: the call semantics of SPEC §3 (a 404,
+//! a path placeholder without a value, `merge`, `batch`, `request_timeout_ms`)
+//! in one place, shared by the planned executor and the async-graphql
+//! resolver.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use async_graphql::{Name, Value as GqlValue};
+use futures::future::join_all;
+use http::HeaderMap;
+use indexmap::IndexMap;
+use serde_json::Value;
+
+use super::operation::{CallLabel, OperationState};
+use crate::batch::{key_text, BatchId, BatchItems, Grouped};
+use crate::config::BodyTemplate;
+use crate::connector::request::{self, render_body, ClientContext};
+use crate::connector::template::{value_at, Placeholder, Root, Scope};
+use crate::error::{ErrorCode, FieldError};
+use crate::fetch::cache::{now_ms, Entry};
+use crate::schema::binding::{BoundBatch, BoundCall, BoundSource};
+use crate::schema::FieldBinding as Binding;
+use crate::telemetry::trace::RequestTrace;
+use crate::upstream::{CacheDirectives, UpstreamAnswer};
+
+/// A field's arguments (variables substituted, SDL defaults added).
+pub type Args = IndexMap<Name, GqlValue>;
+
+/// What a field with a call comes to.
+pub enum FieldAnswer {
+    /// JSON to shape into the field's type; `stale` when a stale cache
+    /// entry stood in for a failed call.
+    Value {
+        held: Held,
+        stale: bool,
+    },
+    /// Null without an error (a 404 or a missing value, nullable field).
+    Null,
+    Failed(FieldError),
+}
+
+/// The JSON a call answered, kept without copying.
+pub enum Held {
+    Selected(Selected),
+    /// A `merge` of several answers.
+    Owned(Value),
+    /// A batched field: the items matching `key` in `grouped`; every match
+    /// for a list-typed field, else the first.
+    Batch {
+        grouped: Option<Grouped>,
+        key: String,
+    },
+}
+
+static EMPTY: Vec<Value> = Vec::new();
+
+impl Held {
+    /// A batched field's matches (empty for other answers).
+    pub fn matches(&self) -> &[Value] {
+        match self {
+            Held::Batch {
+                grouped: Some(grouped),
+                key,
+            } => grouped.by_key.get(key).unwrap_or(&EMPTY),
+            _ => &EMPTY,
+        }
+    }
+
+    /// The value for a field of a non-list type (a batch's first match).
+    pub fn single(&self) -> Option<&Value> {
+        match self {
+            Held::Selected(selected) => Some(selected.get()),
+            Held::Owned(value) => Some(value),
+            Held::Batch { .. } => self.matches().first(),
+        }
+    }
+}
+
+/// Placeholder values for one field: its arguments, its parent's JSON and
+/// the client's headers.
+pub struct FieldScope<'a> {
+    pub binding: &'a Binding,
+    /// Request id and trace context for the upstream headers, and whether
+    /// to propagate the trace context.
+    pub trace: (&'a RequestTrace, bool),
+    pub args: Option<&'a Args>,
+    pub parent: Option<&'a Value>,
+    pub headers: &'a HeaderMap,
+    pub claims: Option<&'a Value>,
+}
+
+impl<'a> FieldScope<'a> {
+    pub fn new(
+        binding: &'a Binding,
+        state: &'a OperationState,
+        args: Option<&'a Args>,
+        parent: Option<&'a Value>,
+    ) -> Self {
+        FieldScope {
+            binding,
+            trace: (&state.trace, state.propagate_trace),
+            args,
+            parent,
+            headers: &state.client_headers,
+            claims: state.claims.as_deref(),
+        }
+    }
+
+    fn client(&self) -> ClientContext<'_> {
+        ClientContext {
+            headers: self.headers,
+            claims: self.claims,
+            trace: self.trace,
+        }
+    }
+}
+
+impl Scope for FieldScope<'_> {
+    fn lookup(&self, placeholder: &Placeholder) -> Option<Cow<'_, Value>> {
+        let path = &placeholder.path;
+        match placeholder.root {
+            Root::Args => {
+                let mut value = self.args?.get(path[0].as_str())?.clone().into_json().ok()?;
+                if let Some((_, ty)) = self
+                    .binding
+                    .input_args
+                    .iter()
+                    .find(|(name, _)| *name == path[0])
+                {
+                    self.binding.input_defaults.apply(&mut value, ty);
+                }
+                if path.len() == 1 {
+                    return Some(Cow::Owned(value));
+                }
+                value_at(&value, &path[1..]).cloned().map(Cow::Owned)
+            }
+            Root::Parent => value_at(self.parent?, path).map(Cow::Borrowed),
+            Root::Headers => {
+                let value = self.headers.get(path.join(".").as_str())?;
+                Some(Cow::Owned(Value::String(value.to_str().ok()?.to_owned())))
+            }
+            Root::Claims => value_at(self.claims?, path).map(Cow::Borrowed),
+            Root::Keys => None,
+        }
+    }
+}
+
+/// The answer of a field that calls, bounded by the operation's deadline:
+/// a field still waiting when `request_timeout_ms` runs out gets `TIMEOUT`,
+/// and dropping its future cancels the upstream call.
+pub async fn answer(scope: &FieldScope<'_>, state: &OperationState) -> FieldAnswer {
+    match tokio::time::timeout_at(state.deadline, answer_now(scope, state)).await {
+        Ok(answer) => answer,
+        Err(_) => FieldAnswer::Failed(timed_out()),
+    }
+}
+
+pub fn timed_out() -> FieldError {
+    FieldError::new(
+        ErrorCode::Timeout,
+        "the operation did not finish within request_timeout_ms",
+    )
+}
+
+async fn answer_now(scope: &FieldScope<'_>, state: &OperationState) -> FieldAnswer {
+    let binding = scope.binding;
+    match &binding.source {
+        BoundSource::Call(call) => match fetch(call, scope, state).await {
+            (CallOutcome::Value(selected), stale) => FieldAnswer::Value {
+                held: Held::Selected(selected),
+                stale,
+            },
+            (CallOutcome::NotFound, _) => not_found(binding, &call.service.name),
+            (CallOutcome::NoCall(placeholder), _) => missing_value(binding, &placeholder, scope),
+            (CallOutcome::Failed(err), _) => FieldAnswer::Failed(err),
+        },
+        BoundSource::Merge(calls) => {
+            let answers = join_all(calls.iter().map(|call| fetch(call, scope, state))).await;
+            let mut merged = Value::Object(Default::default());
+            let mut any_stale = false;
+            for ((answer, stale), call) in answers.into_iter().zip(calls) {
+                any_stale |= stale;
+                match answer {
+                    CallOutcome::Value(selected) if selected.get().is_object() => {
+                        deep_merge(&mut merged, selected.into_owned())
+                    }
+                    CallOutcome::Value(_) => {
+                        return FieldAnswer::Failed(
+                            bad_response(
+                                binding,
+                                "a `merge` call answered something other than an object",
+                            )
+                            .from_service(&call.service.name),
+                        )
+                    }
+                    // SPEC: a 404 from any of them applies to the whole field.
+                    CallOutcome::NotFound => return not_found(binding, &call.service.name),
+                    CallOutcome::NoCall(placeholder) => {
+                        return missing_value(binding, &placeholder, scope)
+                    }
+                    CallOutcome::Failed(err) => return FieldAnswer::Failed(err),
+                }
+            }
+            FieldAnswer::Value {
+                held: Held::Owned(merged),
+                stale: any_stale,
+            }
+        }
+        BoundSource::Batch(batch) => {
+            let Some(key) = batch_key(batch, scope) else {
+                return no_key(binding, batch, scope);
+            };
+            let text = key_text(&key);
+            let loaded = state
+                .batches
+                .load_many(
+                    &batch_id(batch, scope.args),
+                    vec![(text.clone(), key)],
+                    |keys| fetch_batch(batch, keys, scope, state),
+                )
+                .await;
+            match loaded {
+                Ok(found) => batch_answer(&found, text),
+                Err(err) => FieldAnswer::Failed(err),
+            }
+        }
+        BoundSource::ParentKey(_) | BoundSource::From(_) => FieldAnswer::Failed(FieldError::new(
+            ErrorCode::Internal,
+            format!("`{}` has no call", binding.name),
+        )),
+    }
+}
+
+/// A batched field's key for the scope's parent; `None` when it has none.
+pub fn batch_key(batch: &BoundBatch, scope: &dyn Scope) -> Option<Value> {
+    render_body(&BodyTemplate::Text(batch.spec.key.clone()), scope).filter(|k| !k.is_null())
+}
+
+/// The answer of a batched field whose parent has no key.
+pub fn no_key(binding: &Binding, batch: &BoundBatch, scope: &FieldScope) -> FieldAnswer {
+    match batch.spec.key.placeholders().next() {
+        Some(placeholder) => missing_value(binding, placeholder, scope),
+        None => FieldAnswer::Null,
+    }
+}
+
+/// Keys of the same batched field share batches when its arguments match.
+pub fn batch_id(batch: &BoundBatch, args: Option<&Args>) -> BatchId {
+    BatchId {
+        field: batch.id.clone(),
+        args: match args {
+            Some(args) if !args.is_empty() => GqlValue::Object(args.clone()).to_string(),
+            _ => String::new(),
+        },
+    }
+}
+
+/// The answer for key `text` among the batches that answered it.
+pub fn batch_answer(found: &[Grouped], text: String) -> FieldAnswer {
+    let stale = found.iter().any(|g| g.stale.contains(&text));
+    let grouped = found
+        .iter()
+        .find(|g| g.by_key.contains_key(&text))
+        .or(found.first())
+        .cloned();
+    FieldAnswer::Value {
+        held: Held::Batch { grouped, key: text },
+        stale,
+    }
+}
+
+/// One batch: keys with a fresh per-key cache entry are answered from it;
+/// the rest go `max` keys per call, the calls made concurrently, every item
+/// grouped under the text of its `match` field (and cached per key).
+pub async fn fetch_batch(
+    batch: &BoundBatch,
+    keys: Vec<Value>,
+    scope: &FieldScope<'_>,
+    state: &OperationState,
+) -> crate::batch::BatchOutcome {
+    let spec = &batch.spec;
+    let build = |keys: &[Value]| {
+        let keys = Value::Array(keys.to_vec());
+        let scope = WithKeys {
+            inner: scope,
+            keys: &keys,
+        };
+        request::build(
+            &spec.call,
+            &batch.service,
+            &scope,
+            &scope.inner.client(),
+            batch.timeout,
+        )
+        .map_err(|p| {
+            FieldError::new(
+                ErrorCode::MissingValue,
+                format!("the batched call needs a value for `{p}`"),
+            )
+        })
+    };
+    let mut grouped = BatchItems::default();
+    // Per-key cache entries are keyed by the call that would fetch that one
+    // key alone, so they carry the same identity (headers included).
+    let mut cache_keys: Vec<String> = Vec::new();
+    let mut stale_entries: HashMap<String, Value> = HashMap::new();
+    let mut missing = Vec::with_capacity(keys.len());
+    match batch.cache {
+        Some(_) => {
+            let now = now_ms();
+            for key in keys {
+                let cache_key = build(std::slice::from_ref(&key))?
+                    .identity()
+                    .fingerprint(&batch.service.name);
+                let entry = state.fetcher.lookup(&cache_key).await;
+                match entry.as_deref() {
+                    Some(Entry {
+                        value: Some(Value::Array(items)),
+                        ..
+                    }) if entry.as_ref().is_some_and(|e| e.is_fresh(now)) => {
+                        grouped.by_key.insert(key_text(&key), items.clone());
+                        continue;
+                    }
+                    Some(
+                        entry @ Entry {
+                            value: Some(value), ..
+                        },
+                    ) if entry.is_usable_stale(now) => {
+                        stale_entries.insert(key_text(&key), value.clone());
+                    }
+                    _ => {}
+                }
+                cache_keys.push(cache_key);
+                missing.push(key);
+            }
+        }
+        None => missing = keys,
+    }
+    let calls = missing.chunks(spec.max).map(|chunk| async {
+        let request = build(chunk)?;
+        // The per-key entries are the cache here, not the whole call.
+        state
+            .fetch(
+                &batch.service,
+                request,
+                None,
+                CallLabel {
+                    path: spec.call.path_text.clone(),
+                    batch_size: Some(chunk.len()),
+                },
+            )
+            .await
+            .map_err(|err| err.to_field_error())
+    });
+    let mut directives = CacheDirectives::default();
+    for (answer, chunk) in join_all(calls)
+        .await
+        .into_iter()
+        .zip(missing.chunks(spec.max))
+    {
+        let fetched = match answer {
+            Ok(fetched) => fetched,
+            Err(err) => {
+                // SPEC `stale_if_error_s`: when every key of the failed
+                // call has a stale entry, those stand in, marked stale.
+                let texts: Vec<String> = chunk.iter().map(key_text).collect();
+                if texts.iter().all(|t| stale_entries.contains_key(t)) {
+                    for text in texts {
+                        if let Some(Value::Array(items)) = stale_entries.remove(&text) {
+                            grouped.by_key.insert(text.clone(), items);
+                        }
+                        grouped.stale.insert(text);
+                    }
+                    continue;
+                }
+                return Err(err);
+            }
+        };
+        let Some(json) = fetched.answer.json() else {
+            continue; // A 404 for a batch: none of its keys matched.
+        };
+        if let UpstreamAnswer::Json { cache, .. } = &*fetched.answer {
+            directives = directives.strictest(*cache);
+        }
+        let list = match &spec.call.select {
+            Some(path) => value_at(json, path),
+            None => Some(json),
+        };
+        let Some(Value::Array(items)) = list else {
+            return Err(FieldError::new(
+                ErrorCode::UpstreamBadResponse,
+                format!(
+                    "service `{}` answered a batch with something other than a list",
+                    batch.service.name
+                ),
+            )
+            .from_service(&batch.service.name));
+        };
+        for item in items {
+            if let Some(matched) = value_at(item, &spec.match_field) {
+                grouped
+                    .by_key
+                    .entry(key_text(matched))
+                    .or_default()
+                    .push(item.clone());
+            }
+        }
+    }
+    if let Some(policy) = batch.cache {
+        for (key, cache_key) in missing.iter().zip(cache_keys) {
+            let text = key_text(key);
+            if grouped.stale.contains(&text) {
+                continue;
+            }
+            let items = grouped.by_key.get(&text).cloned().unwrap_or_default();
+            state
+                .fetcher
+                .store(cache_key, Value::Array(items), directives, policy)
+                .await;
+        }
+    }
+    Ok(Arc::new(grouped))
+}
+
+/// A field's scope plus `{keys}` for one batched call.
+struct WithKeys<'a> {
+    inner: &'a FieldScope<'a>,
+    keys: &'a Value,
+}
+
+impl Scope for WithKeys<'_> {
+    fn lookup(&self, placeholder: &Placeholder) -> Option<Cow<'_, Value>> {
+        match placeholder.root {
+            Root::Keys => Some(Cow::Borrowed(self.keys)),
+            _ => self.inner.lookup(placeholder),
+        }
+    }
+}
+
+/// What one call of a field came to.
+enum CallOutcome {
+    Value(Selected),
+    NotFound,
+    NoCall(Placeholder),
+    Failed(FieldError),
+}
+
+/// Builds, sends and selects one call; true when a stale cache entry
+/// answered it.
+async fn fetch(
+    call: &BoundCall,
+    scope: &FieldScope<'_>,
+    state: &OperationState,
+) -> (CallOutcome, bool) {
+    let request = match request::build(
+        &call.spec,
+        &call.service,
+        scope,
+        &scope.client(),
+        call.timeout,
+    ) {
+        Ok(request) => request,
+        Err(placeholder) => return (CallOutcome::NoCall(placeholder.clone()), false),
+    };
+    let label = CallLabel {
+        path: call.spec.path_text.clone(),
+        batch_size: None,
+    };
+    let fetched = match state.fetch(&call.service, request, call.cache, label).await {
+        Ok(fetched) => fetched,
+        Err(err) => return (CallOutcome::Failed(err.to_field_error()), false),
+    };
+    let outcome = match &*fetched.answer {
+        UpstreamAnswer::NotFound => CallOutcome::NotFound,
+        UpstreamAnswer::Json { .. } => CallOutcome::Value(Selected {
+            answer: fetched.answer.clone(),
+            path: call.spec.select.clone(),
+        }),
+    };
+    (outcome, fetched.stale)
+}
+
+/// An upstream answer and the part of it a field selects, borrowed; copied
+/// only for a consumer that must own it.
+pub struct Selected {
+    answer: Arc<UpstreamAnswer>,
+    path: Option<Vec<String>>,
+}
+
+static NULL: Value = Value::Null;
+
+impl Selected {
+    pub fn get(&self) -> &Value {
+        let Some(json) = self.answer.json() else {
+            return &NULL;
+        };
+        match &self.path {
+            Some(path) => value_at(json, path).unwrap_or(&NULL),
+            None => json,
+        }
+    }
+
+    /// The selected value, moved out when nothing else holds the answer.
+    pub fn into_owned(self) -> Value {
+        match Arc::try_unwrap(self.answer) {
+            Ok(UpstreamAnswer::Json { mut value, .. }) => match &self.path {
+                Some(path) => value_at_mut(&mut value, path)
+                    .map(Value::take)
+                    .unwrap_or(Value::Null),
+                None => value,
+            },
+            Ok(UpstreamAnswer::NotFound) => Value::Null,
+            Err(shared) => Selected {
+                answer: shared,
+                path: self.path,
+            }
+            .get()
+            .clone(),
+        }
+    }
+}
+
+fn value_at_mut<'v>(mut value: &'v mut Value, path: &[String]) -> Option<&'v mut Value> {
+    for segment in path {
+        value = match value {
+            Value::Object(map) => map.get_mut(segment)?,
+            Value::Array(items) => items.get_mut(segment.parse::<usize>().ok()?)?,
+            _ => return None,
+        };
+    }
+    Some(value)
+}
+
+/// SPEC: 404 makes a nullable field null without an error.
+fn not_found(binding: &Binding, service: &str) -> FieldAnswer {
+    if binding.output.non_null {
+        let mut err = FieldError::new(
+            ErrorCode::UpstreamError,
+            format!("service `{service}` answered HTTP 404"),
+        )
+        .from_service(service);
+        err.status = Some(404);
+        FieldAnswer::Failed(err)
+    } else {
+        FieldAnswer::Null
+    }
+}
+
+/// SPEC: a path placeholder without a value makes no call; the field is
+/// null, or `MISSING_VALUE` when it is non-null.
+fn missing_value(binding: &Binding, placeholder: &Placeholder, scope: &FieldScope) -> FieldAnswer {
+    if placeholder.root == Root::Claims && scope.claims.is_none() {
+        return FieldAnswer::Failed(FieldError::new(
+            ErrorCode::Unauthenticated,
+            format!("`{}` needs an authenticated caller", binding.name),
+        ));
+    }
+    if binding.output.non_null {
+        FieldAnswer::Failed(FieldError::new(
+            ErrorCode::MissingValue,
+            format!("`{}` needs a value for `{placeholder}`", binding.name),
+        ))
+    } else {
+        FieldAnswer::Null
+    }
+}
+
+pub fn bad_response(binding: &Binding, message: &str) -> FieldError {
+    FieldError::new(
+        ErrorCode::UpstreamBadResponse,
+        format!("`{}`: {message}", binding.name),
+    )
+}
+
+fn deep_merge(into: &mut Value, from: Value) {
+    match (into, from) {
+        (Value::Object(into), Value::Object(from)) => {
+            for (key, value) in from {
+                match into.get_mut(&key) {
+                    Some(existing @ Value::Object(_)) if value.is_object() => {
+                        deep_merge(existing, value)
+                    }
+                    _ => {
+                        into.insert(key, value);
+                    }
+                }
+            }
+        }
+        (into, from) => *into = from,
+    }
+}

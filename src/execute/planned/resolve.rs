@@ -1,0 +1,261 @@
+//! The planned executor's first phase: walk the upstream JSON along the
+//! plan and make every call the operation needs — sibling fields and list
+//! items concurrently, a list's batched fields for all its items at once —
+//! keeping each answer under (parent object, field). Nothing is shaped or
+//! written here; the second phase (`write`) reads the answers.
+//!
+//! Answers are keyed by the address of the parent JSON object: every value
+//! walked lives in an answer kept until the operation ends, so an address
+//! names one object for the whole operation. The same object reached twice
+//! (a batch item shared by several parents) is walked once.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+
+use async_graphql::parser::types::OperationDefinition;
+use async_graphql::Variables;
+use futures::future::{join_all, BoxFuture, FutureExt};
+use rustc_hash::FxHashMap;
+use serde_json::Value;
+
+use super::plan::{FieldKind, FieldPlan, ObjectPlan, OperationPlan, SubPlan};
+use crate::batch::key_text;
+use crate::connector::coerce::{OutputKind, OutputType};
+use crate::connector::template::value_at;
+use crate::execute::calls::{self, Args, FieldAnswer, FieldScope, Held};
+use crate::execute::operation::OperationState;
+use crate::schema::binding::BoundSource;
+
+pub struct Resolution<'p> {
+    state: &'p OperationState,
+    /// Arguments of the fields that make calls, by field id.
+    args: Vec<Option<Args>>,
+    answers: Mutex<FxHashMap<(usize, usize), Arc<FieldAnswer>>>,
+    /// (object, plan) pairs already walked.
+    walked: Mutex<HashSet<(usize, usize)>>,
+}
+
+/// The identity of a JSON value while the operation holds it.
+pub fn address(value: &Value) -> usize {
+    value as *const Value as usize
+}
+
+impl<'p> Resolution<'p> {
+    pub fn new(
+        plan: &OperationPlan,
+        state: &'p OperationState,
+        operation: &OperationDefinition,
+        variables: &Variables,
+    ) -> Self {
+        Resolution {
+            state,
+            args: plan
+                .args
+                .iter()
+                .map(|args| args.as_ref().map(|a| a.values(operation, variables)))
+                .collect(),
+            answers: Mutex::new(FxHashMap::default()),
+            walked: Mutex::new(HashSet::new()),
+        }
+    }
+
+    /// The answer of field `id` for the object `parent`, when it was made.
+    pub fn answer_of(&self, parent: &Value, id: usize) -> Option<Arc<FieldAnswer>> {
+        self.lock_answers().get(&(address(parent), id)).cloned()
+    }
+
+    fn lock_answers(
+        &self,
+    ) -> std::sync::MutexGuard<'_, FxHashMap<(usize, usize), Arc<FieldAnswer>>> {
+        self.answers.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn claims(&self) -> Option<&Value> {
+        self.state.claims.as_deref()
+    }
+
+    /// Makes every call below `parent` for `plan`. `preloaded`: the
+    /// object's batched fields were answered for its whole list already.
+    pub fn object<'a>(
+        &'a self,
+        plan: &'a ObjectPlan,
+        parent: &'a Value,
+        preloaded: bool,
+    ) -> BoxFuture<'a, ()> {
+        async move {
+            let first_walk = self
+                .walked
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert((address(parent), plan as *const ObjectPlan as usize));
+            if !plan.resolves || !first_walk {
+                return;
+            }
+            let fields = plan.fields.iter().filter(|f| resolves(f));
+            join_all(fields.map(|field| self.field(field, parent, preloaded))).await;
+        }
+        .boxed()
+    }
+
+    async fn field(&self, field: &FieldPlan, parent: &Value, preloaded: bool) {
+        let FieldKind::Field { binding, sub, .. } = &field.kind else {
+            return;
+        };
+        // A field the caller may not see makes no call (`write` reports it).
+        if let Some(rule) = &binding.access {
+            if rule.check(self.claims()).is_err() {
+                return;
+            }
+        }
+        match &binding.source {
+            BoundSource::ParentKey(key) => self.below(sub, &binding.output, parent.get(key)).await,
+            BoundSource::From(path) => {
+                self.below(sub, &binding.output, value_at(parent, path))
+                    .await
+            }
+            source => {
+                let answer = if preloaded && matches!(source, BoundSource::Batch(_)) {
+                    self.answer_of(parent, field.id)
+                } else {
+                    let args = self.args[field.id].as_ref();
+                    let scope = FieldScope::new(binding, self.state, args, Some(parent));
+                    let answer = Arc::new(calls::answer(&scope, self.state).await);
+                    self.lock_answers()
+                        .insert((address(parent), field.id), answer.clone());
+                    Some(answer)
+                };
+                if let Some(FieldAnswer::Value { held, .. }) = answer.as_deref() {
+                    self.below_held(sub, &binding.output, held).await;
+                }
+            }
+        }
+    }
+
+    async fn below_held(&self, sub: &SubPlan, ty: &OutputType, held: &Held) {
+        match (held, &ty.kind) {
+            (Held::Batch { .. }, OutputKind::List(item)) => {
+                self.list(sub, item, held.matches()).await
+            }
+            _ => self.below(sub, ty, held.single()).await,
+        }
+    }
+
+    /// Walks a field's value of type `ty` for the calls below it.
+    fn below<'a>(
+        &'a self,
+        sub: &'a SubPlan,
+        ty: &'a OutputType,
+        value: Option<&'a Value>,
+    ) -> BoxFuture<'a, ()> {
+        async move {
+            if !sub.resolves() {
+                return;
+            }
+            match (&ty.kind, value) {
+                (OutputKind::List(item), Some(Value::Array(items))) => {
+                    self.list(sub, item, items).await
+                }
+                (OutputKind::Object(_), Some(object @ Value::Object(_))) => {
+                    if let Some(plan) = sub.for_type("") {
+                        self.object(plan, object, false).await
+                    }
+                }
+                (OutputKind::Abstract(abstract_type), Some(object @ Value::Object(_))) => {
+                    let plan = abstract_type
+                        .concrete_type(object)
+                        .ok()
+                        .and_then(|t| sub.for_type(t));
+                    if let Some(plan) = plan {
+                        self.object(plan, object, false).await
+                    }
+                }
+                _ => {}
+            }
+        }
+        .boxed()
+    }
+
+    async fn list(&self, sub: &SubPlan, item: &OutputType, items: &[Value]) {
+        let (OutputKind::Object(_), SubPlan::Object(plan)) = (&item.kind, sub) else {
+            join_all(items.iter().map(|value| self.below(sub, item, Some(value)))).await;
+            return;
+        };
+        self.preload_batches(plan, items).await;
+        // Items need walking only for what preloading did not cover.
+        let walk = plan.fields.iter().any(|field| match &field.kind {
+            FieldKind::Field {
+                binding,
+                sub,
+                resolves,
+            } => *resolves && (!matches!(binding.source, BoundSource::Batch(_)) || sub.resolves()),
+            FieldKind::Typename => false,
+        });
+        if walk {
+            let objects = items.iter().filter(|v| v.is_object());
+            join_all(objects.map(|value| self.object(plan, value, true))).await;
+        }
+    }
+
+    /// Answers the batched fields of `plan` for every item of a list in
+    /// one go: all keys registered at once, one load per field (PERFORMANCE
+    /// .md: batching is decided when the list arrives).
+    async fn preload_batches(&self, plan: &ObjectPlan, items: &[Value]) {
+        for field in &plan.fields {
+            let FieldKind::Field { binding, .. } = &field.kind else {
+                continue;
+            };
+            let BoundSource::Batch(batch) = &binding.source else {
+                continue;
+            };
+            if binding
+                .access
+                .as_ref()
+                .is_some_and(|rule| rule.check(self.claims()).is_err())
+            {
+                continue;
+            }
+            let args = self.args[field.id].as_ref();
+            let mut keys = Vec::with_capacity(items.len());
+            let mut item_keys = Vec::with_capacity(items.len());
+            let mut no_key = Vec::new();
+            for value in items.iter().filter(|v| v.is_object()) {
+                let scope = FieldScope::new(binding, self.state, args, Some(value));
+                match calls::batch_key(batch, &scope) {
+                    Some(key) => {
+                        let text = key_text(&key);
+                        item_keys.push((address(value), text.clone()));
+                        keys.push((text, key));
+                    }
+                    None => no_key.push((address(value), calls::no_key(binding, batch, &scope))),
+                }
+            }
+            let found = if keys.is_empty() {
+                Ok(Vec::new())
+            } else {
+                let scope = FieldScope::new(binding, self.state, args, None);
+                let id = calls::batch_id(batch, args);
+                let load = self.state.batches.load_many(&id, keys, |keys| {
+                    calls::fetch_batch(batch, keys, &scope, self.state)
+                });
+                tokio::time::timeout_at(self.state.deadline, load)
+                    .await
+                    .unwrap_or_else(|_| Err(calls::timed_out()))
+            };
+            let mut answers = self.lock_answers();
+            for (object, answer) in no_key {
+                answers.insert((object, field.id), Arc::new(answer));
+            }
+            for (object, text) in item_keys {
+                let answer = match &found {
+                    Ok(found) => calls::batch_answer(found, text),
+                    Err(err) => FieldAnswer::Failed(err.clone()),
+                };
+                answers.insert((object, field.id), Arc::new(answer));
+            }
+        }
+    }
+}
+
+fn resolves(field: &FieldPlan) -> bool {
+    matches!(field.kind, FieldKind::Field { resolves: true, .. })
+}

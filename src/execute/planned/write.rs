@@ -1,0 +1,226 @@
+//! The planned executor's second phase: one synchronous pass over the plan
+//! and the upstream JSON, writing the response's `data` straight from the
+//! borrowed values (leaves checked and coerced on the way), with the calls'
+//! answers looked up from the first phase.
+//!
+//! GraphQL spec "Handling Field Errors": an error is reported once at its
+//! own path, and nulls the nearest nullable position above it. A position
+//! remembers where its output began; when an error reaches it from below,
+//! what was written since is cut and `null` written instead.
+
+use async_graphql::{Name, PathSegment, Pos, ServerError};
+use serde_json::Value;
+
+use super::plan::{FieldKind, FieldPlan, ObjectPlan, SubPlan};
+use super::resolve::Resolution;
+use crate::connector::coerce::{write_leaf, OutputKind, OutputType};
+use crate::connector::template::value_at;
+use crate::error::FieldError;
+use crate::execute::calls::{self, bad_response, FieldAnswer, Held};
+use crate::schema::binding::BoundSource;
+use crate::schema::FieldBinding;
+
+/// An error below made this position fail; the nearest nullable position
+/// above becomes null.
+pub struct Bubble;
+
+type Written = Result<(), Bubble>;
+
+pub struct Writer<'r> {
+    resolution: &'r Resolution<'r>,
+    claims: Option<&'r Value>,
+    pub out: Vec<u8>,
+    pub errors: Vec<ServerError>,
+    /// Paths answered from stale cache entries.
+    pub stale: Vec<Vec<PathSegment>>,
+    path: Vec<Segment<'r>>,
+}
+
+enum Segment<'r> {
+    Key(&'r Name),
+    Index(usize),
+}
+
+impl<'r> Writer<'r> {
+    pub fn new(resolution: &'r Resolution<'r>, claims: Option<&'r Value>) -> Self {
+        Writer {
+            resolution,
+            claims,
+            out: Vec::with_capacity(1024),
+            errors: Vec::new(),
+            stale: Vec::new(),
+            path: Vec::new(),
+        }
+    }
+
+    pub fn object(&mut self, plan: &'r ObjectPlan, parent: &Value) -> Written {
+        self.out.push(b'{');
+        for (index, field) in plan.fields.iter().enumerate() {
+            if index > 0 {
+                self.out.push(b',');
+            }
+            self.out.extend_from_slice(field.key_json.as_bytes());
+            self.path.push(Segment::Key(&field.key));
+            let start = self.out.len();
+            let written = self.field(plan, field, parent);
+            self.path.pop();
+            if written.is_err() {
+                if !nullable(field) {
+                    return Err(Bubble);
+                }
+                self.out.truncate(start);
+                self.out.extend_from_slice(b"null");
+            }
+        }
+        self.out.push(b'}');
+        Ok(())
+    }
+
+    fn field(&mut self, plan: &ObjectPlan, field: &'r FieldPlan, parent: &Value) -> Written {
+        let (binding, sub) = match &field.kind {
+            FieldKind::Typename => {
+                return self.json(&*plan.type_name);
+            }
+            FieldKind::Field { binding, sub, .. } => (&**binding, sub),
+        };
+        if let Some(rule) = &binding.access {
+            if let Err(err) = rule.check(self.claims) {
+                return self.fail(err, field.pos);
+            }
+        }
+        let at = Field {
+            binding,
+            sub,
+            pos: field.pos,
+        };
+        match &binding.source {
+            BoundSource::ParentKey(key) => self.value(parent.get(key), &binding.output, &at),
+            BoundSource::From(path) => self.value(value_at(parent, path), &binding.output, &at),
+            _ => match self.resolution.answer_of(parent, field.id).as_deref() {
+                // The first phase ran out of time before reaching it.
+                None => self.fail(calls::timed_out(), field.pos),
+                Some(FieldAnswer::Null) => self.value(None, &binding.output, &at),
+                Some(FieldAnswer::Failed(err)) => self.fail(err.clone(), field.pos),
+                Some(FieldAnswer::Value { held, stale }) => {
+                    if *stale {
+                        let path = self.current_path();
+                        self.stale.push(path);
+                    }
+                    match (held, &binding.output.kind) {
+                        (Held::Batch { .. }, OutputKind::List(item)) => {
+                            self.list(held.matches(), item, &at)
+                        }
+                        _ => self.value(held.single(), &binding.output, &at),
+                    }
+                }
+            },
+        }
+    }
+
+    /// Writes `json` as a value of type `ty`.
+    fn value(&mut self, json: Option<&Value>, ty: &OutputType, at: &Field<'r>) -> Written {
+        let json = match json {
+            Some(json) if !json.is_null() => json,
+            _ if ty.non_null => return self.bad(at, "a non-null value is null"),
+            _ => {
+                self.out.extend_from_slice(b"null");
+                return Ok(());
+            }
+        };
+        match &ty.kind {
+            OutputKind::Scalar(_) | OutputKind::Enum(_) => {
+                match write_leaf(&mut self.out, json, &ty.kind) {
+                    Ok(()) => Ok(()),
+                    Err(message) => self.bad(at, &message),
+                }
+            }
+            OutputKind::List(item) => match json {
+                Value::Array(items) => self.list(items, item, at),
+                _ => self.bad(at, "expected a list"),
+            },
+            OutputKind::Object(_) => match (json.is_object(), at.sub.for_type("")) {
+                (true, Some(plan)) => self.object(plan, json),
+                _ => self.bad(at, "expected an object"),
+            },
+            OutputKind::Abstract(abstract_type) => {
+                if !json.is_object() {
+                    return self.bad(at, "expected an object");
+                }
+                let concrete = match abstract_type.concrete_type(json) {
+                    Ok(concrete) => concrete,
+                    Err(message) => return self.bad(at, &message),
+                };
+                match at.sub.for_type(concrete) {
+                    Some(plan) => self.object(plan, json),
+                    None => self.bad(at, "a value of a type the query did not plan"),
+                }
+            }
+        }
+    }
+
+    /// A list: a failed nullable item becomes null; a failed non-null item
+    /// fails the list.
+    fn list(&mut self, items: &[Value], item: &OutputType, at: &Field<'r>) -> Written {
+        self.out.push(b'[');
+        for (index, value) in items.iter().enumerate() {
+            if index > 0 {
+                self.out.push(b',');
+            }
+            self.path.push(Segment::Index(index));
+            let start = self.out.len();
+            let written = self.value(Some(value), item, at);
+            self.path.pop();
+            if written.is_err() {
+                if item.non_null {
+                    return Err(Bubble);
+                }
+                self.out.truncate(start);
+                self.out.extend_from_slice(b"null");
+            }
+        }
+        self.out.push(b']');
+        Ok(())
+    }
+
+    fn json<T: serde::Serialize + ?Sized>(&mut self, value: &T) -> Written {
+        // Writing into a Vec cannot fail for strings.
+        serde_json::to_writer(&mut self.out, value).map_err(|_| Bubble)
+    }
+
+    fn bad(&mut self, at: &Field<'r>, message: &str) -> Written {
+        self.fail(bad_response(at.binding, message), at.pos)
+    }
+
+    /// Reports `err` at the current path and fails this position.
+    fn fail(&mut self, err: FieldError, pos: Pos) -> Written {
+        let mut error = err.into_graphql().into_server_error(pos);
+        error.path = self.current_path();
+        self.errors.push(error);
+        Err(Bubble)
+    }
+
+    fn current_path(&self) -> Vec<PathSegment> {
+        self.path
+            .iter()
+            .map(|segment| match segment {
+                Segment::Key(name) => PathSegment::Field(name.to_string()),
+                Segment::Index(index) => PathSegment::Index(*index),
+            })
+            .collect()
+    }
+}
+
+/// The field a value is written for: errors name its binding and point at
+/// its place in the document.
+struct Field<'r> {
+    binding: &'r FieldBinding,
+    sub: &'r SubPlan,
+    pos: Pos,
+}
+
+fn nullable(field: &FieldPlan) -> bool {
+    match &field.kind {
+        FieldKind::Typename => false,
+        FieldKind::Field { binding, .. } => !binding.output.non_null,
+    }
+}
