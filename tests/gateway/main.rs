@@ -10,6 +10,7 @@ mod batching;
 mod caching;
 mod check;
 mod execution;
+mod graphql_semantics;
 mod hostile;
 mod http_surface;
 mod mapping;
