@@ -376,6 +376,55 @@ async fn one_response_key_with_different_arguments_is_a_validation_error_and_cal
     assert!(calls(&shop).await.is_empty());
 }
 
+#[tokio::test]
+async fn a_bad_leaf_under_a_response_key_selected_twice_is_reported_once() {
+    let shop = MockServer::start().await;
+    answer(&shop, "/users/1", json!({"id": "1", "name": 5})).await;
+    answer(
+        &shop,
+        "/users/1/orders",
+        json!([{"id": "o1", "status": "OPEN"}, {"id": "o2", "status": "LOST"}]),
+    )
+    .await;
+    let gateway = shop_gateway(&shop).await;
+
+    let root = gateway
+        .post(r#"{ user(id: "1") { name } user(id: "1") { name } }"#)
+        .await;
+    let leaf = gateway.post(r#"{ user(id: "1") { name id name } }"#).await;
+    let item = gateway
+        .post(r#"{ user(id: "1") { orders { status } orders { id status } } }"#)
+        .await;
+
+    for reply in [&root, &leaf] {
+        let body = reply.json();
+        assert_eq!(body["data"]["user"]["name"], Value::Null, "{body}");
+        assert_field_error(
+            only_error(&body),
+            json!(["user", "name"]),
+            "UPSTREAM_BAD_RESPONSE",
+            "User.name",
+        );
+    }
+    assert_eq!(root.json()["data"], json!({"user": {"name": null}}));
+    assert_eq!(
+        leaf.json()["data"],
+        json!({"user": {"name": null, "id": "1"}})
+    );
+    let body = item.json();
+    assert_eq!(
+        body["data"],
+        json!({"user": {"orders": [{"status": "OPEN", "id": "o1"}, null]}}),
+        "{body}"
+    );
+    assert_field_error(
+        only_error(&body),
+        json!(["user", "orders", 1, "status"]),
+        "UPSTREAM_BAD_RESPONSE",
+        "Order.status",
+    );
+}
+
 // ---- aliases ----------------------------------------------------------------
 
 #[tokio::test]
@@ -928,6 +977,84 @@ async fn an_explicit_null_argument_replaces_the_default_and_leaves_the_parameter
         request_lines(&received(&shop).await),
         ["GET /users", "GET /users"],
         "(null as a literal, null as a variable with a default)"
+    );
+}
+
+#[tokio::test]
+async fn an_unprovided_variable_without_a_default_leaves_the_argument_to_its_sdl_default() {
+    let shop = MockServer::start().await;
+    answer(&shop, "/users", json!([])).await;
+    answer_ann(&shop).await;
+    answer(&shop, "/users/1/orders", json!([])).await;
+    let gateway = shop_gateway(&shop).await;
+
+    let root = gateway
+        .post_vars("query($n: Int) { users(first: $n) { id } }", json!({}))
+        .await;
+    let nested = gateway
+        .post_vars(
+            r#"query($n: Int) { user(id: "1") { orders(first: $n) { id } } }"#,
+            json!({}),
+        )
+        .await;
+    let given = gateway
+        .post_vars(
+            "query($n: Int) { users(first: $n) { id } }",
+            json!({"n": 4}),
+        )
+        .await;
+
+    assert_eq!(root.json(), json!({"data": {"users": []}}));
+    assert_eq!(nested.json(), json!({"data": {"user": {"orders": []}}}));
+    assert_eq!(given.json(), json!({"data": {"users": []}}));
+    assert_eq!(
+        request_lines(&received(&shop).await),
+        [
+            "GET /users?limit=2",
+            "GET /users/1",
+            "GET /users/1/orders?limit=2",
+            "GET /users?limit=4"
+        ],
+        "an unprovided variable is not null: the argument is absent and `first` defaults to 2"
+    );
+}
+
+#[tokio::test]
+async fn an_unprovided_variable_inside_an_input_object_leaves_the_field_to_its_sdl_default() {
+    let shop = MockServer::start().await;
+    answer(&shop, "/filtered", json!([])).await;
+    let gateway = shop_gateway(&shop).await;
+
+    let top = gateway
+        .post_vars(
+            r#"query($l: Int) { filtered(filter: {text: "a", limit: $l}) { id } }"#,
+            json!({}),
+        )
+        .await;
+    let nested = gateway
+        .post_vars(
+            r#"query($s: Int, $o: Int) { filtered(filter: {text: "b", paging: {size: $s, offset: $o}}) { id } }"#,
+            json!({"o": 4}),
+        )
+        .await;
+    let given = gateway
+        .post_vars(
+            r#"query($l: Int) { filtered(filter: {text: "c", limit: $l}) { id } }"#,
+            json!({"l": 1}),
+        )
+        .await;
+
+    for reply in [&top, &nested, &given] {
+        assert_eq!(reply.json(), json!({"data": {"filtered": []}}));
+    }
+    assert_eq!(
+        request_lines(&received(&shop).await),
+        [
+            "GET /filtered?limit=5&text=a",
+            "GET /filtered?limit=5&offset=4&size=10&text=b",
+            "GET /filtered?limit=1&text=c"
+        ],
+        "`Filter.limit` defaults to 5 and `Paging.size` to 10 when their variable is not given"
     );
 }
 
@@ -1531,6 +1658,182 @@ async fn a_null_non_null_leaf_of_a_batched_item_nulls_that_field_of_that_list_it
         "Product.price",
     );
     assert_eq!(product_batches(&shop).await, [["p1", "p2"]]);
+}
+
+// ---- the service behind a bad upstream value --------------------------------
+
+/// `toml` with the resolver of `field` moved from `shop` to `service`
+/// (whose `[services.…]` table is added, at URL `{service}`).
+fn served_by(toml: &str, field: &str, service: &str) -> String {
+    let key = format!("\"{field}\"");
+    let line = toml
+        .lines()
+        .find(|line| line.starts_with(&key))
+        .unwrap_or_else(|| panic!("no resolver for {field}"));
+    let moved = line.replace(r#"service = "shop""#, &format!(r#"service = "{service}""#));
+    assert_ne!(moved, line, "{field} is not served by shop");
+    format!(
+        "{}\n[services.{service}]\nurl = \"{{{service}}}\"\n",
+        toml.replace(line, &moved)
+    )
+}
+
+/// The shop with `User.orders` served by service `orders` and
+/// `Order.product` (batched) by service `catalog`.
+async fn three_service_gateway(
+    shop: &MockServer,
+    orders: &MockServer,
+    catalog: &MockServer,
+) -> TestGateway {
+    let toml = served_by(
+        &served_by(TOML, "User.orders", "orders"),
+        "Order.product",
+        "catalog",
+    );
+    TestGateway::builder()
+        .schema(SDL)
+        .config(&toml)
+        .upstream("shop", shop)
+        .upstream("orders", orders)
+        .upstream("catalog", catalog)
+        .start()
+        .await
+}
+
+/// Checks that `error` names `service` as the one whose answer held the
+/// bad value.
+fn assert_service(error: &Value, service: &str) {
+    assert_eq!(error["extensions"]["service"], json!(service), "{error}");
+}
+
+#[tokio::test]
+async fn a_bad_value_read_from_a_parents_json_names_the_service_of_the_nearest_call_above() {
+    let shop = MockServer::start().await;
+    let orders = MockServer::start().await;
+    let catalog = MockServer::start().await;
+    answer(&shop, "/ping", json!(5)).await;
+    answer(
+        &shop,
+        "/users/1",
+        json!({"id": "1", "name": 5, "profile": {"bio": "Hi"}}),
+    )
+    .await;
+    answer(
+        &orders,
+        "/users/1/orders",
+        json!([
+            {"id": "o1", "status": "OPEN", "total": "ten"},
+            {"id": "o2", "status": null, "total": 20}
+        ]),
+    )
+    .await;
+    let gateway = three_service_gateway(&shop, &orders, &catalog).await;
+
+    let reply = gateway
+        .post(r#"{ ping user(id: "1") { name profile { handle } orders { id status total } } }"#)
+        .await;
+
+    let body = reply.json();
+    assert_eq!(
+        body["data"],
+        json!({
+            "ping": null,
+            "user": {
+                "name": null,
+                "profile": null,
+                "orders": [{"id": "o1", "status": "OPEN", "total": null}, null]
+            }
+        }),
+        "{body}"
+    );
+    let errors = errors_by_path(&body);
+    assert_eq!(errors.len(), 5, "{body}");
+    let expected = [
+        (json!(["ping"]), "Query.ping", "shop"),
+        (json!(["user", "name"]), "User.name", "shop"),
+        (
+            json!(["user", "orders", 0, "total"]),
+            "Order.total",
+            "orders",
+        ),
+        (
+            json!(["user", "orders", 1, "status"]),
+            "Order.status",
+            "orders",
+        ),
+        (
+            json!(["user", "profile", "handle"]),
+            "Profile.handle",
+            "shop",
+        ),
+    ];
+    for (error, (path, field, service)) in errors.iter().zip(expected) {
+        assert_field_error(error, path, "UPSTREAM_BAD_RESPONSE", field);
+        assert_service(error, service);
+    }
+    assert!(
+        received(&catalog).await.is_empty(),
+        "no product was selected"
+    );
+}
+
+#[tokio::test]
+async fn a_bad_value_in_a_batched_item_names_the_service_of_the_batch() {
+    let shop = MockServer::start().await;
+    let orders = MockServer::start().await;
+    let catalog = MockServer::start().await;
+    answer_ann(&shop).await;
+    answer(
+        &orders,
+        "/users/1/orders",
+        json!([
+            {"id": "o1", "status": "OPEN", "productId": "p1"},
+            {"id": "o2", "status": "SHIPPED", "productId": "p2"}
+        ]),
+    )
+    .await;
+    answer(
+        &catalog,
+        "/products",
+        json!([
+            {"id": "p1", "title": "Lamp", "price": "cheap"},
+            {"id": "p2", "title": 7, "price": 30}
+        ]),
+    )
+    .await;
+    let gateway = three_service_gateway(&shop, &orders, &catalog).await;
+
+    let reply = gateway
+        .post(r#"{ user(id: "1") { name orders { id product { title price } } } }"#)
+        .await;
+
+    let body = reply.json();
+    assert_eq!(
+        body["data"],
+        json!({"user": {"name": "Ann", "orders": [
+            {"id": "o1", "product": null},
+            {"id": "o2", "product": {"title": null, "price": 30}}
+        ]}}),
+        "{body}"
+    );
+    let errors = errors_by_path(&body);
+    assert_eq!(errors.len(), 2, "{body}");
+    assert_field_error(
+        &errors[0],
+        json!(["user", "orders", 0, "product", "price"]),
+        "UPSTREAM_BAD_RESPONSE",
+        "Product.price",
+    );
+    assert_field_error(
+        &errors[1],
+        json!(["user", "orders", 1, "product", "title"]),
+        "UPSTREAM_BAD_RESPONSE",
+        "Product.title",
+    );
+    for error in &errors {
+        assert_service(error, "catalog");
+    }
+    assert_eq!(product_batches(&catalog).await, [["p1", "p2"]]);
 }
 
 // ---- response field order ---------------------------------------------------
