@@ -65,6 +65,7 @@ pub async fn run(
     );
     let Report {
         kind,
+        executor,
         upstream_calls,
         operation_name,
     } = report;
@@ -88,6 +89,7 @@ pub async fn run(
         trace_id = client.trace.trace_id(),
         operation = operation_name.as_deref().unwrap_or("-"),
         kind,
+        executor,
         client_ip = %client.ip,
         subject = subject.as_deref().unwrap_or("-"),
         duration_ms = duration.as_secs_f64() * 1000.0,
@@ -104,6 +106,9 @@ pub async fn run(
 struct Report {
     /// `query`, `mutation`, or `-` when the operation never got that far.
     kind: &'static str,
+    /// `planned` or `async-graphql` (mutations, introspection, variables
+    /// that need coercing), `-` when nothing ran.
+    executor: &'static str,
     upstream_calls: usize,
     /// The operation's name: `operationName`, else the name the document
     /// gives its only operation (as Apollo Router names it).
@@ -114,6 +119,7 @@ impl Default for Report {
     fn default() -> Self {
         Report {
             kind: "-",
+            executor: "-",
             upstream_calls: 0,
             operation_name: None,
         }
@@ -265,6 +271,7 @@ async fn execute(
         )
         .await;
     if let Some(plan) = plan {
+        report.executor = "planned";
         let executed = planned::execute(&plan, &state, &operation.node, &variables).await;
         report.upstream_calls = state.stats.upstream_calls();
         return Outcome {
@@ -280,6 +287,7 @@ async fn execute(
         graphql = graphql.operation_name(name);
     }
     graphql = graphql.variables(variables);
+    report.executor = "async-graphql";
     graphql.set_parsed_query((*document).clone());
 
     // Fields time out on their own at the deadline (with what resolved so

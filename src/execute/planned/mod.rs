@@ -119,7 +119,7 @@ pub async fn execute(
     let resolution = Resolution::new(plan, state, operation, variables);
     resolution.object(&plan.root, &root, false).await;
     let mut writer = Writer::new(&resolution, state.claims.as_deref());
-    if writer.object(&plan.root, &root).is_err() {
+    if writer.object(&plan.root, &root, None).is_err() {
         writer.out.clear();
         writer.out.extend_from_slice(b"null");
     }

@@ -179,11 +179,7 @@ impl ArgsPlan {
                 }
                 continue;
             }
-            let value = value
-                .clone()
-                .into_const_with(|var| variable_value(operation, variables, &var).ok_or(()))
-                .unwrap_or(GqlValue::Null);
-            args.insert(name.clone(), value);
+            args.insert(name.clone(), substitute(value, operation, variables));
         }
         for (name, default) in &self.defaults {
             if !args.contains_key(name) {
@@ -191,6 +187,42 @@ impl ArgsPlan {
             }
         }
         args
+    }
+}
+
+/// An argument value with its variables' values in place. A variable with
+/// neither a value nor a default leaves its input-object field out (so the
+/// field's default applies) and is null in a list (GraphQL spec input
+/// coercion).
+fn substitute(
+    value: &InputValue,
+    operation: &OperationDefinition,
+    variables: &Variables,
+) -> GqlValue {
+    match value {
+        InputValue::Variable(name) => {
+            variable_value(operation, variables, name).unwrap_or(GqlValue::Null)
+        }
+        InputValue::List(items) => GqlValue::List(
+            items
+                .iter()
+                .map(|item| substitute(item, operation, variables))
+                .collect(),
+        ),
+        InputValue::Object(fields) => GqlValue::Object(
+            fields
+                .iter()
+                .filter(|(_, value)| match value {
+                    InputValue::Variable(name) => {
+                        variable_value(operation, variables, name).is_some()
+                    }
+                    _ => true,
+                })
+                .map(|(name, value)| (name.clone(), substitute(value, operation, variables)))
+                .collect(),
+        ),
+        // No variable inside: the literal as it is.
+        other => other.clone().into_const().unwrap_or(GqlValue::Null),
     }
 }
 
@@ -207,8 +239,11 @@ pub fn variable_value(
         .variable_definitions
         .iter()
         .find(|d| d.node.name.node == name)
-        .and_then(|d| d.node.default_value())
-        .cloned()
+        // Only a written default: async-graphql's `default_value()` also
+        // answers null for any nullable variable, which is not the same as
+        // an absent one.
+        .and_then(|d| d.node.default_value.as_ref())
+        .map(|default| default.node.clone())
 }
 
 /// Why an operation is left to async-graphql's executor.
@@ -259,7 +294,7 @@ struct Planner<'a> {
 }
 
 /// Field nodes by response key, in first-seen order.
-type Grouped<'d> = IndexMap<Name, Vec<&'d Field>>;
+type Grouped<'d> = IndexMap<Name, Vec<&'d Positioned<Field>>>;
 
 impl<'a> Planner<'a> {
     /// The plan for the selection sets `sets` (merged) on object type
@@ -300,9 +335,8 @@ impl<'a> Planner<'a> {
             }
             match &selection.node {
                 Selection::Field(field) => {
-                    let field = &field.node;
                     grouped
-                        .entry(field.response_key().node.clone())
+                        .entry(field.node.response_key().node.clone())
                         .or_default()
                         .push(field);
                 }
@@ -377,13 +411,19 @@ impl<'a> Planner<'a> {
         Ok(true)
     }
 
-    fn field(&mut self, type_name: &str, key: Name, nodes: &[&'a Field]) -> Planned<FieldPlan> {
-        let first = nodes[0];
+    fn field(
+        &mut self,
+        type_name: &str,
+        key: Name,
+        nodes: &[&'a Positioned<Field>],
+    ) -> Planned<FieldPlan> {
+        // Errors point at the field's start, alias included (graphql-js).
+        let pos = nodes[0].pos;
+        let first = &nodes[0].node;
         let id = self.next_id;
         self.next_id += 1;
         self.args.push(None);
         let key_json = format!("{}:", serde_json::Value::String(key.to_string())).into_boxed_str();
-        let pos = first.name.pos;
         let name = first.name.node.as_str();
         if name == "__typename" {
             return Ok(FieldPlan {
@@ -399,7 +439,8 @@ impl<'a> Planner<'a> {
             .get(&format!("{type_name}.{name}"))
             .ok_or(Unplannable)?
             .clone();
-        let sets: Vec<&'a SelectionSet> = nodes.iter().map(|f| &f.selection_set.node).collect();
+        let sets: Vec<&'a SelectionSet> =
+            nodes.iter().map(|f| &f.node.selection_set.node).collect();
         let sub = match innermost(&binding.output) {
             OutputKind::Object(object) => SubPlan::Object(Box::new(self.object(object, &sets)?)),
             OutputKind::Abstract(abstract_type) => SubPlan::Abstract(

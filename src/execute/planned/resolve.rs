@@ -15,6 +15,7 @@ use std::sync::{Arc, Mutex};
 use async_graphql::parser::types::OperationDefinition;
 use async_graphql::Variables;
 use futures::future::{join_all, BoxFuture, FutureExt};
+use indexmap::IndexMap;
 use rustc_hash::FxHashMap;
 use serde_json::Value;
 
@@ -215,16 +216,17 @@ impl<'p> Resolution<'p> {
                 continue;
             }
             let args = self.args[field.id].as_ref();
-            let mut keys = Vec::with_capacity(items.len());
+            // Items sharing a key share its answer: keys are rendered per
+            // item, everything else is done per distinct key.
+            let mut keys: IndexMap<String, Value> = IndexMap::new();
             let mut item_keys = Vec::with_capacity(items.len());
             let mut no_key = Vec::new();
             for value in items.iter().filter(|v| v.is_object()) {
                 let scope = FieldScope::new(binding, self.state, args, Some(value));
                 match calls::batch_key(batch, &scope) {
                     Some(key) => {
-                        let text = key_text(&key);
-                        item_keys.push((address(value), text.clone()));
-                        keys.push((text, key));
+                        let (index, _) = keys.insert_full(key_text(&key), key);
+                        item_keys.push((address(value), index));
                     }
                     None => no_key.push((address(value), calls::no_key(binding, batch, &scope))),
                 }
@@ -234,23 +236,29 @@ impl<'p> Resolution<'p> {
             } else {
                 let scope = FieldScope::new(binding, self.state, args, None);
                 let id = calls::batch_id(batch, args);
-                let load = self.state.batches.load_many(&id, keys, |keys| {
+                let pairs = keys.iter().map(|(t, k)| (t.clone(), k.clone())).collect();
+                let load = self.state.batches.load_many(&id, pairs, |keys| {
                     calls::fetch_batch(batch, keys, &scope, self.state)
                 });
                 tokio::time::timeout_at(self.state.deadline, load)
                     .await
                     .unwrap_or_else(|_| Err(calls::timed_out()))
             };
+            let per_key: Vec<Arc<FieldAnswer>> = keys
+                .into_keys()
+                .map(|text| {
+                    Arc::new(match &found {
+                        Ok(found) => calls::batch_answer(found, text),
+                        Err(err) => FieldAnswer::Failed(err.clone()),
+                    })
+                })
+                .collect();
             let mut answers = self.lock_answers();
             for (object, answer) in no_key {
                 answers.insert((object, field.id), Arc::new(answer));
             }
-            for (object, text) in item_keys {
-                let answer = match &found {
-                    Ok(found) => calls::batch_answer(found, text),
-                    Err(err) => FieldAnswer::Failed(err.clone()),
-                };
-                answers.insert((object, field.id), Arc::new(answer));
+            for (object, index) in item_keys {
+                answers.insert((object, field.id), per_key[index].clone());
             }
         }
     }

@@ -53,7 +53,14 @@ impl<'r> Writer<'r> {
         }
     }
 
-    pub fn object(&mut self, plan: &'r ObjectPlan, parent: &Value) -> Written {
+    /// Writes `parent` for `plan`; `service` answered it (named in the
+    /// errors of values it sent that do not fit the schema).
+    pub fn object(
+        &mut self,
+        plan: &'r ObjectPlan,
+        parent: &Value,
+        service: Option<&'r str>,
+    ) -> Written {
         self.out.push(b'{');
         for (index, field) in plan.fields.iter().enumerate() {
             if index > 0 {
@@ -62,7 +69,7 @@ impl<'r> Writer<'r> {
             self.out.extend_from_slice(field.key_json.as_bytes());
             self.path.push(Segment::Key(&field.key));
             let start = self.out.len();
-            let written = self.field(plan, field, parent);
+            let written = self.field(plan, field, parent, service);
             self.path.pop();
             if written.is_err() {
                 if !nullable(field) {
@@ -76,7 +83,13 @@ impl<'r> Writer<'r> {
         Ok(())
     }
 
-    fn field(&mut self, plan: &ObjectPlan, field: &'r FieldPlan, parent: &Value) -> Written {
+    fn field(
+        &mut self,
+        plan: &ObjectPlan,
+        field: &'r FieldPlan,
+        parent: &Value,
+        parent_service: Option<&'r str>,
+    ) -> Written {
         let (binding, sub) = match &field.kind {
             FieldKind::Typename => {
                 return self.json(&*plan.type_name);
@@ -92,6 +105,12 @@ impl<'r> Writer<'r> {
             binding,
             sub,
             pos: field.pos,
+            service: match &binding.source {
+                BoundSource::Call(call) => Some(call.service.name.as_str()),
+                BoundSource::Merge(calls) => calls.first().map(|c| c.service.name.as_str()),
+                BoundSource::Batch(batch) => Some(batch.service.name.as_str()),
+                BoundSource::ParentKey(_) | BoundSource::From(_) => parent_service,
+            },
         };
         match &binding.source {
             BoundSource::ParentKey(key) => self.value(parent.get(key), &binding.output, &at),
@@ -139,7 +158,7 @@ impl<'r> Writer<'r> {
                 _ => self.bad(at, "expected a list"),
             },
             OutputKind::Object(_) => match (json.is_object(), at.sub.for_type("")) {
-                (true, Some(plan)) => self.object(plan, json),
+                (true, Some(plan)) => self.object(plan, json, at.service),
                 _ => self.bad(at, "expected an object"),
             },
             OutputKind::Abstract(abstract_type) => {
@@ -151,7 +170,7 @@ impl<'r> Writer<'r> {
                     Err(message) => return self.bad(at, &message),
                 };
                 match at.sub.for_type(concrete) {
-                    Some(plan) => self.object(plan, json),
+                    Some(plan) => self.object(plan, json, at.service),
                     None => self.bad(at, "a value of a type the query did not plan"),
                 }
             }
@@ -188,7 +207,11 @@ impl<'r> Writer<'r> {
     }
 
     fn bad(&mut self, at: &Field<'r>, message: &str) -> Written {
-        self.fail(bad_response(at.binding, message), at.pos)
+        let mut err = bad_response(at.binding, message);
+        if let Some(service) = at.service {
+            err = err.from_service(service);
+        }
+        self.fail(err, at.pos)
     }
 
     /// Reports `err` at the current path and fails this position.
@@ -210,12 +233,13 @@ impl<'r> Writer<'r> {
     }
 }
 
-/// The field a value is written for: errors name its binding and point at
-/// its place in the document.
+/// The field a value is written for: errors name its binding, point at
+/// its place in the document, and name the service the value came from.
 struct Field<'r> {
     binding: &'r FieldBinding,
     sub: &'r SubPlan,
     pos: Pos,
+    service: Option<&'r str>,
 }
 
 fn nullable(field: &FieldPlan) -> bool {
