@@ -16,6 +16,7 @@ use async_graphql::parser::Positioned;
 use async_graphql::{Name, Pos, Value as GqlValue, Variables};
 use async_graphql_value::Value as InputValue;
 use indexmap::IndexMap;
+use rustc_hash::FxHashMap;
 
 use crate::connector::coerce::{OutputKind, OutputType};
 use crate::schema::binding::BoundSource;
@@ -105,6 +106,8 @@ pub struct ObjectPlan {
     pub fields: Vec<FieldPlan>,
     /// Some field makes a call, here or below.
     pub resolves: bool,
+    /// Key of the object's JSON → the fields (by index) that read it.
+    pub reads: FxHashMap<Box<str>, Vec<usize>>,
 }
 
 pub struct FieldPlan {
@@ -313,10 +316,19 @@ impl<'a> Planner<'a> {
             FieldKind::Field { resolves, .. } => *resolves,
             FieldKind::Typename => false,
         });
+        let mut reads: FxHashMap<Box<str>, Vec<usize>> = FxHashMap::default();
+        for (index, field) in fields.iter().enumerate() {
+            if let FieldKind::Field { binding, .. } = &field.kind {
+                if let BoundSource::ParentKey(key) = &binding.source {
+                    reads.entry(key.as_str().into()).or_default().push(index);
+                }
+            }
+        }
         Ok(ObjectPlan {
             type_name: Arc::from(type_name),
             fields,
             resolves,
+            reads,
         })
     }
 

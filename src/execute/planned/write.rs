@@ -61,6 +61,7 @@ impl<'r> Writer<'r> {
         parent: &Value,
         service: Option<&'r str>,
     ) -> Written {
+        let read = read_keys(plan, parent);
         self.out.push(b'{');
         for (index, field) in plan.fields.iter().enumerate() {
             if index > 0 {
@@ -69,7 +70,7 @@ impl<'r> Writer<'r> {
             self.out.extend_from_slice(field.key_json.as_bytes());
             self.path.push(Segment::Key(&field.key));
             let start = self.out.len();
-            let written = self.field(plan, field, parent, service);
+            let written = self.field(plan, field, parent, service, read.get(index).copied());
             self.path.pop();
             if written.is_err() {
                 if !nullable(field) {
@@ -89,6 +90,7 @@ impl<'r> Writer<'r> {
         field: &'r FieldPlan,
         parent: &Value,
         parent_service: Option<&'r str>,
+        read: Option<Option<&Value>>,
     ) -> Written {
         let (binding, sub) = match &field.kind {
             FieldKind::Typename => {
@@ -113,7 +115,10 @@ impl<'r> Writer<'r> {
             },
         };
         match &binding.source {
-            BoundSource::ParentKey(key) => self.value(parent.get(key), &binding.output, &at),
+            BoundSource::ParentKey(key) => {
+                let json = read.unwrap_or_else(|| parent.get(key));
+                self.value(json, &binding.output, &at)
+            }
             BoundSource::From(path) => self.value(value_at(parent, path), &binding.output, &at),
             _ => match self.resolution.answer_of(parent, field.id).as_deref() {
                 // The first phase ran out of time before reaching it.
@@ -230,6 +235,57 @@ impl<'r> Writer<'r> {
                 Segment::Index(index) => PathSegment::Index(*index),
             })
             .collect()
+    }
+}
+
+/// Objects with at most this many fields have their keys read in one pass.
+const READ_AHEAD: usize = 32;
+
+/// The values of the fields that read a key of `parent`, by field index,
+/// found in one pass over its entries: a map lookup per field costs several
+/// string comparisons (PERFORMANCE.md: per-field work must stay near 100
+/// ns). Empty when the pass would cost more than the lookups (many more
+/// entries than fields read); fields then look their key up.
+fn read_keys<'v>(plan: &ObjectPlan, parent: &'v Value) -> ReadAhead<'v> {
+    let mut read = ReadAhead::default();
+    let Value::Object(map) = parent else {
+        return read;
+    };
+    let fields = plan.fields.len();
+    if plan.reads.is_empty() || fields > READ_AHEAD || map.len() > 2 * plan.reads.len() + 4 {
+        return read;
+    }
+    read.len = fields;
+    for (key, value) in map {
+        if let Some(indexes) = plan.reads.get(key.as_str()) {
+            for &index in indexes {
+                read.values[index] = Some(value);
+            }
+        }
+    }
+    read
+}
+
+/// Up to [`READ_AHEAD`] fields' values, on the stack.
+struct ReadAhead<'v> {
+    values: [Option<&'v Value>; READ_AHEAD],
+    /// 0 when nothing was read ahead.
+    len: usize,
+}
+
+impl Default for ReadAhead<'_> {
+    fn default() -> Self {
+        ReadAhead {
+            values: [None; READ_AHEAD],
+            len: 0,
+        }
+    }
+}
+
+impl<'v> ReadAhead<'v> {
+    /// `Some(value or absent)` when read ahead, `None` to look it up.
+    fn get(&self, index: usize) -> Option<&Option<&'v Value>> {
+        (index < self.len).then(|| &self.values[index])
     }
 }
 
