@@ -12,7 +12,8 @@
 //! - [`auth`]: JWT verification (secret, PEM, JWKS) and the `@authenticated`/`@requiresScopes` rules.
 //! - [`batch`]: keys of a batched field collected across the operation, one call per batch.
 //! - [`fetch`]: response cache (memory or Redis), cross-client coalescing, stale-if-error.
-//! - [`execute`]: per-operation state (call de-duplication) and the one generic resolver.
+//! - [`execute`]: per-operation state (call de-duplication), the planned executor for
+//!   queries, async-graphql's resolver for the rest, and the call semantics both share.
 //! - [`http`]: the axum router: `/graphql` (POST, GET, GraphiQL), `/healthz`, `/readyz`, `/metrics`.
 //! - [`reload`]: the live configuration, swapped atomically on SIGHUP or a file change.
 //! - [`telemetry`]: request ids, W3C trace context, Prometheus metrics.

@@ -1,8 +1,6 @@
 //! A bounded cache of parsed documents: a repeated query (the common case
-//! for a frontend's fixed set of operations) is parsed once.
-//!
-//! async-graphql still validates each request against the schema: its
-//! executor offers no way to hand it a pre-validated document.
+//! for a frontend's fixed set of operations) is parsed once. (Validation
+//! and planning are cached with the plan, `execute::planned::Plans`.)
 
 use std::sync::Arc;
 
