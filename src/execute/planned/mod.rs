@@ -171,6 +171,9 @@ fn conforms(value: &GqlValue, ty: &Type) -> bool {
         (BaseType::List(_), _) => false,
         (BaseType::Named(name), value) => match (name.as_str(), value) {
             ("ID" | "String", GqlValue::String(_)) => true,
+            // An integer is a valid ID input (GraphQL spec); it reaches
+            // templates as the number it is, as on async-graphql's path.
+            ("ID", GqlValue::Number(n)) => n.is_i64() || n.is_u64(),
             ("Boolean", GqlValue::Boolean(_)) => true,
             ("Int", GqlValue::Number(n)) => n.as_i64().is_some_and(|i| i32::try_from(i).is_ok()),
             ("Float", GqlValue::Number(_)) => true,
