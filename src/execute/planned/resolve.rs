@@ -84,12 +84,15 @@ impl<'p> Resolution<'p> {
         preloaded: bool,
     ) -> BoxFuture<'a, ()> {
         async move {
+            if !plan.resolves {
+                return;
+            }
             let first_walk = self
                 .walked
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .insert((address(parent), plan as *const ObjectPlan as usize));
-            if !plan.resolves || !first_walk {
+            if !first_walk {
                 return;
             }
             let fields = plan.fields.iter().filter(|f| resolves(f));
