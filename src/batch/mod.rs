@@ -65,36 +65,6 @@ struct State {
 }
 
 impl Batches {
-    /// The items matching `key`. The first caller of a new batch yields
-    /// once, then runs `fetch` with every key collected meanwhile (keys in
-    /// first-seen order, without duplicates).
-    pub async fn load<F, Fut>(
-        &self,
-        id: BatchId,
-        key_text: String,
-        key: Value,
-        fetch: F,
-    ) -> Result<(Vec<Value>, bool), FieldError>
-    where
-        F: FnOnce(Vec<Value>) -> Fut,
-        Fut: Future<Output = BatchOutcome>,
-    {
-        let found = self
-            .load_many(&id, vec![(key_text.clone(), key)], fetch)
-            .await?;
-        let grouped = found.iter().find(|g| g.by_key.contains_key(&key_text));
-        Ok(match grouped {
-            Some(grouped) => (
-                grouped.by_key.get(&key_text).cloned().unwrap_or_default(),
-                grouped.stale.contains(&key_text),
-            ),
-            None => (
-                Vec::new(),
-                found.iter().any(|g| g.stale.contains(&key_text)),
-            ),
-        })
-    }
-
     /// The batches answering `keys` (key text, key), registered at once: a
     /// whole list's keys cost one lock, not one each. Keys already asked
     /// for join their batch; the rest join the batch still collecting, or
@@ -208,27 +178,36 @@ mod tests {
         };
         let load = |key: &str| {
             let key = key.to_owned();
-            batches.load(id.clone(), key.clone(), json!(key), |keys| {
-                calls.fetch_add(1, Ordering::SeqCst);
-                async move {
-                    assert_eq!(
-                        keys,
-                        vec![json!("a"), json!("b")],
-                        "deduplicated, first-seen order"
-                    );
-                    let by_key: HashMap<String, Vec<Value>> = keys
-                        .iter()
-                        .map(|k| (key_text(k), vec![json!({"id": k})]))
-                        .collect();
-                    Ok(Arc::new(BatchItems {
-                        by_key,
-                        stale: Default::default(),
-                    }))
-                }
-            })
+            let id = id.clone();
+            let batches = &batches;
+            let calls = &calls;
+            async move {
+                batches
+                    .load_many(&id, vec![(key.clone(), json!(key))], |keys| {
+                        calls.fetch_add(1, Ordering::SeqCst);
+                        async move {
+                            assert_eq!(
+                                keys,
+                                vec![json!("a"), json!("b")],
+                                "deduplicated, first-seen order"
+                            );
+                            let by_key: HashMap<String, Vec<Value>> = keys
+                                .iter()
+                                .map(|k| (key_text(k), vec![json!({"id": k})]))
+                                .collect();
+                            Ok(Arc::new(BatchItems {
+                                by_key,
+                                stale: Default::default(),
+                            }))
+                        }
+                    })
+                    .await
+            }
         };
         let results = futures::future::join_all([load("a"), load("b"), load("a")]).await;
         assert_eq!(calls.load(Ordering::SeqCst), 1);
-        assert_eq!(results[2].as_ref().expect("ok").0, vec![json!({"id": "a"})]);
+        let found = results[2].as_ref().expect("ok");
+        assert_eq!(found.len(), 1, "one batch answered every key");
+        assert_eq!(found[0].by_key["a"], vec![json!({"id": "a"})]);
     }
 }

@@ -19,8 +19,8 @@ use async_graphql::parser::types::{BaseType, ExecutableDocument, OperationDefini
 use async_graphql::{ServerError, Value as GqlValue, Variables};
 use serde_json::Value;
 
+use plan::OperationPlan;
 pub use plan::PlanSchema;
-use plan::{OperationPlan, Unplannable};
 use resolve::Resolution;
 use write::Writer;
 
@@ -76,21 +76,21 @@ impl Plans {
         variables: &Variables,
     ) -> Option<Arc<OperationPlan>> {
         let key = (query.clone(), operation_name.map(str::to_owned));
-        let prepared = match self.cache.get(&key) {
-            Some(prepared) => prepared,
-            None => {
-                let valid = validate(executor, query, operation_name, document).await;
-                let prepared = match valid
-                    .then(|| plan::plan(&self.schema, bindings, document, operation, variables))
-                {
-                    Some(Ok(plan)) if plan.depends_on_variables => Prepared::PlanPerRequest,
-                    Some(Ok(plan)) => Prepared::Plan(Arc::new(plan)),
-                    Some(Err(Unplannable)) | None => Prepared::Executor,
-                };
-                let prepared = Arc::new(prepared);
-                self.cache.insert(key, prepared.clone());
-                prepared
-            }
+        let Some(prepared) = self.cache.get(&key) else {
+            // The operation's first request: validate and plan it now, and
+            // use that plan for this request too.
+            let valid = validate(executor, query, operation_name, document).await;
+            let planned = valid
+                .then(|| plan::plan(&self.schema, bindings, document, operation, variables))
+                .and_then(Result::ok)
+                .map(Arc::new);
+            let prepared = match &planned {
+                Some(plan) if plan.depends_on_variables => Prepared::PlanPerRequest,
+                Some(plan) => Prepared::Plan(plan.clone()),
+                None => Prepared::Executor,
+            };
+            self.cache.insert(key, Arc::new(prepared));
+            return planned.filter(|_| variables_conform(operation, variables));
         };
         if !variables_conform(operation, variables) {
             return None;

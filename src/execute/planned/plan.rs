@@ -499,7 +499,7 @@ impl<'a> Planner<'a> {
 }
 
 /// The type at the bottom of `ty`'s lists.
-pub fn innermost(ty: &OutputType) -> &OutputKind {
+fn innermost(ty: &OutputType) -> &OutputKind {
     match &ty.kind {
         OutputKind::List(inner) => innermost(inner),
         kind => kind,
