@@ -1660,6 +1660,107 @@ async fn a_null_non_null_leaf_of_a_batched_item_nulls_that_field_of_that_list_it
     assert_eq!(product_batches(&shop).await, [["p1", "p2"]]);
 }
 
+#[tokio::test]
+async fn a_bad_value_in_a_batched_answer_shared_by_two_items_is_reported_at_each() {
+    // o1 and o3 share p1's answer: the writer copies a shared answer it
+    // wrote before, but not one that reported an error (errors carry the
+    // path).
+    let shop = MockServer::start().await;
+    answer_ann(&shop).await;
+    answer(
+        &shop,
+        "/users/1/orders",
+        json!([
+            {"id": "o1", "status": "OPEN", "productId": "p2"},
+            {"id": "o2", "status": "OPEN", "productId": "p1"},
+            {"id": "o3", "status": "OPEN", "productId": "p2"}
+        ]),
+    )
+    .await;
+    answer(
+        &shop,
+        "/products",
+        json!([{"id": "p1", "title": "Lamp", "price": 12}, {"id": "p2", "title": "Desk", "price": "dear"}]),
+    )
+    .await;
+    let gateway = shop_gateway(&shop).await;
+
+    let body = gateway
+        .post(r#"{ user(id: "1") { orders(first: 3) { id product { title price } } } }"#)
+        .await
+        .json();
+
+    assert_eq!(
+        body["data"],
+        json!({"user": {"orders": [
+            {"id": "o1", "product": null},
+            {"id": "o2", "product": {"title": "Lamp", "price": 12}},
+            {"id": "o3", "product": null}
+        ]}}),
+        "{body}"
+    );
+    let paths: Vec<Value> = errors_by_path(&body)
+        .iter()
+        .map(|e| e["path"].clone())
+        .collect();
+    assert_eq!(
+        paths,
+        [
+            json!(["user", "orders", 0, "product", "price"]),
+            json!(["user", "orders", 2, "product", "price"])
+        ],
+        "{body}"
+    );
+    assert_eq!(product_batches(&shop).await, [["p1", "p2"]]);
+}
+
+#[tokio::test]
+async fn a_shared_batched_answer_stays_whole_after_an_item_that_held_it_was_nulled() {
+    // o1 writes p1's product, then its non-null status fails and o1 is
+    // cut back to null; o3 shares p1's answer and must write it in full,
+    // not copy the cut bytes.
+    let shop = MockServer::start().await;
+    answer_ann(&shop).await;
+    answer(
+        &shop,
+        "/users/1/orders",
+        json!([
+            {"id": "o1", "status": null, "productId": "p1"},
+            {"id": "o2", "status": "SHIPPED", "productId": "p2"},
+            {"id": "o3", "status": "OPEN", "productId": "p1"}
+        ]),
+    )
+    .await;
+    answer(
+        &shop,
+        "/products",
+        json!([{"id": "p1", "title": "Lamp", "price": 12}, {"id": "p2", "title": "Desk", "price": 30}]),
+    )
+    .await;
+    let gateway = shop_gateway(&shop).await;
+
+    let body = gateway
+        .post(r#"{ user(id: "1") { orders(first: 3) { product { title price } status } } }"#)
+        .await
+        .json();
+
+    assert_eq!(
+        body["data"],
+        json!({"user": {"orders": [
+            null,
+            {"product": {"title": "Desk", "price": 30}, "status": "SHIPPED"},
+            {"product": {"title": "Lamp", "price": 12}, "status": "OPEN"}
+        ]}}),
+        "{body}"
+    );
+    assert_field_error(
+        only_error(&body),
+        json!(["user", "orders", 0, "status"]),
+        "UPSTREAM_BAD_RESPONSE",
+        "Order.status",
+    );
+}
+
 // ---- the service behind a bad upstream value --------------------------------
 
 /// `toml` with the resolver of `field` moved from `shop` to `service`

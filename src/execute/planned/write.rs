@@ -8,7 +8,11 @@
 //! remembers where its output began; when an error reaches it from below,
 //! what was written since is cut and `null` written instead.
 
+use std::ops::Range;
+use std::sync::Arc;
+
 use async_graphql::{Name, PathSegment, Pos, ServerError};
+use rustc_hash::FxHashMap;
 use serde_json::Value;
 
 use super::plan::{FieldKind, FieldPlan, ObjectPlan, SubPlan};
@@ -34,6 +38,13 @@ pub struct Writer<'r> {
     /// Paths answered from stale cache entries.
     pub stale: Vec<Vec<PathSegment>>,
     path: Vec<Segment<'r>>,
+    /// Where a batched answer was written, by the answer's address. Every
+    /// item sharing a batch key shares one answer (one per field), so its
+    /// JSON is copied instead of walked again: 2,500 orders over 100
+    /// products write 100 products. Only answers written without errors
+    /// or stale marks are kept (those carry the path), and an entry goes
+    /// when the output is cut back over it.
+    written: FxHashMap<usize, Range<usize>>,
 }
 
 enum Segment<'r> {
@@ -50,6 +61,17 @@ impl<'r> Writer<'r> {
             errors: Vec::new(),
             stale: Vec::new(),
             path: Vec::new(),
+            written: FxHashMap::default(),
+        }
+    }
+
+    /// Replaces what was written since `start` with `null` (an error
+    /// nulled that position).
+    fn null_since(&mut self, start: usize) {
+        self.out.truncate(start);
+        self.out.extend_from_slice(b"null");
+        if !self.written.is_empty() {
+            self.written.retain(|_, range| range.end <= start);
         }
     }
 
@@ -76,8 +98,7 @@ impl<'r> Writer<'r> {
                 if !nullable(field) {
                     return Err(Bubble);
                 }
-                self.out.truncate(start);
-                self.out.extend_from_slice(b"null");
+                self.null_since(start);
             }
         }
         self.out.push(b'}');
@@ -120,25 +141,47 @@ impl<'r> Writer<'r> {
                 self.value(json, &binding.output, &at)
             }
             BoundSource::From(path) => self.value(value_at(parent, path), &binding.output, &at),
-            _ => match self.resolution.answer_of(parent, field.id).as_deref() {
-                // The first phase ran out of time before reaching it.
-                None => self.fail(calls::timed_out(), field.pos),
-                Some(FieldAnswer::Null) => self.value(None, &binding.output, &at),
-                Some(FieldAnswer::Failed(err)) => self.fail(err.clone(), field.pos),
-                Some(FieldAnswer::Value { held, stale }) => {
-                    if *stale {
-                        let path = self.current_path();
-                        self.stale.push(path);
-                    }
-                    match (held, &binding.output.kind) {
-                        (Held::Batch { .. }, OutputKind::List(item)) => {
-                            self.list(held.matches(), item, &at)
+            _ => {
+                let answer = self.resolution.answer_of(parent, field.id);
+                match answer.as_deref() {
+                    // The first phase ran out of time before reaching it.
+                    None => self.fail(calls::timed_out(), field.pos),
+                    Some(FieldAnswer::Null) => self.value(None, &binding.output, &at),
+                    Some(FieldAnswer::Failed(err)) => self.fail(err.clone(), field.pos),
+                    Some(FieldAnswer::Value { held, stale }) => {
+                        if *stale {
+                            let path = self.current_path();
+                            self.stale.push(path);
                         }
-                        _ => self.value(held.single(), &binding.output, &at),
+                        match held {
+                            Held::Batch { .. } => {
+                                let shared = answer.as_ref().map_or(0, |a| Arc::as_ptr(a) as usize);
+                                self.batched(shared, held, &at)
+                            }
+                            _ => self.value(held.single(), &binding.output, &at),
+                        }
                     }
                 }
-            },
+            }
         }
+    }
+
+    /// A batched answer, `shared` by every position whose batch key is
+    /// the same: written once, copied after.
+    fn batched(&mut self, shared: usize, held: &Held, at: &Field<'r>) -> Written {
+        if let Some(range) = self.written.get(&shared) {
+            self.out.extend_from_within(range.clone());
+            return Ok(());
+        }
+        let (start, errors, stale) = (self.out.len(), self.errors.len(), self.stale.len());
+        let written = match &at.binding.output.kind {
+            OutputKind::List(item) => self.list(held.matches(), item, at),
+            _ => self.value(held.single(), &at.binding.output, at),
+        };
+        if written.is_ok() && self.errors.len() == errors && self.stale.len() == stale {
+            self.written.insert(shared, start..self.out.len());
+        }
+        written
     }
 
     /// Writes `json` as a value of type `ty`.
@@ -198,8 +241,7 @@ impl<'r> Writer<'r> {
                 if item.non_null {
                     return Err(Bubble);
                 }
-                self.out.truncate(start);
-                self.out.extend_from_slice(b"null");
+                self.null_since(start);
             }
         }
         self.out.push(b']');
