@@ -378,17 +378,19 @@ pub async fn fetch_batch(
                 return Err(err);
             }
         };
-        let Some(json) = fetched.answer.json() else {
-            continue; // A 404 for a batch: none of its keys matched.
-        };
-        if let UpstreamAnswer::Json { cache, .. } = &*fetched.answer {
-            directives = directives.strictest(*cache);
+        match &*fetched.answer {
+            // A 404 for a batch: none of its keys matched.
+            UpstreamAnswer::NotFound => continue,
+            UpstreamAnswer::Json { cache, .. } => directives = directives.strictest(*cache),
         }
-        let list = match &spec.call.select {
-            Some(path) => value_at(json, path),
-            None => Some(json),
-        };
-        let Some(Value::Array(items)) = list else {
+        // Moved out of the answer when nothing else holds it (no cache
+        // entry, no coalesced caller): the items are not copied.
+        let list = Selected {
+            answer: fetched.answer,
+            path: spec.call.select.clone(),
+        }
+        .into_owned();
+        let Value::Array(items) = list else {
             return Err(FieldError::new(
                 ErrorCode::UpstreamBadResponse,
                 format!(
@@ -399,12 +401,8 @@ pub async fn fetch_batch(
             .from_service(&batch.service.name));
         };
         for item in items {
-            if let Some(matched) = value_at(item, &spec.match_field) {
-                grouped
-                    .by_key
-                    .entry(key_text(matched))
-                    .or_default()
-                    .push(item.clone());
+            if let Some(text) = value_at(&item, &spec.match_field).map(key_text) {
+                grouped.by_key.entry(text).or_default().push(item);
             }
         }
     }
