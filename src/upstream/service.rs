@@ -296,7 +296,7 @@ impl Service {
                 cache,
             });
         }
-        serde_json::from_slice(&body)
+        sonic_rs::from_slice(&body)
             .map(|value| UpstreamAnswer::Json { value, cache })
             .map_err(|err| {
                 tracing::warn!(service = %self.name, error = %err, "upstream body is not JSON");
