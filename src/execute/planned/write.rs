@@ -142,21 +142,23 @@ impl<'r> Writer<'r> {
             }
             BoundSource::From(path) => self.value(value_at(parent, path), &binding.output, &at),
             _ => {
-                let answer = self.resolution.answer_of(parent, field.id);
-                match answer.as_deref() {
+                let Some(answer) = self.resolution.answer_of(parent, field.id) else {
                     // The first phase ran out of time before reaching it.
-                    None => self.fail(calls::timed_out(), field.pos),
-                    Some(FieldAnswer::Null) => self.value(None, &binding.output, &at),
-                    Some(FieldAnswer::Failed(err)) => self.fail(err.clone(), field.pos),
-                    Some(FieldAnswer::Value { held, stale }) => {
+                    return self.fail(calls::timed_out(), field.pos);
+                };
+                match &*answer {
+                    FieldAnswer::Null => self.value(None, &binding.output, &at),
+                    FieldAnswer::Failed(err) => self.fail(err.clone(), field.pos),
+                    FieldAnswer::Value { held, stale } => {
                         if *stale {
                             let path = self.current_path();
                             self.stale.push(path);
                         }
                         match held {
+                            // The resolution holds every answer until the
+                            // operation ends, so its address is unique.
                             Held::Batch { .. } => {
-                                let shared = answer.as_ref().map_or(0, |a| Arc::as_ptr(a) as usize);
-                                self.batched(shared, held, &at)
+                                self.batched(Arc::as_ptr(&answer) as usize, held, &at)
                             }
                             _ => self.value(held.single(), &binding.output, &at),
                         }
