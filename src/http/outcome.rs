@@ -83,7 +83,12 @@ impl Outcome {
             (true, ResponseMedia::Json) => StatusCode::OK,
             _ => self.status,
         };
-        let mut body = Vec::new();
+        // The planned executor's `data` is most of the body: one copy of
+        // it, not a buffer grown by doubling around it.
+        let mut body = match &self.data {
+            Some(ResponseData::Json(json)) => Vec::with_capacity(json.len() + 256),
+            _ => Vec::new(),
+        };
         match self.write_body(&mut body) {
             Ok(()) => bytes_response(status, body, media),
             Err(err) => serialization_failed(err),
