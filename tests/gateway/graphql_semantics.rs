@@ -1660,26 +1660,26 @@ async fn a_null_non_null_leaf_of_a_batched_item_nulls_that_field_of_that_list_it
     assert_eq!(product_batches(&shop).await, [["p1", "p2"]]);
 }
 
+/// Ann, her `orders` and the batched `/products` answer `products`.
+async fn answer_ann_orders_and_products(shop: &MockServer, orders: Value, products: Value) {
+    answer_ann(shop).await;
+    answer(shop, "/users/1/orders", orders).await;
+    answer(shop, "/products", products).await;
+}
+
 #[tokio::test]
 async fn a_bad_value_in_a_batched_answer_shared_by_two_items_is_reported_at_each() {
-    // o1 and o3 share p1's answer: the writer copies a shared answer it
+    // o1 and o3 share p2's answer: the writer copies a shared answer it
     // wrote before, but not one that reported an error (errors carry the
     // path).
     let shop = MockServer::start().await;
-    answer_ann(&shop).await;
-    answer(
+    answer_ann_orders_and_products(
         &shop,
-        "/users/1/orders",
         json!([
             {"id": "o1", "status": "OPEN", "productId": "p2"},
             {"id": "o2", "status": "OPEN", "productId": "p1"},
             {"id": "o3", "status": "OPEN", "productId": "p2"}
         ]),
-    )
-    .await;
-    answer(
-        &shop,
-        "/products",
         json!([{"id": "p1", "title": "Lamp", "price": 12}, {"id": "p2", "title": "Desk", "price": "dear"}]),
     )
     .await;
@@ -1720,20 +1720,13 @@ async fn a_shared_batched_answer_stays_whole_after_an_item_that_held_it_was_null
     // cut back to null; o3 shares p1's answer and must write it in full,
     // not copy the cut bytes.
     let shop = MockServer::start().await;
-    answer_ann(&shop).await;
-    answer(
+    answer_ann_orders_and_products(
         &shop,
-        "/users/1/orders",
         json!([
             {"id": "o1", "status": null, "productId": "p1"},
             {"id": "o2", "status": "SHIPPED", "productId": "p2"},
             {"id": "o3", "status": "OPEN", "productId": "p1"}
         ]),
-    )
-    .await;
-    answer(
-        &shop,
-        "/products",
         json!([{"id": "p1", "title": "Lamp", "price": 12}, {"id": "p2", "title": "Desk", "price": 30}]),
     )
     .await;
