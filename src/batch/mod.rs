@@ -22,12 +22,13 @@ use futures::future::{FutureExt, Shared};
 use serde_json::Value;
 
 use crate::error::{ErrorCode, FieldError};
+use crate::upstream::json::Json;
 
 /// The items of one fetched batch, grouped by key text, in upstream order;
 /// and the keys answered by stale cache entries (`stale_if_error_s`).
 #[derive(Debug, Default)]
 pub struct BatchItems {
-    pub by_key: HashMap<String, Vec<Value>>,
+    pub by_key: HashMap<String, Vec<Json>>,
     pub stale: std::collections::HashSet<String>,
 }
 
@@ -165,6 +166,7 @@ pub fn key_text(value: &Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::upstream::json::from_serde;
     use serde_json::json;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -191,9 +193,9 @@ mod tests {
                                 vec![json!("a"), json!("b")],
                                 "deduplicated, first-seen order"
                             );
-                            let by_key: HashMap<String, Vec<Value>> = keys
+                            let by_key: HashMap<String, Vec<Json>> = keys
                                 .iter()
-                                .map(|k| (key_text(k), vec![json!({"id": k})]))
+                                .map(|k| (key_text(k), vec![from_serde(&json!({"id": k}))]))
                                 .collect();
                             Ok(Arc::new(BatchItems {
                                 by_key,
@@ -208,6 +210,6 @@ mod tests {
         assert_eq!(calls.load(Ordering::SeqCst), 1);
         let found = results[2].as_ref().expect("ok");
         assert_eq!(found.len(), 1, "one batch answered every key");
-        assert_eq!(found[0].by_key["a"], vec![json!({"id": "a"})]);
+        assert_eq!(found[0].by_key["a"], vec![from_serde(&json!({"id": "a"}))]);
     }
 }

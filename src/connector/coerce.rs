@@ -8,8 +8,10 @@ use std::sync::Arc;
 
 use async_graphql::{Name, Value as GqlValue};
 use serde_json::Value;
+use sonic_rs::JsonValueTrait;
 
 use crate::config::TypeResolution;
+use crate::upstream::json::{self, Json};
 
 /// A field's output type, compiled once from the SDL.
 #[derive(Debug, Clone)]
@@ -48,16 +50,42 @@ pub struct AbstractType {
     pub possible: Vec<String>,
 }
 
+/// An object's key as [`AbstractType`] reads it.
+pub enum Tag<'v> {
+    Text(&'v str),
+    /// Any other JSON, as JSON text.
+    Other(String),
+}
+
 impl AbstractType {
     /// The concrete type of `value`: from `[types.X]`'s discriminator, or
     /// else from a `__typename` key the upstream sent.
     pub fn concrete_type(&self, value: &Value) -> Result<&str, String> {
+        self.concrete_type_by(|key| {
+            value.get(key).map(|tag| match tag {
+                Value::String(text) => Tag::Text(text),
+                other => Tag::Other(other.to_string()),
+            })
+        })
+    }
+
+    /// [`AbstractType::concrete_type`] of upstream JSON.
+    pub fn concrete_type_of(&self, value: &Json) -> Result<&str, String> {
+        self.concrete_type_by(|key| {
+            value.get(key).map(|tag| match tag.as_str() {
+                Some(text) => Tag::Text(text),
+                None => Tag::Other(tag.to_string()),
+            })
+        })
+    }
+
+    /// The concrete type of an object whose key `k` is `tag(k)`.
+    fn concrete_type_by<'v>(&self, tag: impl Fn(&str) -> Option<Tag<'v>>) -> Result<&str, String> {
         let found = match &self.resolution {
             Some(resolution) => {
-                let tag = value.get(&resolution.discriminator);
-                let tag_text = match tag {
-                    Some(Value::String(s)) => s.clone(),
-                    Some(other) => other.to_string(),
+                let tag_text = match tag(&resolution.discriminator) {
+                    Some(Tag::Text(text)) => text.to_owned(),
+                    Some(Tag::Other(text)) => text,
                     None => {
                         return Err(format!(
                             "`{}` value has no `{}` key to pick its type",
@@ -76,15 +104,15 @@ impl AbstractType {
                         )
                     })?
             }
-            None => value
-                .get("__typename")
-                .and_then(Value::as_str)
-                .ok_or_else(|| {
-                    format!(
+            None => match tag("__typename") {
+                Some(Tag::Text(name)) => name,
+                _ => {
+                    return Err(format!(
                         "cannot tell which type a `{}` value is (configure [types.{}])",
                         self.name, self.name
-                    )
-                })?,
+                    ))
+                }
+            },
         };
         self.possible
             .iter()
@@ -137,51 +165,72 @@ fn scalar_value(value: &Value, kind: ScalarKind) -> Result<GqlValue, String> {
     }
 }
 
-/// Writes JSON as a leaf value (scalar or enum) straight into a response:
-/// the same rules as [`leaf`], without building a value. `Err` holds a
-/// message for `UPSTREAM_BAD_RESPONSE`; nothing is written then.
-pub fn write_leaf(out: &mut Vec<u8>, value: &Value, kind: &OutputKind) -> Result<(), String> {
-    let mismatch = |expected: &str| Err(format!("expected {expected}, got {}", describe(value)));
+/// Writes upstream JSON as a leaf value (scalar or enum) straight into a
+/// response: the same rules as [`leaf`], without building a value. `Err`
+/// holds a message for `UPSTREAM_BAD_RESPONSE`; nothing is written then.
+pub fn write_leaf(out: &mut Vec<u8>, value: &Json, kind: &OutputKind) -> Result<(), String> {
+    let mismatch = |expected: &str| {
+        Err(format!(
+            "expected {expected}, got {}",
+            json::describe(value)
+        ))
+    };
     let scalar = match kind {
         OutputKind::Scalar(scalar) => *scalar,
         OutputKind::Enum(values) => {
-            return match value {
-                Value::String(name) if values.contains(name) => write_json(out, value),
-                other => Err(format!("expected an enum value, got {}", describe(other))),
+            return match value.as_str() {
+                Some(name) if values.contains(name) => write_json(out, name),
+                _ => Err(format!(
+                    "expected an enum value, got {}",
+                    json::describe(value)
+                )),
             }
         }
         _ => return Err("expected a leaf type".to_owned()),
     };
-    match (scalar, value) {
-        (ScalarKind::Custom, value) => write_json(out, value),
-        (ScalarKind::String | ScalarKind::Id, Value::String(_))
-        | (ScalarKind::Boolean, Value::Bool(_)) => write_json(out, value),
-        (ScalarKind::String, _) => mismatch("a string"),
-        (ScalarKind::Boolean, _) => mismatch("a boolean"),
-        (ScalarKind::Id, Value::Number(n)) if n.is_i64() || n.is_u64() => {
+    match scalar {
+        ScalarKind::Custom => write_json(out, value),
+        ScalarKind::String | ScalarKind::Id if value.is_str() => {
+            write_json(out, value.as_str().unwrap_or_default())
+        }
+        ScalarKind::String => mismatch("a string"),
+        ScalarKind::Boolean => match value.as_bool() {
+            Some(b) => {
+                out.extend_from_slice(if b { b"true" } else { b"false" });
+                Ok(())
+            }
+            None => mismatch("a boolean"),
+        },
+        ScalarKind::Id => {
+            let digits = match (value.as_i64(), value.as_u64()) {
+                (Some(i), _) => itoa::Buffer::new().format(i).to_owned(),
+                (None, Some(u)) => itoa::Buffer::new().format(u).to_owned(),
+                (None, None) => return mismatch("an ID (string or integer)"),
+            };
             out.push(b'"');
-            out.extend_from_slice(n.to_string().as_bytes());
+            out.extend_from_slice(digits.as_bytes());
             out.push(b'"');
             Ok(())
         }
-        (ScalarKind::Id, _) => mismatch("an ID (string or integer)"),
-        (ScalarKind::Int, Value::Number(n)) => match n.as_i64().and_then(|i| i32::try_from(i).ok())
-        {
-            Some(i) => {
-                out.extend_from_slice(itoa::Buffer::new().format(i).as_bytes());
-                Ok(())
+        ScalarKind::Int => {
+            if !value.is_number() {
+                return mismatch("an integer");
             }
-            None => mismatch("a 32-bit integer"),
-        },
-        (ScalarKind::Int, _) => mismatch("an integer"),
-        (ScalarKind::Float, Value::Number(n)) => match n.as_f64() {
+            match value.as_i64().and_then(|i| i32::try_from(i).ok()) {
+                Some(i) => {
+                    out.extend_from_slice(itoa::Buffer::new().format(i).as_bytes());
+                    Ok(())
+                }
+                None => mismatch("a 32-bit integer"),
+            }
+        }
+        ScalarKind::Float => match value.as_f64() {
             Some(f) if f.is_finite() => write_json(
                 out,
                 &serde_json::Number::from_f64(f).unwrap_or_else(|| 0.into()),
             ),
             _ => mismatch("a number"),
         },
-        (ScalarKind::Float, _) => mismatch("a number"),
     }
 }
 
@@ -258,7 +307,8 @@ mod tests {
         for kind in &kinds {
             for value in &values {
                 let mut written = Vec::new();
-                let result = write_leaf(&mut written, value, kind);
+                let upstream = json::parse(value.to_string().as_bytes()).expect("json");
+                let result = write_leaf(&mut written, &upstream, kind);
                 match leaf(value, kind) {
                     Ok(built) => {
                         assert_eq!(result, Ok(()), "{value} as {kind:?}");

@@ -12,6 +12,7 @@ use futures::future::join_all;
 use http::HeaderMap;
 use indexmap::IndexMap;
 use serde_json::Value;
+use sonic_rs::JsonValueTrait;
 
 use super::operation::{CallLabel, OperationState};
 use crate::batch::{key_text, BatchId, BatchItems, Grouped};
@@ -23,6 +24,7 @@ use crate::fetch::cache::{now_ms, Entry};
 use crate::schema::binding::{BoundBatch, BoundCall, BoundSource};
 use crate::schema::FieldBinding as Binding;
 use crate::telemetry::trace::RequestTrace;
+use crate::upstream::json::{self, Json};
 use crate::upstream::{CacheDirectives, UpstreamAnswer};
 
 /// A field's arguments (variables substituted, SDL defaults added).
@@ -45,7 +47,7 @@ pub enum FieldAnswer {
 pub enum Held {
     Selected(Selected),
     /// A `merge` of several answers.
-    Owned(Value),
+    Owned(Json),
     /// A batched field: the items matching `key` in `grouped`; every match
     /// for a list-typed field, else the first.
     Batch {
@@ -54,11 +56,11 @@ pub enum Held {
     },
 }
 
-static EMPTY: Vec<Value> = Vec::new();
+static EMPTY: Vec<Json> = Vec::new();
 
 impl Held {
     /// A batched field's matches (empty for other answers).
-    pub fn matches(&self) -> &[Value] {
+    pub fn matches(&self) -> &[Json] {
         match self {
             Held::Batch {
                 grouped: Some(grouped),
@@ -69,7 +71,7 @@ impl Held {
     }
 
     /// The value for a field of a non-list type (a batch's first match).
-    pub fn single(&self) -> Option<&Value> {
+    pub fn single(&self) -> Option<&Json> {
         match self {
             Held::Selected(selected) => Some(selected.get()),
             Held::Owned(value) => Some(value),
@@ -86,7 +88,7 @@ pub struct FieldScope<'a> {
     /// to propagate the trace context.
     pub trace: (&'a RequestTrace, bool),
     pub args: Option<&'a Args>,
-    pub parent: Option<&'a Value>,
+    pub parent: Option<Parent<'a>>,
     pub headers: &'a HeaderMap,
     pub claims: Option<&'a Value>,
 }
@@ -96,7 +98,7 @@ impl<'a> FieldScope<'a> {
         binding: &'a Binding,
         state: &'a OperationState,
         args: Option<&'a Args>,
-        parent: Option<&'a Value>,
+        parent: Option<Parent<'a>>,
     ) -> Self {
         FieldScope {
             binding,
@@ -115,6 +117,14 @@ impl<'a> FieldScope<'a> {
             trace: self.trace,
         }
     }
+}
+
+/// The object a field's `{parent.…}` placeholders read: upstream JSON on
+/// the planned executor, its serde_json copy on async-graphql's.
+#[derive(Clone, Copy)]
+pub enum Parent<'a> {
+    Upstream(&'a Json),
+    Converted(&'a Value),
 }
 
 impl Scope for FieldScope<'_> {
@@ -136,7 +146,12 @@ impl Scope for FieldScope<'_> {
                 }
                 value_at(&value, &path[1..]).cloned().map(Cow::Owned)
             }
-            Root::Parent => value_at(self.parent?, path).map(Cow::Borrowed),
+            Root::Parent => match self.parent? {
+                Parent::Upstream(parent) => {
+                    json::at(parent, path).map(|value| Cow::Owned(json::to_serde(value)))
+                }
+                Parent::Converted(parent) => value_at(parent, path).map(Cow::Borrowed),
+            },
             Root::Headers => {
                 let value = self.headers.get(path.join(".").as_str())?;
                 Some(Cow::Owned(Value::String(value.to_str().ok()?.to_owned())))
@@ -184,7 +199,7 @@ async fn answer_now(scope: &FieldScope<'_>, state: &OperationState) -> FieldAnsw
                 any_stale |= stale;
                 match answer {
                     CallOutcome::Value(selected) if selected.get().is_object() => {
-                        deep_merge(&mut merged, selected.into_owned())
+                        deep_merge(&mut merged, json::to_serde(selected.get()))
                     }
                     CallOutcome::Value(_) => {
                         return FieldAnswer::Failed(
@@ -204,7 +219,7 @@ async fn answer_now(scope: &FieldScope<'_>, state: &OperationState) -> FieldAnsw
                 }
             }
             FieldAnswer::Value {
-                held: Held::Owned(merged),
+                held: Held::Owned(json::from_serde(&merged)),
                 stale: any_stale,
             }
         }
@@ -305,7 +320,7 @@ pub async fn fetch_batch(
     // Per-key cache entries are keyed by the call that would fetch that one
     // key alone, so they carry the same identity (headers included).
     let mut cache_keys: Vec<String> = Vec::new();
-    let mut stale_entries: HashMap<String, Value> = HashMap::new();
+    let mut stale_entries: HashMap<String, Json> = HashMap::new();
     let mut missing = Vec::with_capacity(keys.len());
     match batch.cache {
         Some(_) => {
@@ -317,10 +332,10 @@ pub async fn fetch_batch(
                 let entry = state.fetcher.lookup(&cache_key).await;
                 match entry.as_deref() {
                     Some(Entry {
-                        value: Some(Value::Array(items)),
-                        ..
-                    }) if entry.as_ref().is_some_and(|e| e.is_fresh(now)) => {
-                        grouped.by_key.insert(key_text(&key), items.clone());
+                        value: Some(value), ..
+                    }) if value.is_array() && entry.as_ref().is_some_and(|e| e.is_fresh(now)) => {
+                        let items = json::items(value).unwrap_or_default().to_vec();
+                        grouped.by_key.insert(key_text(&key), items);
                         continue;
                     }
                     Some(
@@ -368,7 +383,8 @@ pub async fn fetch_batch(
                 let texts: Vec<String> = chunk.iter().map(key_text).collect();
                 if texts.iter().all(|t| stale_entries.contains_key(t)) {
                     for text in texts {
-                        if let Some(Value::Array(items)) = stale_entries.remove(&text) {
+                        if let Some(items) = stale_entries.remove(&text) {
+                            let items = json::items(&items).unwrap_or_default().to_vec();
                             grouped.by_key.insert(text.clone(), items);
                         }
                         grouped.stale.insert(text);
@@ -383,14 +399,11 @@ pub async fn fetch_batch(
             UpstreamAnswer::NotFound => continue,
             UpstreamAnswer::Json { cache, .. } => directives = directives.strictest(*cache),
         }
-        // Moved out of the answer when nothing else holds it (no cache
-        // entry, no coalesced caller): the items are not copied.
         let list = Selected {
             answer: fetched.answer,
             path: spec.call.select.clone(),
-        }
-        .into_owned();
-        let Value::Array(items) = list else {
+        };
+        let Some(items) = json::items(list.get()) else {
             return Err(FieldError::new(
                 ErrorCode::UpstreamBadResponse,
                 format!(
@@ -401,8 +414,8 @@ pub async fn fetch_batch(
             .from_service(&batch.service.name));
         };
         for item in items {
-            if let Some(text) = value_at(&item, &spec.match_field).map(key_text) {
-                grouped.by_key.entry(text).or_default().push(item);
+            if let Some(text) = json::at(item, &spec.match_field).map(json::key_text) {
+                grouped.by_key.entry(text).or_default().push(item.clone());
             }
         }
     }
@@ -415,7 +428,7 @@ pub async fn fetch_batch(
             let items = grouped.by_key.get(&text).cloned().unwrap_or_default();
             state
                 .fetcher
-                .store(cache_key, Value::Array(items), directives, policy)
+                .store(cache_key, Json::from(items), directives, policy)
                 .await;
         }
     }
@@ -480,55 +493,22 @@ async fn fetch(
     (outcome, fetched.stale)
 }
 
-/// An upstream answer and the part of it a field selects, borrowed; copied
-/// only for a consumer that must own it.
+/// An upstream answer and the part of it a field selects, borrowed.
 pub struct Selected {
     answer: Arc<UpstreamAnswer>,
     path: Option<Vec<String>>,
 }
 
-static NULL: Value = Value::Null;
-
 impl Selected {
-    pub fn get(&self) -> &Value {
-        let Some(json) = self.answer.json() else {
-            return &NULL;
+    pub fn get(&self) -> &Json {
+        let Some(value) = self.answer.json() else {
+            return &json::NULL;
         };
         match &self.path {
-            Some(path) => value_at(json, path).unwrap_or(&NULL),
-            None => json,
+            Some(path) => json::at(value, path).unwrap_or(&json::NULL),
+            None => value,
         }
     }
-
-    /// The selected value, moved out when nothing else holds the answer.
-    pub fn into_owned(self) -> Value {
-        match Arc::try_unwrap(self.answer) {
-            Ok(UpstreamAnswer::Json { mut value, .. }) => match &self.path {
-                Some(path) => value_at_mut(&mut value, path)
-                    .map(Value::take)
-                    .unwrap_or(Value::Null),
-                None => value,
-            },
-            Ok(UpstreamAnswer::NotFound) => Value::Null,
-            Err(shared) => Selected {
-                answer: shared,
-                path: self.path,
-            }
-            .get()
-            .clone(),
-        }
-    }
-}
-
-fn value_at_mut<'v>(mut value: &'v mut Value, path: &[String]) -> Option<&'v mut Value> {
-    for segment in path {
-        value = match value {
-            Value::Object(map) => map.get_mut(segment)?,
-            Value::Array(items) => items.get_mut(segment.parse::<usize>().ok()?)?,
-            _ => return None,
-        };
-    }
-    Some(value)
 }
 
 /// SPEC: 404 makes a nullable field null without an error.

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use async_graphql::dynamic::{FieldFuture, FieldValue, ResolverContext};
 use serde_json::Value;
 
-use super::calls::{self, FieldAnswer, FieldScope, Held};
+use super::calls::{self, FieldAnswer, FieldScope, Held, Parent};
 use super::operation::OperationState;
 use super::shape::{shape_borrowed, shape_owned};
 use crate::connector::coerce::OutputKind;
@@ -16,6 +16,7 @@ use crate::connector::template::value_at;
 use crate::error::{ErrorCode, FieldError};
 use crate::schema::binding::BoundSource;
 pub use crate::schema::FieldBinding as Binding;
+use crate::upstream::json;
 
 pub(super) type FieldResult<'a> = Result<Option<FieldValue<'a>>, async_graphql::Error>;
 
@@ -49,7 +50,8 @@ pub fn resolve(binding: Arc<Binding>, ctx: ResolverContext<'_>) -> FieldFuture<'
                     FieldError::new(ErrorCode::Internal, "operation state missing").into_graphql()
                 })?;
                 let args = ctx.args.as_index_map();
-                let scope = FieldScope::new(&binding, state, Some(args), parent);
+                let scope =
+                    FieldScope::new(&binding, state, Some(args), parent.map(Parent::Converted));
                 match calls::answer(&scope, state).await {
                     FieldAnswer::Value { held, stale } => {
                         if stale {
@@ -61,12 +63,16 @@ pub fn resolve(binding: Arc<Binding>, ctx: ResolverContext<'_>) -> FieldFuture<'
                                 .unwrap_or_default();
                             state.mark_stale(path);
                         }
+                        // This executor works on serde_json values: the
+                        // answer is copied into one here.
                         let value = match held {
-                            Held::Selected(selected) => selected.into_owned(),
-                            Held::Owned(value) => value,
+                            Held::Selected(selected) => json::to_serde(selected.get()),
+                            Held::Owned(value) => json::to_serde(&value),
                             batch @ Held::Batch { .. } => match binding.output.kind {
-                                OutputKind::List(_) => Value::Array(batch.matches().to_vec()),
-                                _ => batch.single().cloned().unwrap_or(Value::Null),
+                                OutputKind::List(_) => Value::Array(
+                                    batch.matches().iter().map(json::to_serde).collect(),
+                                ),
+                                _ => batch.single().map_or(Value::Null, json::to_serde),
                             },
                         };
                         shape_owned(value, &binding, &ctx)

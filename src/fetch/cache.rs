@@ -10,9 +10,9 @@
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
 use crate::telemetry::throttle::Throttle;
+use crate::upstream::json::Json;
 
 /// At most one "Redis unreachable" log line per this long.
 const OUTAGE_LOG_INTERVAL: Duration = Duration::from_secs(30);
@@ -23,7 +23,7 @@ const REDIS_TIMEOUT: Duration = Duration::from_millis(250);
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Entry {
     /// The answer's JSON; `None` for a 404.
-    pub value: Option<Value>,
+    pub value: Option<Json>,
     /// Served as fresh until then.
     pub fresh_until_ms: u64,
     /// Served, when the upstream fails, until then (`stale_if_error_s`).
@@ -120,7 +120,7 @@ impl RedisStore {
         get.arg(format!("conflux:cache:{key}"));
         let command = get.query_async::<Option<Vec<u8>>>(&mut connection);
         match tokio::time::timeout(REDIS_TIMEOUT, command).await {
-            Ok(Ok(Some(bytes))) => serde_json::from_slice(&bytes).ok(),
+            Ok(Ok(Some(bytes))) => sonic_rs::from_slice(&bytes).ok(),
             Ok(Ok(None)) => None,
             Ok(Err(err)) => {
                 self.log_outage(&err.to_string());
@@ -138,7 +138,7 @@ impl RedisStore {
         if ttl_ms == 0 {
             return;
         }
-        let Ok(bytes) = serde_json::to_vec(&entry) else {
+        let Ok(bytes) = sonic_rs::to_vec(&entry) else {
             return;
         };
         let mut connection = self.connection.clone();
@@ -168,7 +168,7 @@ impl RedisStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use sonic_rs::json;
 
     #[tokio::test]
     async fn memory_entries_are_served_until_stale_time() {

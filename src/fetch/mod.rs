@@ -132,7 +132,7 @@ impl Fetcher {
     pub async fn store(
         &self,
         key: String,
-        value: serde_json::Value,
+        value: crate::upstream::json::Json,
         directives: CacheDirectives,
         policy: CachePolicy,
     ) {

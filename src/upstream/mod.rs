@@ -19,12 +19,12 @@ pub mod breaker;
 pub mod failure;
 pub mod health;
 pub mod instance;
+pub mod json;
 pub mod service;
 
 use std::sync::Arc;
 
 use indexmap::IndexMap;
-use serde_json::Value;
 use tokio::time::Instant;
 
 use crate::config::ServiceConfig;
@@ -42,7 +42,7 @@ pub use service::ServiceSnapshot;
 pub enum UpstreamAnswer {
     /// A 2xx answer, with what its `Cache-Control` allows.
     Json {
-        value: Value,
+        value: json::Json,
         cache: CacheDirectives,
     },
     NotFound,
@@ -99,7 +99,7 @@ impl CacheDirectives {
 }
 
 impl UpstreamAnswer {
-    pub fn json(&self) -> Option<&Value> {
+    pub fn json(&self) -> Option<&json::Json> {
         match self {
             UpstreamAnswer::Json { value, .. } => Some(value),
             UpstreamAnswer::NotFound => None,

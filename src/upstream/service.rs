@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::{Method, StatusCode};
-use serde_json::Value;
 use tokio::sync::{Semaphore, SemaphorePermit};
 use tokio::time::Instant;
 
@@ -292,11 +291,11 @@ impl Service {
             .map_err(|err| classify(instance, &err))?;
         if body.is_empty() {
             return Ok(UpstreamAnswer::Json {
-                value: Value::Null,
+                value: super::json::Json::new(),
                 cache,
             });
         }
-        sonic_rs::from_slice(&body)
+        super::json::parse(&body)
             .map(|value| UpstreamAnswer::Json { value, cache })
             .map_err(|err| {
                 tracing::warn!(service = %self.name, error = %err, "upstream body is not JSON");

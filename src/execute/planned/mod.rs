@@ -15,9 +15,9 @@ mod write;
 
 use std::sync::Arc;
 
+use crate::upstream::json::Json;
 use async_graphql::parser::types::{BaseType, ExecutableDocument, OperationDefinition, Type};
 use async_graphql::{ServerError, Value as GqlValue, Variables};
-use serde_json::Value;
 
 use plan::OperationPlan;
 pub use plan::PlanSchema;
@@ -115,7 +115,7 @@ pub async fn execute(
     variables: &Variables,
 ) -> Executed {
     // The root's parent: an object of its own, so its address is unique.
-    let root = Value::Object(Default::default());
+    let root = Json::new_object();
     let resolution = Resolution::new(plan, state, operation, variables);
     resolution.object(&plan.root, &root, false).await;
     let mut writer = Writer::new(&resolution, state.claims.as_deref());

@@ -17,15 +17,15 @@ use async_graphql::Variables;
 use futures::future::{join_all, BoxFuture, FutureExt};
 use indexmap::IndexMap;
 use rustc_hash::FxHashMap;
-use serde_json::Value;
+use sonic_rs::JsonValueTrait;
 
 use super::plan::{FieldKind, FieldPlan, ObjectPlan, OperationPlan, SubPlan};
 use crate::batch::key_text;
 use crate::connector::coerce::{OutputKind, OutputType};
-use crate::connector::template::value_at;
-use crate::execute::calls::{self, Args, FieldAnswer, FieldScope, Held};
+use crate::execute::calls::{self, Args, FieldAnswer, FieldScope, Held, Parent};
 use crate::execute::operation::OperationState;
 use crate::schema::binding::BoundSource;
+use crate::upstream::json::{self, Json};
 
 pub struct Resolution<'p> {
     state: &'p OperationState,
@@ -37,8 +37,8 @@ pub struct Resolution<'p> {
 }
 
 /// The identity of a JSON value while the operation holds it.
-pub fn address(value: &Value) -> usize {
-    value as *const Value as usize
+pub fn address(value: &Json) -> usize {
+    value as *const Json as usize
 }
 
 impl<'p> Resolution<'p> {
@@ -61,7 +61,7 @@ impl<'p> Resolution<'p> {
     }
 
     /// The answer of field `id` for the object `parent`, when it was made.
-    pub fn answer_of(&self, parent: &Value, id: usize) -> Option<Arc<FieldAnswer>> {
+    pub fn answer_of(&self, parent: &Json, id: usize) -> Option<Arc<FieldAnswer>> {
         self.lock_answers().get(&(address(parent), id)).cloned()
     }
 
@@ -71,7 +71,7 @@ impl<'p> Resolution<'p> {
         self.answers.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn claims(&self) -> Option<&Value> {
+    fn claims(&self) -> Option<&serde_json::Value> {
         self.state.claims.as_deref()
     }
 
@@ -80,7 +80,7 @@ impl<'p> Resolution<'p> {
     pub fn object<'a>(
         &'a self,
         plan: &'a ObjectPlan,
-        parent: &'a Value,
+        parent: &'a Json,
         preloaded: bool,
     ) -> BoxFuture<'a, ()> {
         async move {
@@ -101,7 +101,7 @@ impl<'p> Resolution<'p> {
         .boxed()
     }
 
-    async fn field(&self, field: &FieldPlan, parent: &Value, preloaded: bool) {
+    async fn field(&self, field: &FieldPlan, parent: &Json, preloaded: bool) {
         let FieldKind::Field { binding, sub, .. } = &field.kind else {
             return;
         };
@@ -112,9 +112,12 @@ impl<'p> Resolution<'p> {
             }
         }
         match &binding.source {
-            BoundSource::ParentKey(key) => self.below(sub, &binding.output, parent.get(key)).await,
+            BoundSource::ParentKey(key) => {
+                self.below(sub, &binding.output, parent.get(key.as_str()))
+                    .await
+            }
             BoundSource::From(path) => {
-                self.below(sub, &binding.output, value_at(parent, path))
+                self.below(sub, &binding.output, json::at(parent, path))
                     .await
             }
             source => {
@@ -122,7 +125,8 @@ impl<'p> Resolution<'p> {
                     self.answer_of(parent, field.id)
                 } else {
                     let args = self.args[field.id].as_ref();
-                    let scope = FieldScope::new(binding, self.state, args, Some(parent));
+                    let scope =
+                        FieldScope::new(binding, self.state, args, Some(Parent::Upstream(parent)));
                     let answer = Arc::new(calls::answer(&scope, self.state).await);
                     self.lock_answers()
                         .insert((address(parent), field.id), answer.clone());
@@ -149,28 +153,33 @@ impl<'p> Resolution<'p> {
         &'a self,
         sub: &'a SubPlan,
         ty: &'a OutputType,
-        value: Option<&'a Value>,
+        value: Option<&'a Json>,
     ) -> BoxFuture<'a, ()> {
         async move {
             if !sub.resolves() {
                 return;
             }
-            match (&ty.kind, value) {
-                (OutputKind::List(item), Some(Value::Array(items))) => {
-                    self.list(sub, item, items).await
-                }
-                (OutputKind::Object(_), Some(object @ Value::Object(_))) => {
-                    if let Some(plan) = sub.for_type("") {
-                        self.object(plan, object, false).await
+            let Some(value) = value else {
+                return;
+            };
+            match &ty.kind {
+                OutputKind::List(item) => {
+                    if let Some(items) = json::items(value) {
+                        self.list(sub, item, items).await
                     }
                 }
-                (OutputKind::Abstract(abstract_type), Some(object @ Value::Object(_))) => {
+                OutputKind::Object(_) if value.is_object() => {
+                    if let Some(plan) = sub.for_type("") {
+                        self.object(plan, value, false).await
+                    }
+                }
+                OutputKind::Abstract(abstract_type) if value.is_object() => {
                     let plan = abstract_type
-                        .concrete_type(object)
+                        .concrete_type_of(value)
                         .ok()
                         .and_then(|t| sub.for_type(t));
                     if let Some(plan) = plan {
-                        self.object(plan, object, false).await
+                        self.object(plan, value, false).await
                     }
                 }
                 _ => {}
@@ -179,7 +188,7 @@ impl<'p> Resolution<'p> {
         .boxed()
     }
 
-    async fn list(&self, sub: &SubPlan, item: &OutputType, items: &[Value]) {
+    async fn list(&self, sub: &SubPlan, item: &OutputType, items: &[Json]) {
         let (OutputKind::Object(_), SubPlan::Object(plan)) = (&item.kind, sub) else {
             join_all(items.iter().map(|value| self.below(sub, item, Some(value)))).await;
             return;
@@ -203,7 +212,7 @@ impl<'p> Resolution<'p> {
     /// Answers the batched fields of `plan` for every item of a list in
     /// one go: all keys registered at once, one load per field (PERFORMANCE
     /// .md: batching is decided when the list arrives).
-    async fn preload_batches(&self, plan: &ObjectPlan, items: &[Value]) {
+    async fn preload_batches(&self, plan: &ObjectPlan, items: &[Json]) {
         for field in &plan.fields {
             let FieldKind::Field { binding, .. } = &field.kind else {
                 continue;
@@ -221,11 +230,12 @@ impl<'p> Resolution<'p> {
             let args = self.args[field.id].as_ref();
             // Items sharing a key share its answer: keys are rendered per
             // item, everything else is done per distinct key.
-            let mut keys: IndexMap<String, Value> = IndexMap::new();
+            let mut keys: IndexMap<String, serde_json::Value> = IndexMap::new();
             let mut item_keys = Vec::with_capacity(items.len());
             let mut no_key = Vec::new();
             for value in items.iter().filter(|v| v.is_object()) {
-                let scope = FieldScope::new(binding, self.state, args, Some(value));
+                let scope =
+                    FieldScope::new(binding, self.state, args, Some(Parent::Upstream(value)));
                 match calls::batch_key(batch, &scope) {
                     Some(key) => {
                         let (index, _) = keys.insert_full(key_text(&key), key);

@@ -13,16 +13,16 @@ use std::sync::Arc;
 
 use async_graphql::{Name, PathSegment, Pos, ServerError};
 use rustc_hash::FxHashMap;
-use serde_json::Value;
+use sonic_rs::{JsonContainerTrait, JsonValueTrait};
 
 use super::plan::{FieldKind, FieldPlan, ObjectPlan, SubPlan};
 use super::resolve::Resolution;
 use crate::connector::coerce::{write_leaf, OutputKind, OutputType};
-use crate::connector::template::value_at;
 use crate::error::FieldError;
 use crate::execute::calls::{self, bad_response, FieldAnswer, Held};
 use crate::schema::binding::BoundSource;
 use crate::schema::FieldBinding;
+use crate::upstream::json::{self, Json};
 
 /// An error below made this position fail; the nearest nullable position
 /// above becomes null.
@@ -32,7 +32,7 @@ type Written = Result<(), Bubble>;
 
 pub struct Writer<'r> {
     resolution: &'r Resolution<'r>,
-    claims: Option<&'r Value>,
+    claims: Option<&'r serde_json::Value>,
     pub out: Vec<u8>,
     pub errors: Vec<ServerError>,
     /// Paths answered from stale cache entries.
@@ -53,7 +53,7 @@ enum Segment<'r> {
 }
 
 impl<'r> Writer<'r> {
-    pub fn new(resolution: &'r Resolution<'r>, claims: Option<&'r Value>) -> Self {
+    pub fn new(resolution: &'r Resolution<'r>, claims: Option<&'r serde_json::Value>) -> Self {
         Writer {
             resolution,
             claims,
@@ -80,7 +80,7 @@ impl<'r> Writer<'r> {
     pub fn object(
         &mut self,
         plan: &'r ObjectPlan,
-        parent: &Value,
+        parent: &Json,
         service: Option<&'r str>,
     ) -> Written {
         let read = read_keys(plan, parent);
@@ -109,9 +109,9 @@ impl<'r> Writer<'r> {
         &mut self,
         plan: &ObjectPlan,
         field: &'r FieldPlan,
-        parent: &Value,
+        parent: &Json,
         parent_service: Option<&'r str>,
-        read: Option<Option<&Value>>,
+        read: Option<Option<&Json>>,
     ) -> Written {
         let (binding, sub) = match &field.kind {
             FieldKind::Typename => {
@@ -137,10 +137,10 @@ impl<'r> Writer<'r> {
         };
         match &binding.source {
             BoundSource::ParentKey(key) => {
-                let json = read.unwrap_or_else(|| parent.get(key));
+                let json = read.unwrap_or_else(|| parent.get(key.as_str()));
                 self.value(json, &binding.output, &at)
             }
-            BoundSource::From(path) => self.value(value_at(parent, path), &binding.output, &at),
+            BoundSource::From(path) => self.value(json::at(parent, path), &binding.output, &at),
             _ => {
                 let Some(answer) = self.resolution.answer_of(parent, field.id) else {
                     // The first phase ran out of time before reaching it.
@@ -187,7 +187,7 @@ impl<'r> Writer<'r> {
     }
 
     /// Writes `json` as a value of type `ty`.
-    fn value(&mut self, json: Option<&Value>, ty: &OutputType, at: &Field<'r>) -> Written {
+    fn value(&mut self, json: Option<&Json>, ty: &OutputType, at: &Field<'r>) -> Written {
         let json = match json {
             Some(json) if !json.is_null() => json,
             _ if ty.non_null => return self.bad(at, "a non-null value is null"),
@@ -203,9 +203,9 @@ impl<'r> Writer<'r> {
                     Err(message) => self.bad(at, &message),
                 }
             }
-            OutputKind::List(item) => match json {
-                Value::Array(items) => self.list(items, item, at),
-                _ => self.bad(at, "expected a list"),
+            OutputKind::List(item) => match json::items(json) {
+                Some(items) => self.list(items, item, at),
+                None => self.bad(at, "expected a list"),
             },
             OutputKind::Object(_) => match (json.is_object(), at.sub.for_type("")) {
                 (true, Some(plan)) => self.object(plan, json, at.service),
@@ -215,7 +215,7 @@ impl<'r> Writer<'r> {
                 if !json.is_object() {
                     return self.bad(at, "expected an object");
                 }
-                let concrete = match abstract_type.concrete_type(json) {
+                let concrete = match abstract_type.concrete_type_of(json) {
                     Ok(concrete) => concrete,
                     Err(message) => return self.bad(at, &message),
                 };
@@ -229,7 +229,7 @@ impl<'r> Writer<'r> {
 
     /// A list: a failed nullable item becomes null; a failed non-null item
     /// fails the list.
-    fn list(&mut self, items: &[Value], item: &OutputType, at: &Field<'r>) -> Written {
+    fn list(&mut self, items: &[Json], item: &OutputType, at: &Field<'r>) -> Written {
         self.out.push(b'[');
         for (index, value) in items.iter().enumerate() {
             if index > 0 {
@@ -290,9 +290,9 @@ const READ_AHEAD: usize = 32;
 /// string comparisons (PERFORMANCE.md: per-field work must stay near 100
 /// ns). Empty when the pass would cost more than the lookups (many more
 /// entries than fields read); fields then look their key up.
-fn read_keys<'v>(plan: &ObjectPlan, parent: &'v Value) -> ReadAhead<'v> {
+fn read_keys<'v>(plan: &ObjectPlan, parent: &'v Json) -> ReadAhead<'v> {
     let mut read = ReadAhead::default();
-    let Value::Object(map) = parent else {
+    let Some(map) = parent.as_object() else {
         return read;
     };
     let fields = plan.fields.len();
@@ -300,8 +300,8 @@ fn read_keys<'v>(plan: &ObjectPlan, parent: &'v Value) -> ReadAhead<'v> {
         return read;
     }
     read.len = fields;
-    for (key, value) in map {
-        if let Some(indexes) = plan.reads.get(key.as_str()) {
+    for (key, value) in map.iter() {
+        if let Some(indexes) = plan.reads.get(key) {
             for &index in indexes {
                 read.values[index] = Some(value);
             }
@@ -312,7 +312,7 @@ fn read_keys<'v>(plan: &ObjectPlan, parent: &'v Value) -> ReadAhead<'v> {
 
 /// Up to [`READ_AHEAD`] fields' values, on the stack.
 struct ReadAhead<'v> {
-    values: [Option<&'v Value>; READ_AHEAD],
+    values: [Option<&'v Json>; READ_AHEAD],
     /// 0 when nothing was read ahead.
     len: usize,
 }
@@ -328,7 +328,7 @@ impl Default for ReadAhead<'_> {
 
 impl<'v> ReadAhead<'v> {
     /// `Some(value or absent)` when read ahead, `None` to look it up.
-    fn get(&self, index: usize) -> Option<&Option<&'v Value>> {
+    fn get(&self, index: usize) -> Option<&Option<&'v Json>> {
         (index < self.len).then(|| &self.values[index])
     }
 }

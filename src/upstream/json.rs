@@ -1,0 +1,133 @@
+//! Upstream JSON: the tree an upstream answer is parsed into.
+//!
+//! sonic-rs's `Value`, not serde_json's: it is parsed into one arena per
+//! answer (a node is 16 bytes, strings are copied into the arena in one
+//! go) and dropped by freeing that arena, where serde_json allocates a
+//! B-tree node per object and a `String` per key and string value. On the
+//! large benchmark answer (2,500 orders) building, walking and dropping
+//! serde_json's tree was most of the gateway's CPU and memory.
+//!
+//! The tree is read, never changed: `merge` and the async-graphql
+//! executor work on serde_json values converted at their door
+//! ([`to_serde`], [`from_serde`]), because sonic-rs turns a changed object
+//! into a hash map and loses its key order.
+
+use sonic_rs::{JsonContainerTrait, JsonValueTrait};
+
+/// An upstream JSON value.
+pub type Json = sonic_rs::Value;
+
+/// Parses an upstream body.
+pub fn parse(body: &[u8]) -> sonic_rs::Result<Json> {
+    sonic_rs::from_slice(body)
+}
+
+/// A null to answer with when there is nothing.
+pub static NULL: Json = Json::new();
+
+/// The value at `path` below `value` (object keys, or list indices).
+pub fn at<'v>(mut value: &'v Json, path: &[String]) -> Option<&'v Json> {
+    for segment in path {
+        value = if let Some(object) = value.as_object() {
+            object.get(segment)?
+        } else if let Some(items) = value.as_array() {
+            items.get(segment.parse::<usize>().ok()?)?
+        } else {
+            return None;
+        };
+    }
+    Some(value)
+}
+
+/// The entries of an object (none for anything else).
+pub fn entries(value: &Json) -> impl Iterator<Item = (&str, &Json)> {
+    value
+        .as_object()
+        .into_iter()
+        .flat_map(|object| object.iter())
+}
+
+/// The items of a list, or `None` when `value` is not one.
+pub fn items(value: &Json) -> Option<&[Json]> {
+    value.as_array().map(|items| items.as_slice())
+}
+
+/// The text a batch key is matched by: a string's own text, else JSON.
+pub fn key_text(value: &Json) -> String {
+    match value.as_str() {
+        Some(text) => text.to_owned(),
+        None => value.to_string(),
+    }
+}
+
+/// How a value is named in an error message.
+pub fn describe(value: &Json) -> &'static str {
+    if value.is_null() {
+        "null"
+    } else if value.is_boolean() {
+        "a boolean"
+    } else if value.is_number() {
+        "a number"
+    } else if value.is_str() {
+        "a string"
+    } else if value.is_array() {
+        "a list"
+    } else {
+        "an object"
+    }
+}
+
+/// The same value as a serde_json value (for `merge`, the async-graphql
+/// executor and templates).
+pub fn to_serde(value: &Json) -> serde_json::Value {
+    use serde_json::Value;
+    if let Some(text) = value.as_str() {
+        Value::String(text.to_owned())
+    } else if let Some(items) = value.as_array() {
+        Value::Array(items.iter().map(to_serde).collect())
+    } else if let Some(object) = value.as_object() {
+        Value::Object(
+            object
+                .iter()
+                .map(|(key, value)| (key.to_owned(), to_serde(value)))
+                .collect(),
+        )
+    } else if let Some(b) = value.as_bool() {
+        Value::Bool(b)
+    } else if let Some(i) = value.as_i64() {
+        Value::from(i)
+    } else if let Some(u) = value.as_u64() {
+        Value::from(u)
+    } else if let Some(f) = value.as_f64() {
+        serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)
+    } else {
+        Value::Null
+    }
+}
+
+/// A serde_json value as upstream JSON (a merged answer, a cache entry).
+pub fn from_serde(value: &serde_json::Value) -> Json {
+    sonic_rs::to_value(value).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn converts_both_ways_keeping_numbers_and_key_order() {
+        let text = r#"{"b":1,"a":[true,null,-2,3.5,18446744073709551615],"s":"x\"y"}"#;
+        let json = parse(text.as_bytes()).expect("json");
+        let serde = to_serde(&json);
+        assert_eq!(
+            serde,
+            serde_json::from_str::<serde_json::Value>(text).unwrap()
+        );
+        let keys: Vec<&str> = entries(&json).map(|(k, _)| k).collect();
+        assert_eq!(keys, ["b", "a", "s"]);
+        assert_eq!(to_serde(&from_serde(&serde)), serde);
+        let path = ["a".to_owned(), "3".to_owned()];
+        assert_eq!(at(&json, &path).and_then(|v| v.as_f64()), Some(3.5));
+        assert_eq!(describe(&json), "an object");
+    }
+}
