@@ -72,7 +72,7 @@ impl AbstractType {
     /// [`AbstractType::concrete_type`] of upstream JSON.
     pub fn concrete_type_of(&self, value: &Json) -> Result<&str, String> {
         self.concrete_type_by(|key| {
-            value.get(key).map(|tag| match tag.as_str() {
+            json::get(value, key).map(|tag| match tag.as_str() {
                 Some(text) => Tag::Text(text),
                 None => Tag::Other(tag.to_string()),
             })

@@ -25,11 +25,23 @@ pub fn parse(body: &[u8]) -> sonic_rs::Result<Json> {
 /// A null to answer with when there is nothing.
 pub static NULL: Json = Json::new();
 
+/// The value of `key` in an object. A key the upstream sent twice reads
+/// as its last value, as serde_json and `JSON.parse` have it (sonic-rs
+/// keeps both and would find the first).
+pub fn get<'v>(value: &'v Json, key: &str) -> Option<&'v Json> {
+    let object = value.as_object()?;
+    object
+        .iter()
+        .filter(|(k, _)| *k == key)
+        .map(|(_, v)| v)
+        .last()
+}
+
 /// The value at `path` below `value` (object keys, or list indices).
 pub fn at<'v>(mut value: &'v Json, path: &[String]) -> Option<&'v Json> {
     for segment in path {
-        value = if let Some(object) = value.as_object() {
-            object.get(segment)?
+        value = if value.is_object() {
+            get(value, segment)?
         } else if let Some(items) = value.as_array() {
             items.get(segment.parse::<usize>().ok()?)?
         } else {
@@ -37,14 +49,6 @@ pub fn at<'v>(mut value: &'v Json, path: &[String]) -> Option<&'v Json> {
         };
     }
     Some(value)
-}
-
-/// The entries of an object (none for anything else).
-pub fn entries(value: &Json) -> impl Iterator<Item = (&str, &Json)> {
-    value
-        .as_object()
-        .into_iter()
-        .flat_map(|object| object.iter())
 }
 
 /// The items of a list, or `None` when `value` is not one.
@@ -105,9 +109,10 @@ pub fn to_serde(value: &Json) -> serde_json::Value {
     }
 }
 
-/// A serde_json value as upstream JSON (a merged answer, a cache entry).
+/// A serde_json value as upstream JSON (a merged answer). Through its
+/// text: sonic-rs builds objects it is handed as hash maps, in no order.
 pub fn from_serde(value: &serde_json::Value) -> Json {
-    sonic_rs::to_value(value).unwrap_or_default()
+    parse(value.to_string().as_bytes()).unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -123,8 +128,11 @@ mod tests {
             serde,
             serde_json::from_str::<serde_json::Value>(text).unwrap()
         );
-        let keys: Vec<&str> = entries(&json).map(|(k, _)| k).collect();
+        let object = json.as_object().expect("object");
+        let keys: Vec<&str> = object.iter().map(|(k, _)| k).collect();
         assert_eq!(keys, ["b", "a", "s"]);
+        let twice = parse(br#"{"k":1,"k":2}"#).expect("json");
+        assert_eq!(get(&twice, "k").and_then(|v| v.as_i64()), Some(2));
         assert_eq!(to_serde(&from_serde(&serde)), serde);
         let path = ["a".to_owned(), "3".to_owned()];
         assert_eq!(at(&json, &path).and_then(|v| v.as_f64()), Some(3.5));

@@ -113,7 +113,7 @@ impl<'p> Resolution<'p> {
         }
         match &binding.source {
             BoundSource::ParentKey(key) => {
-                self.below(sub, &binding.output, parent.get(key.as_str()))
+                self.below(sub, &binding.output, json::get(parent, key))
                     .await
             }
             BoundSource::From(path) => {

@@ -137,7 +137,7 @@ impl<'r> Writer<'r> {
         };
         match &binding.source {
             BoundSource::ParentKey(key) => {
-                let json = read.unwrap_or_else(|| parent.get(key.as_str()));
+                let json = read.unwrap_or_else(|| json::get(parent, key));
                 self.value(json, &binding.output, &at)
             }
             BoundSource::From(path) => self.value(json::at(parent, path), &binding.output, &at),
