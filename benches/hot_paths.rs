@@ -1,7 +1,8 @@
 //! The pure functions on Conflux's request path, one at a time, through the
-//! library's public API: templates filled into URLs, JSON selection, leaf
-//! coercion, batch key text and grouping, the document cache, the limits
-//! walk. `cargo bench --bench hot_paths`; one group: `cargo bench -- coerce`.
+//! library's public API: templates filled into URLs, parsing upstream JSON
+//! (against serde_json, the baseline), JSON selection, leaves written into
+//! the response, batch key text and grouping, the document cache, the
+//! limits walk. `cargo bench --bench hot_paths`; one group: `cargo bench -- coerce`.
 //!
 //! The inputs are shaped like the demo shop's data (see bench/README.md for
 //! the load benchmark that puts these figures in context: ~100 ns per field
@@ -16,8 +17,9 @@ use std::sync::Arc;
 use conflux::admission::documents::DocumentCache;
 use conflux::admission::limits;
 use conflux::batch::key_text;
-use conflux::connector::coerce::{leaf, OutputKind, ScalarKind};
+use conflux::connector::coerce::{write_leaf, OutputKind, ScalarKind};
 use conflux::connector::template::{value_at, Placeholder, Root, Scope, Template};
+use conflux::upstream::json::{self, Json};
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use serde_json::{json, Value};
 
@@ -92,25 +94,43 @@ fn templates(c: &mut Criterion) {
     group.finish();
 }
 
+/// Upstream bodies become trees once per answer: sonic-rs's arena against
+/// serde_json's `Value` (what Conflux used before), on the large workload's
+/// page of 2,500 orders.
+fn parsing(c: &mut Criterion) {
+    let mut group = c.benchmark_group("parse");
+    let page = json!({ "items": (1..=2500).map(order).collect::<Vec<_>>(), "total": 2500 });
+    let body = page.to_string().into_bytes();
+    group.throughput(Throughput::Bytes(body.len() as u64));
+    group.bench_function("2,500 orders: upstream json (sonic-rs)", |b| {
+        b.iter(|| json::parse(black_box(&body)).is_ok())
+    });
+    group.bench_function("2,500 orders: serde_json::Value (baseline)", |b| {
+        b.iter(|| serde_json::from_slice::<Value>(black_box(&body)).is_ok())
+    });
+    group.finish();
+}
+
 fn selection(c: &mut Criterion) {
-    let mut group = c.benchmark_group("value_at");
-    let one_user = user(1);
-    let page = json!({ "items": (1..=5).map(order).collect::<Vec<_>>(), "total": 5 });
+    let mut group = c.benchmark_group("json::at");
+    let one_user = json::from_serde(&user(1));
+    let page =
+        json::from_serde(&json!({ "items": (1..=5).map(order).collect::<Vec<_>>(), "total": 5 }));
     let (name, full_name, items, indexed) = (
         path("name"),
         path("profile.full_name"),
         path("items"),
         path("items.3.total.amount"),
     );
-    group.bench_function("name", |b| b.iter(|| value_at(black_box(&one_user), &name)));
+    group.bench_function("name", |b| b.iter(|| json::at(black_box(&one_user), &name)));
     group.bench_function("profile.full_name", |b| {
-        b.iter(|| value_at(black_box(&one_user), &full_name))
+        b.iter(|| json::at(black_box(&one_user), &full_name))
     });
     group.bench_function("items (select)", |b| {
-        b.iter(|| value_at(black_box(&page), &items))
+        b.iter(|| json::at(black_box(&page), &items))
     });
     group.bench_function("items.3.total.amount", |b| {
-        b.iter(|| value_at(black_box(&page), &indexed))
+        b.iter(|| json::at(black_box(&page), &indexed))
     });
     group.finish();
 }
@@ -150,12 +170,35 @@ fn coercion(c: &mut Criterion) {
             OutputKind::Enum(Arc::new(statuses.clone())),
         ),
     ];
+    let mut out = Vec::with_capacity(64);
     for (name, value, kind) in &kinds {
-        group.bench_function(*name, |b| b.iter(|| leaf(black_box(value), kind)));
+        let value = json::from_serde(value);
+        group.bench_function(*name, |b| {
+            b.iter(|| {
+                out.clear();
+                write_leaf(&mut out, black_box(&value), kind).is_ok()
+            })
+        });
     }
     // The leaves of the large workload's 2,500 orders (id, status, quantity,
     // createdAt, total.amount, total.currency): 15,000 coercions.
-    let orders: Vec<Value> = (1..=2500).map(order).collect();
+    let orders: Vec<Json> = (1..=2500).map(|n| json::from_serde(&order(n))).collect();
+    let at =
+        |order: &Json, dotted: &str| json::at(order, &path(dotted)).cloned().unwrap_or_default();
+    let leaves: Vec<[Json; 6]> = orders
+        .iter()
+        .map(|o| {
+            [
+                "id",
+                "status",
+                "quantity",
+                "createdAt",
+                "total.amount",
+                "total.currency",
+            ]
+            .map(|p| at(o, p))
+        })
+        .collect();
     let id = OutputKind::Scalar(ScalarKind::Id);
     let string = OutputKind::Scalar(ScalarKind::String);
     let int = OutputKind::Scalar(ScalarKind::Int);
@@ -163,15 +206,15 @@ fn coercion(c: &mut Criterion) {
     let status = OutputKind::Enum(Arc::new(statuses));
     group.throughput(Throughput::Elements(15_000));
     group.bench_function("2,500 orders x 6 leaves", |b| {
+        let kinds = [&id, &status, &int, &string, &float, &string];
+        let mut out = Vec::with_capacity(1 << 20);
         b.iter(|| {
+            out.clear();
             let mut ok = 0usize;
-            for order in black_box(&orders) {
-                ok += leaf(&order["id"], &id).is_ok() as usize;
-                ok += leaf(&order["status"], &status).is_ok() as usize;
-                ok += leaf(&order["quantity"], &int).is_ok() as usize;
-                ok += leaf(&order["createdAt"], &string).is_ok() as usize;
-                ok += leaf(&order["total"]["amount"], &float).is_ok() as usize;
-                ok += leaf(&order["total"]["currency"], &string).is_ok() as usize;
+            for order in black_box(&leaves) {
+                for (leaf, kind) in order.iter().zip(kinds) {
+                    ok += write_leaf(&mut out, leaf, kind).is_ok() as usize;
+                }
             }
             ok
         })
@@ -250,5 +293,5 @@ fn documents(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(hot_paths, templates, selection, coercion, batch_keys, documents);
+criterion_group!(hot_paths, templates, parsing, selection, coercion, batch_keys, documents);
 criterion_main!(hot_paths);

@@ -284,6 +284,30 @@ async fn a_2xx_body_that_is_not_json_is_upstream_bad_response() {
     assert!(!reply.text.contains("secret-page"), "{}", reply.text);
 }
 
+#[tokio::test]
+async fn a_2xx_body_nested_too_deep_is_upstream_bad_response_and_the_gateway_lives_on() {
+    let users = MockServer::start().await;
+    let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+    serve(
+        &users,
+        "GET",
+        "/users/1",
+        ResponseTemplate::new(200).set_body_raw(deep, "application/json"),
+    )
+    .await;
+    serve(&users, "GET", "/users/2", json_reply(json!({"id": "2"}))).await;
+    let gateway = gateway(&users, "").await;
+
+    let body = gateway.post(r#"{ user(id: "1") { id } }"#).await.json();
+
+    assert_eq!(body["data"], json!({"user": null}));
+    let error = only_error(&body);
+    assert_eq!(error["extensions"]["code"], json!("UPSTREAM_BAD_RESPONSE"));
+    assert_eq!(error["extensions"]["service"], json!("users"));
+    let next = gateway.post(r#"{ user(id: "2") { id } }"#).await.json();
+    assert_eq!(next, json!({"data": {"user": {"id": "2"}}}));
+}
+
 // ---- coercion ---------------------------------------------------------------
 
 #[tokio::test]
