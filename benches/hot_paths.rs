@@ -9,7 +9,7 @@
 //! is the budget for coming within 2x of a hand-written aggregator).
 
 use std::borrow::Cow;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::hint::black_box;
 use std::path::Path;
 use std::sync::Arc;
@@ -17,7 +17,7 @@ use std::sync::Arc;
 use conflux::admission::documents::DocumentCache;
 use conflux::admission::limits;
 use conflux::batch::key_text;
-use conflux::connector::coerce::{write_leaf, OutputKind, ScalarKind};
+use conflux::connector::coerce::{write_leaf, EnumValues, OutputKind, ScalarKind};
 use conflux::connector::template::{value_at, Placeholder, Root, Scope, Template};
 use conflux::upstream::json::{self, Json};
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
@@ -137,7 +137,7 @@ fn selection(c: &mut Criterion) {
 
 fn coercion(c: &mut Criterion) {
     let mut group = c.benchmark_group("coerce");
-    let statuses: HashSet<String> = ["PENDING", "SHIPPED", "DELIVERED", "CANCELLED"]
+    let statuses: EnumValues = ["PENDING", "SHIPPED", "DELIVERED", "CANCELLED"]
         .into_iter()
         .map(str::to_owned)
         .collect();

@@ -1,7 +1,7 @@
 //! `[resolvers]` + the SDL → one [`FieldBinding`] per field of every object
 //! type: how that field gets its value, checked against the schema.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,7 +14,7 @@ use crate::auth::access::AccessRule;
 use crate::config::{
     BatchSpec, CallSpec, Config, Diagnostic, Diagnostics, FieldMapping, FieldSource, ServiceConfig,
 };
-use crate::connector::coerce::{AbstractType, OutputKind, OutputType, ScalarKind};
+use crate::connector::coerce::{AbstractType, EnumValues, OutputKind, OutputType, ScalarKind};
 use crate::connector::input::{InputDefaults, InputField};
 use crate::connector::template::Root;
 use crate::fetch::CachePolicy;
@@ -357,7 +357,7 @@ fn bound_source(mapping: FieldMapping, config: &Config) -> BoundSource {
 /// Compiles SDL types into [`OutputType`]s, sharing enum value sets and
 /// abstract type descriptions between fields.
 struct OutputTypes {
-    enums: HashMap<String, Arc<HashSet<String>>>,
+    enums: HashMap<String, Arc<EnumValues>>,
     abstracts: HashMap<String, Arc<AbstractType>>,
     objects: HashMap<String, Arc<str>>,
 }
