@@ -7,7 +7,7 @@
 //! - [`config`]: `services.toml` → validated [`config::Config`]; every problem with `FILE:LINE:COL`.
 //! - [`schema`]: SDL files → merged model → field bindings → async-graphql dynamic schema.
 //! - [`connector`]: templates → upstream request; upstream JSON → values of the field's type.
-//! - [`upstream`]: the HTTP client per service: instances, balancing, breaker, health checks, retries, concurrency cap.
+//! - [`upstream`]: the HTTP client per service: instances, balancing, breaker, health checks, retries, concurrency cap; the tree upstream JSON is parsed into (`upstream::json`).
 //! - [`admission`]: what refuses work before execution: limits, rate limits, persisted queries; the document cache.
 //! - [`auth`]: JWT verification (secret, PEM, JWKS) and the `@authenticated`/`@requiresScopes` rules.
 //! - [`batch`]: keys of a batched field collected across the operation, one call per batch.
