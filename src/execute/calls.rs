@@ -334,8 +334,8 @@ pub async fn fetch_batch(
                     Some(Entry {
                         value: Some(value), ..
                     }) if value.is_array() && entry.as_ref().is_some_and(|e| e.is_fresh(now)) => {
-                        let items = json::items(value).unwrap_or_default().to_vec();
-                        grouped.by_key.insert(key_text(&key), items);
+                        let items = json::items(value).unwrap_or_default();
+                        grouped.by_key.insert(key_text(&key), items.to_vec());
                         continue;
                     }
                     Some(
@@ -383,9 +383,9 @@ pub async fn fetch_batch(
                 let texts: Vec<String> = chunk.iter().map(key_text).collect();
                 if texts.iter().all(|t| stale_entries.contains_key(t)) {
                     for text in texts {
-                        if let Some(items) = stale_entries.remove(&text) {
-                            let items = json::items(&items).unwrap_or_default().to_vec();
-                            grouped.by_key.insert(text.clone(), items);
+                        let entry = stale_entries.remove(&text);
+                        if let Some(items) = entry.as_ref().and_then(json::items) {
+                            grouped.by_key.insert(text.clone(), items.to_vec());
                         }
                         grouped.stale.insert(text);
                     }
