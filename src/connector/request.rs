@@ -1,6 +1,6 @@
 //! A call's templates + one field's scope → the upstream request to send.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -26,6 +26,9 @@ pub struct UpstreamRequest {
     /// The path template as written, for logs and metrics: the filled URL
     /// may hold personal data and never goes into a log line.
     pub template: Arc<str>,
+    /// [`UpstreamRequest::identity`], built on first use: the operation's
+    /// de-duplication, coalescing and the cache all key by it.
+    identity: OnceLock<Arc<RequestIdentity>>,
 }
 
 impl UpstreamRequest {
@@ -36,7 +39,14 @@ impl UpstreamRequest {
 
     /// Everything that makes two requests the same request: method, path
     /// and query, every header (sorted, so order does not matter), body.
-    pub fn identity(&self) -> RequestIdentity {
+    /// Built once per request and shared.
+    pub fn identity(&self) -> Arc<RequestIdentity> {
+        self.identity
+            .get_or_init(|| Arc::new(self.build_identity()))
+            .clone()
+    }
+
+    fn build_identity(&self) -> RequestIdentity {
         let mut headers: Vec<(String, Vec<u8>)> = self
             .headers
             .iter()
@@ -182,6 +192,7 @@ pub fn build<'s>(
         body,
         timeout,
         template: spec.path_text.clone(),
+        identity: OnceLock::new(),
     })
 }
 

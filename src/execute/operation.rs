@@ -37,7 +37,7 @@ pub struct OperationState {
     pub stats: Arc<CallStats>,
     /// Every GET of this operation by (service, request): a later identical
     /// call awaits the first one's answer instead of calling again.
-    calls: Mutex<HashMap<(String, RequestIdentity), SharedCall>>,
+    calls: Mutex<HashMap<(String, Arc<RequestIdentity>), SharedCall>>,
     /// Keys of batched fields, collected across the operation.
     pub batches: Batches,
     /// Errors of list items nulled while shaping a field's value; the
@@ -223,33 +223,18 @@ impl OperationState {
         policy: Option<CachePolicy>,
         label: CallLabel,
     ) -> CallResult {
+        let send = |request| {
+            let (fetcher, stats) = (self.fetcher.clone(), self.stats.clone());
+            measured(fetcher, service.clone(), request, policy, label, stats)
+        };
         if !request.is_deduplicable() {
-            return measured(
-                self.fetcher.clone(),
-                service.clone(),
-                request,
-                policy,
-                label,
-                self.stats.clone(),
-            )
-            .await;
+            return send(request).await;
         }
         let call = {
             let mut calls = self.calls.lock().unwrap_or_else(|e| e.into_inner());
             calls
                 .entry((service.name.clone(), request.identity()))
-                .or_insert_with(|| {
-                    measured(
-                        self.fetcher.clone(),
-                        service.clone(),
-                        request,
-                        policy,
-                        label,
-                        self.stats.clone(),
-                    )
-                    .boxed()
-                    .shared()
-                })
+                .or_insert_with(|| send(request).boxed().shared())
                 .clone()
         };
         call.await

@@ -14,7 +14,7 @@ use crate::upstream::{UpstreamAnswer, UpstreamClient, UpstreamError};
 
 pub type SendResult = Result<Arc<UpstreamAnswer>, UpstreamError>;
 type Call = Shared<BoxFuture<'static, SendResult>>;
-type Key = (String, RequestIdentity);
+type Key = (String, Arc<RequestIdentity>);
 
 struct InFlight {
     /// Tells this call from a later identical one under the same key.
