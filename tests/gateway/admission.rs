@@ -1996,7 +1996,8 @@ async fn random_bodies_documents_and_variables_never_get_a_5xx_or_a_dropped_conn
         &config("[limits]\nmax_depth = 8\nmax_complexity = 500"),
         SDL,
         &[("users", &users.uri())],
-    );
+    )
+    .await;
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
     let deadline = Instant::now() + Duration::from_secs(4);
     let mut sent = 0usize;

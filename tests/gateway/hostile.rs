@@ -32,7 +32,7 @@ async fn hostile_target() -> (MockServer, ProcessGateway) {
         json_reply(json!({"id": "1", "name": "Ann"})),
     )
     .await;
-    let gateway = ProcessGateway::start(TOML, SDL, &[("users", &users.uri())]);
+    let gateway = ProcessGateway::start(TOML, SDL, &[("users", &users.uri())]).await;
     (users, gateway)
 }
 

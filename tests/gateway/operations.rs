@@ -10,9 +10,8 @@
 //! Counters are still compared before/after, never as absolute totals.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader};
 use std::ops::Deref;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -24,7 +23,7 @@ use wiremock::matchers::{method, path, path_regex};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
 use crate::support::client::{preview, Client};
-use crate::support::process::served_address;
+use crate::support::process::Serving;
 use crate::support::temp::TempDir;
 use crate::support::*;
 
@@ -183,9 +182,8 @@ async fn eventually(what: &str, timeout: Duration, mut done: impl FnMut() -> boo
 /// line kept. Derefs to a [`Client`] of it.
 struct Served {
     client: Client,
-    child: Child,
+    serving: Serving,
     dir: TempDir,
-    stderr: Arc<Mutex<Vec<String>>>,
 }
 
 /// A directory with `services.toml` (`{api}` replaced by `api`) and
@@ -202,77 +200,20 @@ impl Served {
     /// --log-format FORMAT [extra…]` in `dir`, with `RUST_LOG=rust_log`;
     /// waits until it says where it serves.
     async fn start(dir: TempDir, format: &str, rust_log: &str, extra: &[&str]) -> Served {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_conflux"))
-            .args([
-                "serve",
-                "--config",
-                "services.toml",
-                "--listen",
-                "127.0.0.1:0",
-                "--log-format",
-                format,
-            ])
-            .args(extra)
-            .current_dir(dir.path())
-            .env("RUST_LOG", rust_log)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start conflux serve");
-        let stderr = Arc::new(Mutex::new(Vec::new()));
-        let pipe = child.stderr.take().expect("piped stderr");
-        let sink = stderr.clone();
-        std::thread::spawn(move || {
-            let mut reader = BufReader::new(pipe);
-            let mut line = Vec::new();
-            loop {
-                line.clear();
-                match reader.read_until(b'\n', &mut line) {
-                    Ok(0) | Err(_) => break,
-                    Ok(_) => {
-                        let text = String::from_utf8_lossy(&line).trim_end().to_owned();
-                        sink.lock().expect("stderr lock").push(text);
-                    }
-                }
-            }
-        });
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let addr = loop {
-            let found = stderr
-                .lock()
-                .expect("stderr lock")
-                .iter()
-                .find_map(|line| served_address(line));
-            if let Some(addr) = found {
-                break addr;
-            }
-            if let Ok(Some(status)) = child.try_wait() {
-                panic!(
-                    "conflux serve exited ({status}) before serving:\n{}",
-                    stderr.lock().expect("stderr lock").join("\n")
-                );
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!(
-                    "conflux serve did not report its address:\n{}",
-                    stderr.lock().expect("stderr lock").join("\n")
-                );
-            }
-            tokio::time::sleep(ms(20)).await;
-        };
+        let args: Vec<&str> = ["--log-format", format]
+            .into_iter()
+            .chain(extra.iter().copied())
+            .collect();
+        let serving = Serving::start(dir.path(), rust_log, &args).await;
         Served {
-            client: Client::new(format!("http://{addr}")),
-            child,
+            client: Client::new(format!("http://{}", serving.addr)),
+            serving,
             dir,
-            stderr,
         }
     }
 
     fn lines(&self) -> Vec<String> {
-        self.stderr.lock().expect("stderr lock").clone()
+        self.serving.lines()
     }
 
     fn stderr_text(&self) -> String {
@@ -346,14 +287,14 @@ impl Served {
     /// `kill -HUP PID`.
     fn hang_up(&self) {
         let status = Command::new("kill")
-            .args(["-HUP", &self.child.id().to_string()])
+            .args(["-HUP", &self.serving.child.id().to_string()])
             .status()
             .expect("run kill");
         assert!(status.success(), "kill -HUP failed: {status}");
     }
 
     fn is_running(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(None))
+        self.serving.is_running()
     }
 }
 
@@ -362,13 +303,6 @@ impl Deref for Served {
 
     fn deref(&self) -> &Client {
         &self.client
-    }
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

@@ -9,11 +9,10 @@
 //! ([`serve`]) or as the real binary ([`Binary`]) when a signal or its logs
 //! are what is tested.
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::Command;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::extract::Path as UrlPath;
@@ -33,6 +32,7 @@ use wiremock::MockServer;
 
 use crate::support::check::Checked;
 use crate::support::client::raw_http_status;
+use crate::support::process::Serving;
 use crate::support::temp::TempDir;
 use crate::support::*;
 
@@ -614,6 +614,7 @@ fn sighup_makes_the_running_binary_serve_the_new_certificate() {
     let first = pki.server("gateway one");
     let second = pki.server("gateway two");
     let binary = Binary::start(
+        &runtime,
         &config(SERVER_TLS, &users.uri(), ""),
         &[
             ("certs/gateway.pem", &first.cert_pem),
@@ -771,7 +772,7 @@ fn a_refused_upstream_certificate_is_logged_with_the_reason() {
     let runtime = tokio::runtime::Runtime::new().expect("a runtime");
     let pki = Pki::new("internal CA");
     let upstream = runtime.block_on(https_upstream(&pki.server("users"), None));
-    let binary = Binary::start(&config("", &upstream, ""), &[]);
+    let binary = Binary::start(&runtime, &config("", &upstream, ""), &[]);
     let client = reqwest::Client::builder()
         .no_proxy()
         .build()
@@ -977,91 +978,37 @@ fn check_accepts_valid_tls_files() {
 
 /// `conflux serve` in a child process, its stderr kept.
 struct Binary {
-    child: Child,
+    serving: Serving,
     /// `127.0.0.1:PORT`.
     addr: String,
     dir: TempDir,
-    stderr: Arc<Mutex<Vec<String>>>,
 }
 
 impl Binary {
-    fn start(toml: &str, files: &[(&str, &str)]) -> Binary {
+    fn start(runtime: &tokio::runtime::Runtime, toml: &str, files: &[(&str, &str)]) -> Binary {
         let dir = TempDir::new();
         dir.write("services.toml", toml);
         dir.write("schema/schema.graphql", SDL);
         for (relative, text) in files {
             dir.write(relative, text);
         }
-        let mut child = Command::new(env!("CARGO_BIN_EXE_conflux"))
-            .args([
-                "serve",
-                "--config",
-                "services.toml",
-                "--listen",
-                "127.0.0.1:0",
-            ])
-            .current_dir(dir.path())
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start conflux serve");
-        let stderr = Arc::new(Mutex::new(Vec::new()));
-        let (found, address) = std::sync::mpsc::channel::<String>();
-        let pipe = child.stderr.take().expect("piped stderr");
-        let lines = stderr.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(pipe).lines() {
-                let Ok(line) = line else { break };
-                if line.contains("serving") {
-                    if let Some(addr) = loopback_address(&line) {
-                        let _ = found.send(addr);
-                    }
-                }
-                lines.lock().expect("log lock").push(line);
-            }
-        });
-        let mut binary = Binary {
-            child,
-            addr: String::new(),
+        let serving = runtime.block_on(Serving::start(dir.path(), "info", &[]));
+        Binary {
+            addr: serving.addr.clone(),
+            serving,
             dir,
-            stderr,
-        };
-        match address.recv_timeout(Duration::from_secs(30)) {
-            Ok(addr) => binary.addr = addr,
-            Err(_) => panic!(
-                "conflux serve did not say where it serves:\n{}",
-                binary.logs()
-            ),
         }
-        binary
     }
 
     fn logs(&self) -> String {
-        self.stderr.lock().expect("log lock").join("\n")
+        self.serving.lines().join("\n")
     }
 
     fn signal(&self, signal: &str) {
         let status = Command::new("kill")
-            .args([signal, &self.child.id().to_string()])
+            .args([signal, &self.serving.child.id().to_string()])
             .status()
             .expect("run kill");
         assert!(status.success(), "kill {signal} failed");
     }
-}
-
-impl Drop for Binary {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// The first `127.0.0.1:PORT` in `line`.
-fn loopback_address(line: &str) -> Option<String> {
-    let start = line.find("127.0.0.1:")?;
-    let rest = &line[start + "127.0.0.1:".len()..];
-    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
-    (!digits.is_empty()).then(|| format!("127.0.0.1:{digits}"))
 }

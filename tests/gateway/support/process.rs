@@ -4,33 +4,29 @@
 
 use std::io::{BufRead, BufReader};
 use std::ops::Deref;
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use super::client::Client;
 use super::temp::TempDir;
 
-pub struct ProcessGateway {
+/// A `conflux serve` child process and what it has written to stderr.
+pub struct Serving {
+    pub child: Child,
     /// `127.0.0.1:PORT`.
     pub addr: String,
-    child: Child,
-    client: Client,
-    _dir: TempDir,
+    /// Every stderr line so far; a thread drains the pipe so it never fills.
+    pub stderr: Arc<Mutex<Vec<String>>>,
 }
 
-impl ProcessGateway {
-    /// Starts `conflux serve --listen 127.0.0.1:0` on `toml` (with
-    /// `{NAME}` replaced by each upstream's URL) and `sdl`, and waits until
-    /// it says where it serves.
-    pub fn start(toml: &str, sdl: &str, upstreams: &[(&str, &str)]) -> ProcessGateway {
-        let dir = TempDir::new();
-        let mut config = toml.to_owned();
-        for (name, url) in upstreams {
-            config = config.replace(&format!("{{{name}}}"), url);
-        }
-        dir.write("services.toml", &config);
-        dir.write("schema/schema.graphql", sdl);
+impl Serving {
+    /// `conflux serve --config services.toml --listen 127.0.0.1:0 [args…]`
+    /// in `dir`, with `RUST_LOG=rust_log`; waits (30 s at most) until it
+    /// says where it serves, and panics with its stderr when it exits
+    /// before that.
+    pub async fn start(dir: &Path, rust_log: &str, args: &[&str]) -> Serving {
         let mut child = Command::new(env!("CARGO_BIN_EXE_conflux"))
             .args([
                 "serve",
@@ -39,41 +35,69 @@ impl ProcessGateway {
                 "--listen",
                 "127.0.0.1:0",
             ])
-            .current_dir(dir.path())
-            .env("RUST_LOG", "info")
+            .args(args)
+            .current_dir(dir)
+            .env("RUST_LOG", rust_log)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
             .expect("start conflux serve");
-        let stderr = child.stderr.take().expect("piped stderr");
-        let (found, address) = mpsc::channel::<String>();
+        let stderr = Arc::new(Mutex::new(Vec::new()));
+        let pipe = child.stderr.take().expect("piped stderr");
+        let sink = stderr.clone();
         std::thread::spawn(move || {
-            let mut found = Some(found);
-            // Keeps draining after the address so the pipe never fills.
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                if let Some(addr) = served_address(&line) {
-                    if let Some(sender) = found.take() {
-                        let _ = sender.send(addr);
+            let mut reader = BufReader::new(pipe);
+            let mut line = Vec::new();
+            loop {
+                line.clear();
+                match reader.read_until(b'\n', &mut line) {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {
+                        let text = String::from_utf8_lossy(&line).trim_end().to_owned();
+                        sink.lock().expect("stderr lock").push(text);
                     }
                 }
             }
         });
-        let addr = match address.recv_timeout(Duration::from_secs(30)) {
-            Ok(addr) => addr,
-            Err(_) => {
+        let text =
+            |stderr: &Arc<Mutex<Vec<String>>>| stderr.lock().expect("stderr lock").join("\n");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let addr = loop {
+            let found = stderr
+                .lock()
+                .expect("stderr lock")
+                .iter()
+                .find_map(|line| served_address(line));
+            if let Some(addr) = found {
+                break addr;
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!(
+                    "conflux serve exited ({status}) before serving:\n{}",
+                    text(&stderr)
+                );
+            }
+            if Instant::now() > deadline {
                 let _ = child.kill();
                 let _ = child.wait();
-                panic!("conflux serve did not report its address");
+                panic!(
+                    "conflux serve did not report its address:\n{}",
+                    text(&stderr)
+                );
             }
+            tokio::time::sleep(Duration::from_millis(20)).await;
         };
-        ProcessGateway {
+        Serving {
             child,
-            client: Client::new(format!("http://{addr}")),
             addr,
-            _dir: dir,
+            stderr,
         }
+    }
+
+    /// Its stderr so far, one line each.
+    pub fn lines(&self) -> Vec<String> {
+        self.stderr.lock().expect("stderr lock").clone()
     }
 
     /// Whether the process is still running (it did not crash).
@@ -82,14 +106,56 @@ impl ProcessGateway {
     }
 }
 
-/// `127.0.0.1:PORT` from a log line mentioning `http://127.0.0.1:PORT`.
-/// The `127.0.0.1:PORT` of the gateway's "conflux is serving" line.
+impl Drop for Serving {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub struct ProcessGateway {
+    /// `127.0.0.1:PORT`.
+    pub addr: String,
+    serving: Serving,
+    client: Client,
+    _dir: TempDir,
+}
+
+impl ProcessGateway {
+    /// Starts `conflux serve --listen 127.0.0.1:0` on `toml` (with
+    /// `{NAME}` replaced by each upstream's URL) and `sdl`, and waits until
+    /// it says where it serves.
+    pub async fn start(toml: &str, sdl: &str, upstreams: &[(&str, &str)]) -> ProcessGateway {
+        let dir = TempDir::new();
+        let mut config = toml.to_owned();
+        for (name, url) in upstreams {
+            config = config.replace(&format!("{{{name}}}"), url);
+        }
+        dir.write("services.toml", &config);
+        dir.write("schema/schema.graphql", sdl);
+        let serving = Serving::start(dir.path(), "info", &[]).await;
+        ProcessGateway {
+            client: Client::new(format!("http://{}", serving.addr)),
+            addr: serving.addr.clone(),
+            serving,
+            _dir: dir,
+        }
+    }
+
+    /// Whether the process is still running (it did not crash).
+    pub fn is_running(&mut self) -> bool {
+        self.serving.is_running()
+    }
+}
+
+/// The `127.0.0.1:PORT` of the gateway's "conflux is serving" line (over
+/// http or https).
 pub fn served_address(line: &str) -> Option<String> {
     // Only the announcement: other lines may name other local URLs.
     if !line.contains("conflux is serving") {
         return None;
     }
-    let start = line.find("http://127.0.0.1:")? + "http://".len();
+    let start = line.find("://127.0.0.1:")? + "://".len();
     let rest = &line[start..];
     let port_start = "127.0.0.1:".len();
     let digits = rest[port_start..]
@@ -104,12 +170,5 @@ impl Deref for ProcessGateway {
 
     fn deref(&self) -> &Client {
         &self.client
-    }
-}
-
-impl Drop for ProcessGateway {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
