@@ -308,6 +308,38 @@ async fn a_2xx_body_nested_too_deep_is_upstream_bad_response_and_the_gateway_liv
     assert_eq!(next, json!({"data": {"user": {"id": "2"}}}));
 }
 
+#[tokio::test]
+async fn a_key_an_upstream_object_repeats_reads_as_its_last_value() {
+    // Both ways the writer reads keys: one pass over a small object's
+    // entries, and a lookup per field in an object with many more keys.
+    let users = MockServer::start().await;
+    let small = r#"{"id": "1", "name": "first", "name": "last"}"#;
+    let padding: String = (0..20).map(|i| format!(r#""k{i}": {i}, "#)).collect();
+    let wide = format!(r#"{{{padding}"id": "2", "name": "first", "name": "last"}}"#);
+    for (route, body) in [("/users/1", small.to_owned()), ("/users/2", wide)] {
+        serve(
+            &users,
+            "GET",
+            route,
+            ResponseTemplate::new(200).set_body_raw(body, "application/json"),
+        )
+        .await;
+    }
+    let gateway = gateway(&users, "").await;
+
+    for id in ["1", "2"] {
+        let body = gateway
+            .post(&format!(r#"{{ user(id: "{id}") {{ id name }} }}"#))
+            .await
+            .json();
+        assert_eq!(
+            body,
+            json!({"data": {"user": {"id": id, "name": "last"}}}),
+            "user {id}"
+        );
+    }
+}
+
 // ---- coercion ---------------------------------------------------------------
 
 #[tokio::test]
