@@ -13,7 +13,6 @@
 //! The binding decides that a field is batched (`BoundSource::Batch`); this
 //! module only collects keys and hands each batch to the caller's fetch.
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 
@@ -28,8 +27,8 @@ use crate::upstream::json::Json;
 /// and the keys answered by stale cache entries (`stale_if_error_s`).
 #[derive(Debug, Default)]
 pub struct BatchItems {
-    pub by_key: HashMap<String, Vec<Json>>,
-    pub stale: std::collections::HashSet<String>,
+    pub by_key: foldhash::HashMap<String, Vec<Json>>,
+    pub stale: foldhash::HashSet<String>,
 }
 
 pub type Grouped = Arc<BatchItems>;
@@ -59,10 +58,10 @@ pub struct Batches {
 #[derive(Default)]
 struct State {
     /// Batches still collecting keys.
-    pending: HashMap<BatchId, PendingBatch>,
+    pending: foldhash::HashMap<BatchId, PendingBatch>,
     /// Every key ever asked for → the batch that fetches it, so a key is
     /// fetched once per operation however often it is asked for.
-    known: HashMap<(BatchId, String), SharedOutcome>,
+    known: foldhash::HashMap<(BatchId, String), SharedOutcome>,
 }
 
 impl Batches {
@@ -193,7 +192,7 @@ mod tests {
                                 vec![json!("a"), json!("b")],
                                 "deduplicated, first-seen order"
                             );
-                            let by_key: HashMap<String, Vec<Json>> = keys
+                            let by_key: foldhash::HashMap<String, Vec<Json>> = keys
                                 .iter()
                                 .map(|k| (key_text(k), vec![from_serde(&json!({"id": k}))]))
                                 .collect();

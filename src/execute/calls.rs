@@ -317,6 +317,7 @@ pub async fn fetch_batch(
         })
     };
     let mut grouped = BatchItems::default();
+    grouped.by_key.reserve(keys.len());
     // Per-key cache entries are keyed by the call that would fetch that one
     // key alone, so they carry the same identity (headers included).
     let mut cache_keys: Vec<String> = Vec::new();

@@ -1,7 +1,6 @@
 //! State that lives for one GraphQL operation: the client's headers, and
 //! the calls already made, so identical GETs are sent once (SPEC §3).
 
-use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -37,7 +36,7 @@ pub struct OperationState {
     pub stats: Arc<CallStats>,
     /// Every GET of this operation by (service, request): a later identical
     /// call awaits the first one's answer instead of calling again.
-    calls: Mutex<HashMap<(String, Arc<RequestIdentity>), SharedCall>>,
+    calls: Mutex<foldhash::HashMap<(String, Arc<RequestIdentity>), SharedCall>>,
     /// Keys of batched fields, collected across the operation.
     pub batches: Batches,
     /// Errors of list items nulled while shaping a field's value; the
@@ -46,7 +45,7 @@ pub struct OperationState {
     /// Paths (`search.1`) of object list items that are null. The dynamic
     /// executor would resolve an object's fields even on a null item, so
     /// `ResponseRules` answers these paths with null instead.
-    null_items: Mutex<HashSet<String>>,
+    null_items: Mutex<foldhash::HashSet<String>>,
     has_null_items: AtomicBool,
     /// Paths served from stale cache entries (`extensions.conflux.stale`).
     stale_paths: Mutex<Vec<Vec<PathSegment>>>,
@@ -174,10 +173,10 @@ impl OperationState {
             trace: request.trace,
             propagate_trace: request.propagate_trace,
             stats: Arc::new(CallStats::new(request.debug)),
-            calls: Mutex::new(HashMap::new()),
+            calls: Mutex::default(),
             batches: Batches::default(),
             item_errors: Mutex::new(Vec::new()),
-            null_items: Mutex::new(HashSet::new()),
+            null_items: Mutex::default(),
             has_null_items: AtomicBool::new(false),
             stale_paths: Mutex::new(Vec::new()),
         }

@@ -3,7 +3,6 @@
 //! shared. "Identical" is the whole request as sent, headers included, so
 //! two users' calls carrying their own identity never merge.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -26,7 +25,7 @@ struct InFlight {
 
 #[derive(Default)]
 pub struct Coalescer {
-    in_flight: Mutex<HashMap<Key, InFlight>>,
+    in_flight: Mutex<foldhash::HashMap<Key, InFlight>>,
     next_id: AtomicU64,
 }
 
@@ -78,7 +77,7 @@ impl Coalescer {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Key, InFlight>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, foldhash::HashMap<Key, InFlight>> {
         self.in_flight.lock().unwrap_or_else(|e| e.into_inner())
     }
 

@@ -10,6 +10,7 @@ use tokio::time::Instant;
 use super::breaker::{Admission, CircuitBreaker, CircuitState, Transition};
 use super::health::HealthStatus;
 use crate::config::CircuitBreakerConfig;
+use crate::telemetry::metrics::UpstreamCallMetrics;
 
 #[derive(Debug)]
 pub struct Instance {
@@ -18,6 +19,12 @@ pub struct Instance {
     pub url: String,
     /// The URL without user name or password, for logs and metrics.
     pub label: String,
+    /// `url` parsed once, and its path without the trailing slash: a call's
+    /// URL is this with the call's path and query set, which skips parsing
+    /// the scheme and host (IDNA included) on every call.
+    base: Option<(reqwest::Url, String)>,
+    /// `conflux_upstream_requests_total` and `…_duration_seconds` here.
+    pub call_metrics: UpstreamCallMetrics,
     /// Calls sent and not yet answered; least_requests reads it.
     in_flight: AtomicU64,
     /// `None` without `circuit_breaker`: calls alone never eject.
@@ -66,6 +73,11 @@ impl Instance {
     pub fn new(service: Arc<str>, url: String, breaker: Option<&CircuitBreakerConfig>) -> Self {
         Instance {
             label: redact(&url),
+            base: reqwest::Url::parse(&url).ok().map(|base| {
+                let path = base.path().trim_end_matches('/').to_owned();
+                (base, path)
+            }),
+            call_metrics: UpstreamCallMetrics::default(),
             service,
             url,
             in_flight: AtomicU64::new(0),
@@ -73,6 +85,21 @@ impl Instance {
             health: AtomicU8::new(HealthStatus::Unknown as u8),
             counters: Counters::default(),
         }
+    }
+
+    /// The URL of a call to `path_and_query` here (`/users/7?x=1`, as
+    /// built by the connector: encoded, starting with `/`); `None` when the
+    /// base URL does not parse, and the call should report that.
+    pub fn call_url(&self, path_and_query: &str) -> Option<reqwest::Url> {
+        let (base, base_path) = self.base.as_ref()?;
+        let (path, query) = match path_and_query.split_once('?') {
+            Some((path, query)) => (path, Some(query)),
+            None => (path_and_query, None),
+        };
+        let mut url = base.clone();
+        url.set_path(&format!("{base_path}{path}"));
+        url.set_query(query);
+        Some(url)
     }
 
     pub fn in_flight(&self) -> u64 {
@@ -268,6 +295,33 @@ mod tests {
             "http://127.0.0.1:7001".to_owned(),
             breaker.as_ref(),
         )
+    }
+
+    #[test]
+    fn a_call_url_is_the_url_parsed_from_base_and_path_in_one_string() {
+        let bases = [
+            "http://127.0.0.1:7001",
+            "http://users.internal:8080/api/v2",
+            "https://user:secret@example.com/base",
+            "http://[::1]:9000/p",
+        ];
+        let calls = [
+            "/users/7",
+            "/users/7?fields=a,b&x=%20y",
+            "/search?q=caf%C3%A9&tags=a%2Cb",
+            "/a%2Fb/c%3Fd",
+            "/",
+            "/items?",
+        ];
+        for base in bases {
+            let instance = Instance::new(Arc::from("s"), base.to_owned(), None);
+            for call in calls {
+                let whole = reqwest::Url::parse(&format!("{base}{call}")).expect("url");
+                assert_eq!(instance.call_url(call), Some(whole), "{base} + {call}");
+            }
+        }
+        let unparsable = Instance::new(Arc::from("s"), "not a url".to_owned(), None);
+        assert_eq!(unparsable.call_url("/x"), None);
     }
 
     #[test]

@@ -31,20 +31,33 @@ pub fn parse(body: &[u8]) -> Result<Json, String> {
 }
 
 /// Whether arrays and objects in `body` nest deeper than `limit` (brackets
-/// inside strings do not count). One pass over the bytes: about a twentieth
-/// of what parsing costs.
+/// inside strings do not count).
 fn nested_deeper_than(body: &[u8], limit: usize) -> bool {
+    // Most answers hold fewer brackets than the limit in all, and counting
+    // them is a vectorised pass, far cheaper than the walk below.
+    if body.iter().filter(|&&b| b == b'[' || b == b'{').count() <= limit {
+        return false;
+    }
     let mut depth = 0usize;
     let mut i = 0;
     while i < body.len() {
         match body[i] {
             b'"' => {
+                // Strings are most of a body's bytes: jump to the closing
+                // quote, past escapes, instead of walking there.
                 i += 1;
-                while i < body.len() {
-                    match body[i] {
-                        b'"' => break,
-                        b'\\' => i += 2,
-                        _ => i += 1,
+                loop {
+                    match body
+                        .get(i..)
+                        .and_then(|rest| memchr::memchr2(b'"', b'\\', rest))
+                    {
+                        Some(offset) if body[i + offset] == b'"' => {
+                            i += offset;
+                            break;
+                        }
+                        Some(offset) => i += offset + 2,
+                        // Unterminated: the parser refuses the body.
+                        None => return false,
                     }
                 }
             }
@@ -190,5 +203,17 @@ mod tests {
         // Brackets and escaped quotes inside strings are text.
         let text = format!("[\"{}\\\"{}\"]", "[".repeat(500), "{".repeat(500));
         assert!(parse(text.as_bytes()).is_ok());
+        // Many brackets, shallow: the walk runs, and lets it through.
+        let wide = format!("[{}[]]", "[],".repeat(1000));
+        assert!(parse(wide.as_bytes()).is_ok());
+        // An escaped backslash ends before the quote that closes the string.
+        let deep_after_string = format!("[\"\\\\\",{}", nested(MAX_DEPTH) + "]");
+        assert!(nested_deeper_than(deep_after_string.as_bytes(), MAX_DEPTH));
+        // Cut off inside a string or an escape: no panic, a parse error.
+        for cut in ["\"\\", "\"abc", "\"ab\\\""] {
+            let body = format!("[{}{cut}", "[],".repeat(200));
+            assert!(!nested_deeper_than(body.as_bytes(), MAX_DEPTH));
+            assert!(parse(body.as_bytes()).is_err());
+        }
     }
 }

@@ -169,7 +169,9 @@ impl Service {
             Ok(UpstreamAnswer::Json { .. }) => "2xx",
             Err(failure) => failure.status_class(),
         };
-        metrics::upstream_call(&self.name, &instance.label, status, duration);
+        instance
+            .call_metrics
+            .record(&self.name, &instance.label, status, duration);
         tracing::debug!(
             service = %self.name,
             instance = %instance.label,
@@ -240,7 +242,6 @@ impl Service {
         request: &UpstreamRequest,
         deadline: Instant,
     ) -> Result<UpstreamAnswer, UpstreamFailure> {
-        let url = format!("{}{}", instance.url, request.path_and_query);
         let mut headers = request.headers.clone();
         // With OTLP export on, each attempt is a span, and the upstream's
         // `traceparent` names it as the parent.
@@ -257,9 +258,15 @@ impl Service {
         } else {
             tracing::Span::none()
         };
-        let mut builder = self
-            .http
-            .request(request.method.clone(), &url)
+        let builder = match instance.call_url(&request.path_and_query) {
+            Some(url) => self.http.request(request.method.clone(), url),
+            // reqwest reports the unparsable URL when sending.
+            None => self.http.request(
+                request.method.clone(),
+                format!("{}{}", instance.url, request.path_and_query),
+            ),
+        };
+        let mut builder = builder
             .headers(headers)
             .timeout(deadline.saturating_duration_since(Instant::now()));
         if let Some(body) = &request.body {

@@ -9,14 +9,13 @@
 //! names one object for the whole operation. The same object reached twice
 //! (a batch item shared by several parents) is walked once.
 
-use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
 use async_graphql::parser::types::OperationDefinition;
 use async_graphql::Variables;
 use futures::future::{join_all, BoxFuture, FutureExt};
 use indexmap::IndexMap;
-use rustc_hash::FxHashMap;
+use rustc_hash::{FxHashMap, FxHashSet};
 use sonic_rs::JsonValueTrait;
 
 use super::plan::{FieldKind, FieldPlan, ObjectPlan, OperationPlan, SubPlan};
@@ -33,7 +32,7 @@ pub struct Resolution<'p> {
     args: Vec<Option<Args>>,
     answers: Mutex<FxHashMap<(usize, usize), Arc<FieldAnswer>>>,
     /// (object, plan) pairs already walked.
-    walked: Mutex<HashSet<(usize, usize)>>,
+    walked: Mutex<FxHashSet<(usize, usize)>>,
 }
 
 /// The identity of a JSON value while the operation holds it.
@@ -56,7 +55,7 @@ impl<'p> Resolution<'p> {
                 .map(|args| args.as_ref().map(|a| a.values(operation, variables)))
                 .collect(),
             answers: Mutex::new(FxHashMap::default()),
-            walked: Mutex::new(HashSet::new()),
+            walked: Mutex::default(),
         }
     }
 
