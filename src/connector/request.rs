@@ -11,7 +11,7 @@ use http::{HeaderMap, HeaderValue, Method};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
-use super::template::{encode_component, Placeholder, Scope};
+use super::template::{encode_component, Placeholder, Scope, Template};
 use crate::auth::claim_text;
 use crate::config::{BodyTemplate, CallSpec, ServiceConfig};
 use crate::telemetry::trace::RequestTrace;
@@ -235,11 +235,7 @@ pub fn build<'s>(
 pub fn render_body(body: &BodyTemplate, scope: &dyn Scope) -> Option<Value> {
     match body {
         BodyTemplate::Literal(value) => Some(value.clone()),
-        BodyTemplate::Text(template) => match template.single_placeholder() {
-            // One placeholder alone keeps its JSON type (SPEC §3 `body`).
-            Some(placeholder) => scope.lookup(placeholder).map(|v| v.into_owned()),
-            None => template.render_text(scope).map(Value::String),
-        },
+        BodyTemplate::Text(template) => render_value(template, scope),
         BodyTemplate::Array(items) => Some(Value::Array(
             items
                 .iter()
@@ -252,6 +248,15 @@ pub fn render_body(body: &BodyTemplate, scope: &dyn Scope) -> Option<Value> {
                 .filter_map(|(key, item)| Some((key.clone(), render_body(item, scope)?)))
                 .collect::<Map<String, Value>>(),
         )),
+    }
+}
+
+/// Fills a text template as a JSON value: one placeholder alone keeps its
+/// JSON type (SPEC §3 `body`), anything else is a string.
+pub fn render_value(template: &Template, scope: &dyn Scope) -> Option<Value> {
+    match template.single_placeholder() {
+        Some(placeholder) => scope.lookup(placeholder).map(|v| v.into_owned()),
+        None => template.render_text(scope).map(Value::String),
     }
 }
 

@@ -16,8 +16,7 @@ use sonic_rs::JsonValueTrait;
 
 use super::operation::{CallLabel, OperationState};
 use crate::batch::{key_text, BatchId, BatchItems, Grouped};
-use crate::config::BodyTemplate;
-use crate::connector::request::{self, render_body, ClientContext};
+use crate::connector::request::{self, render_value, ClientContext};
 use crate::connector::template::{value_at, Placeholder, Root, Scope};
 use crate::error::{ErrorCode, FieldError};
 use crate::fetch::cache::{now_ms, Entry};
@@ -250,7 +249,7 @@ async fn answer_now(scope: &FieldScope<'_>, state: &OperationState) -> FieldAnsw
 
 /// A batched field's key for the scope's parent; `None` when it has none.
 pub fn batch_key(batch: &BoundBatch, scope: &dyn Scope) -> Option<Value> {
-    render_body(&BodyTemplate::Text(batch.spec.key.clone()), scope).filter(|k| !k.is_null())
+    render_value(&batch.spec.key, scope).filter(|k| !k.is_null())
 }
 
 /// The answer of a batched field whose parent has no key.
