@@ -14,6 +14,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use conflux::gateway;
 use conflux::reload::{self, LiveGateway};
+use conflux::telemetry::json_log::JsonLines;
 use conflux::telemetry::otlp;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use tracing_subscriber::layer::SubscriberExt;
@@ -223,7 +224,7 @@ fn init_logging(format: Option<LogFormat>, otlp: Option<&str>) -> Option<SdkTrac
         // Colours only for a person at a terminal, never into files.
         .with_ansi(std::io::stderr().is_terminal());
     let fmt: Box<dyn Layer<Registry> + Send + Sync> = if json {
-        fmt.json().boxed()
+        fmt.json().event_format(JsonLines::default()).boxed()
     } else {
         fmt.boxed()
     };
