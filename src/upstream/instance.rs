@@ -9,6 +9,7 @@ use tokio::time::Instant;
 
 use super::breaker::{Admission, CircuitBreaker, CircuitState, Transition};
 use super::health::HealthStatus;
+use super::transport::Direct;
 use crate::config::CircuitBreakerConfig;
 use crate::telemetry::metrics::UpstreamCallMetrics;
 
@@ -23,6 +24,8 @@ pub struct Instance {
     /// URL is this with the call's path and query set, which skips parsing
     /// the scheme and host (IDNA included) on every call.
     base: Option<(reqwest::Url, String)>,
+    /// Calls here may skip reqwest ([`super::transport::Direct::carries`]).
+    pub direct: bool,
     /// `conflux_upstream_requests_total` and `…_duration_seconds` here.
     pub call_metrics: UpstreamCallMetrics,
     /// Calls sent and not yet answered; least_requests reads it.
@@ -73,6 +76,7 @@ impl Instance {
     pub fn new(service: Arc<str>, url: String, breaker: Option<&CircuitBreakerConfig>) -> Self {
         Instance {
             label: redact(&url),
+            direct: reqwest::Url::parse(&url).is_ok_and(|url| Direct::carries(&url)),
             base: reqwest::Url::parse(&url).ok().map(|base| {
                 let path = base.path().trim_end_matches('/').to_owned();
                 (base, path)

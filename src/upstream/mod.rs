@@ -21,6 +21,7 @@ pub mod health;
 pub mod instance;
 pub mod json;
 pub mod service;
+pub mod transport;
 
 use std::sync::Arc;
 

@@ -14,11 +14,18 @@ use super::balance::Balancer;
 use super::failure::UpstreamFailure;
 use super::health::Checker;
 use super::instance::{Instance, InstanceSnapshot, Lease};
+use super::transport::{via_reqwest, Direct, Outgoing, SendError};
 use super::UpstreamAnswer;
 use crate::config::ServiceConfig;
 use crate::connector::request::UpstreamRequest;
 use crate::telemetry::metrics;
 use tracing::Instrument;
+
+/// Idle pooled connections are closed after this.
+const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// Idle connections kept per instance.
+const POOL_MAX_IDLE: usize = 256;
 
 /// The longest a connect may take, whatever the budget.
 const MAX_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -36,6 +43,9 @@ pub struct Service {
     /// One client per service: its pool keeps connections per instance
     /// (per host and port), and its connect timeout is this service's.
     http: reqwest::Client,
+    /// The same for plain `http://` instances, without reqwest's layers;
+    /// `None` when no instance is one.
+    direct: Option<Direct>,
     instances: Vec<Arc<Instance>>,
     balancer: Balancer,
     /// `max_concurrency`: a permit per call in flight (retries included).
@@ -60,14 +70,15 @@ pub struct ServiceSnapshot {
 
 impl Service {
     pub fn new(config: Arc<ServiceConfig>) -> Result<Self, reqwest::Error> {
+        let connect_timeout = connect_timeout(config.timeout, config.retries);
         let http = reqwest::Client::builder()
-            .pool_idle_timeout(Duration::from_secs(90))
-            .pool_max_idle_per_host(256)
+            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
+            .pool_max_idle_per_host(POOL_MAX_IDLE)
             .tcp_nodelay(true)
-            .connect_timeout(connect_timeout(config.timeout, config.retries));
+            .connect_timeout(connect_timeout);
         let http = crate::tls::client::configure(http, config.tls.as_ref()).build()?;
         let name: Arc<str> = Arc::from(config.name.as_str());
-        let instances = config
+        let instances: Vec<Arc<Instance>> = config
             .urls
             .iter()
             .map(|url| {
@@ -78,12 +89,17 @@ impl Service {
                 ))
             })
             .collect();
+        let direct = instances
+            .iter()
+            .any(|i| i.direct)
+            .then(|| Direct::new(connect_timeout, POOL_IDLE_TIMEOUT, POOL_MAX_IDLE));
         Ok(Service {
             balancer: Balancer::new(config.load_balancing),
             limit: Semaphore::new(config.max_concurrency.max(1) as usize),
             waiting: AtomicU64::new(0),
             name,
             http,
+            direct,
             instances,
             config,
         })
@@ -258,44 +274,65 @@ impl Service {
         } else {
             tracing::Span::none()
         };
-        let builder = match instance.call_url(&request.path_and_query) {
-            Some(url) => self.http.request(request.method.clone(), url),
-            // reqwest reports the unparsable URL when sending.
-            None => self.http.request(
-                request.method.clone(),
-                format!("{}{}", instance.url, request.path_and_query),
-            ),
+        let Some(url) = instance.call_url(&request.path_and_query) else {
+            // Config validation parses every URL; this is a safeguard.
+            tracing::warn!(service = %self.name, instance = %instance.label, "the instance URL does not parse");
+            return Err(UpstreamFailure::Unavailable);
         };
-        let mut builder = builder
-            .headers(headers)
-            .timeout(deadline.saturating_duration_since(Instant::now()));
-        if let Some(body) = &request.body {
-            builder = builder.body(body.clone());
-        }
-        let response = builder
-            .send()
-            .instrument(span.clone())
-            .await
-            .map_err(|err| classify(instance, &err))?;
-        let status = response.status();
-        if status == StatusCode::NOT_FOUND {
+        let call = |headers| Outgoing {
+            method: &request.method,
+            url: &url,
+            headers,
+            body: request.body.as_ref(),
+            deadline,
+        };
+        let reply = match &self.direct {
+            Some(direct) if instance.direct => {
+                match direct
+                    .send(call(headers.clone()))
+                    .instrument(span.clone())
+                    .await
+                {
+                    // reqwest follows redirects; a plain call does not.
+                    Ok(reply) if reply.status.is_redirection() => {
+                        via_reqwest(&self.http, call(headers))
+                            .instrument(span)
+                            .await
+                    }
+                    other => other,
+                }
+            }
+            _ => {
+                via_reqwest(&self.http, call(headers))
+                    .instrument(span)
+                    .await
+            }
+        };
+        let reply = match reply {
+            Ok(reply) => reply,
+            Err(SendError::TimedOut) => {
+                tracing::debug!(service = %self.name, instance = %instance.label, "upstream call timed out");
+                return Err(UpstreamFailure::Timeout);
+            }
+            Err(SendError::Failed(error)) => {
+                // Logged here with every cause; the client only sees the code.
+                tracing::warn!(service = %self.name, instance = %instance.label, error, "upstream call failed");
+                return Err(UpstreamFailure::Unavailable);
+            }
+        };
+        if reply.status == StatusCode::NOT_FOUND {
             return Ok(UpstreamAnswer::NotFound);
         }
-        let cache = crate::upstream::CacheDirectives::parse(response.headers());
-        if !status.is_success() {
+        let (Some(body), true) = (reply.body, reply.status.is_success()) else {
             tracing::debug!(
                 service = %self.name,
                 instance = %instance.label,
-                status = status.as_u16(),
+                status = reply.status.as_u16(),
                 "upstream answered an error status"
             );
-            return Err(UpstreamFailure::Status(status.as_u16()));
-        }
-        let body = response
-            .bytes()
-            .instrument(span)
-            .await
-            .map_err(|err| classify(instance, &err))?;
+            return Err(UpstreamFailure::Status(reply.status.as_u16()));
+        };
+        let cache = reply.cache;
         if body.is_empty() {
             return Ok(UpstreamAnswer::Json {
                 value: super::json::Json::new(),
@@ -346,54 +383,6 @@ impl Service {
 fn connect_timeout(timeout: Duration, retries: u32) -> Duration {
     let share = timeout / retries.saturating_add(1);
     share.clamp(MIN_CONNECT_TIMEOUT, MAX_CONNECT_TIMEOUT)
-}
-
-fn classify(instance: &Instance, err: &reqwest::Error) -> UpstreamFailure {
-    if err.is_timeout() {
-        tracing::debug!(
-            service = %instance.service,
-            instance = %instance.label,
-            "upstream call timed out"
-        );
-        UpstreamFailure::Timeout
-    } else {
-        // Logged here with every cause (a refused certificate says why:
-        // "invalid peer certificate: UnknownIssuer"); the client only sees
-        // the code.
-        tracing::warn!(
-            service = %instance.service,
-            instance = %instance.label,
-            error = %Causes(err),
-            "upstream call failed"
-        );
-        UpstreamFailure::Unavailable
-    }
-}
-
-/// An error and its sources, `: `-separated: reqwest's own message stops
-/// at "error sending request".
-struct Causes<'a>(&'a (dyn std::error::Error + 'static));
-
-impl std::fmt::Display for Causes<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // reqwest's own message names the filled URL, whose path and query
-        // may hold personal data: say what kind of failure it was instead.
-        match self.0.downcast_ref::<reqwest::Error>() {
-            Some(err) if err.is_connect() => f.write_str("cannot connect")?,
-            Some(err) if err.is_timeout() => f.write_str("timed out")?,
-            Some(err) if err.is_body() || err.is_decode() => {
-                f.write_str("cannot read the answer")?
-            }
-            Some(_) => f.write_str("request failed")?,
-            None => write!(f, "{}", self.0)?,
-        }
-        let mut source = self.0.source();
-        while let Some(cause) = source {
-            write!(f, ": {cause}")?;
-            source = cause.source();
-        }
-        Ok(())
-    }
 }
 
 /// Takes one off a counter when dropped, so a cancelled wait is not
