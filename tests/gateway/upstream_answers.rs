@@ -548,3 +548,70 @@ async fn an_empty_upstream_list_is_an_empty_list_and_a_missing_one_is_null() {
         json!({"data": {"user": {"tags": [], "age": null}}})
     );
 }
+
+#[tokio::test]
+async fn a_redirect_from_a_plain_http_upstream_is_followed() {
+    let users = MockServer::start().await;
+    serve(
+        &users,
+        "GET",
+        "/users/1",
+        ResponseTemplate::new(302).insert_header("location", "/people/1"),
+    )
+    .await;
+    serve_times(
+        &users,
+        "GET",
+        "/people/1",
+        json_reply(json!({"id": "1", "name": "Ann"})),
+        1,
+    )
+    .await;
+    let gateway = gateway(&users, "").await;
+
+    let reply = gateway.post(r#"{ user(id: "1") { id name } }"#).await;
+
+    assert_eq!(
+        reply.json(),
+        json!({"data": {"user": {"id": "1", "name": "Ann"}}})
+    );
+}
+
+#[tokio::test]
+async fn a_proxy_named_in_the_environment_carries_plain_http_calls() {
+    let users = MockServer::start().await;
+    let proxy = MockServer::start().await;
+    serve_times(
+        &proxy,
+        "GET",
+        "/users/1",
+        json_reply(json!({"id": "1", "name": "Via the proxy"})),
+        1,
+    )
+    .await;
+    let gateway = ProcessGateway::start_with_env(
+        &config(""),
+        SDL,
+        &[("users", &users.uri())],
+        &[("HTTP_PROXY", &proxy.uri()), ("NO_PROXY", "")],
+    )
+    .await;
+
+    let reply = gateway.post(r#"{ user(id: "1") { name } }"#).await;
+
+    assert_eq!(
+        reply.json(),
+        json!({"data": {"user": {"name": "Via the proxy"}}})
+    );
+    assert!(
+        received(&users).await.is_empty(),
+        "the proxy carried the call"
+    );
+    let asked = received(&proxy).await;
+    assert_eq!(asked.len(), 1);
+    assert_eq!(
+        asked[0].url.as_str(),
+        format!("{}/users/1", users.uri()),
+        "asked for the upstream's URL"
+    );
+}

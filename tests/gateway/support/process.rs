@@ -27,6 +27,16 @@ impl Serving {
     /// says where it serves, and panics with its stderr when it exits
     /// before that.
     pub async fn start(dir: &Path, rust_log: &str, args: &[&str]) -> Serving {
+        Serving::start_with_env(dir, rust_log, args, &[]).await
+    }
+
+    /// As [`Serving::start`], with `env` set for the process too.
+    pub async fn start_with_env(
+        dir: &Path,
+        rust_log: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Serving {
         let mut child = Command::new(env!("CARGO_BIN_EXE_conflux"))
             .args([
                 "serve",
@@ -38,6 +48,7 @@ impl Serving {
             .args(args)
             .current_dir(dir)
             .env("RUST_LOG", rust_log)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -126,6 +137,16 @@ impl ProcessGateway {
     /// `{NAME}` replaced by each upstream's URL) and `sdl`, and waits until
     /// it says where it serves.
     pub async fn start(toml: &str, sdl: &str, upstreams: &[(&str, &str)]) -> ProcessGateway {
+        ProcessGateway::start_with_env(toml, sdl, upstreams, &[]).await
+    }
+
+    /// As [`ProcessGateway::start`], with `env` set for the process too.
+    pub async fn start_with_env(
+        toml: &str,
+        sdl: &str,
+        upstreams: &[(&str, &str)],
+        env: &[(&str, &str)],
+    ) -> ProcessGateway {
         let dir = TempDir::new();
         let mut config = toml.to_owned();
         for (name, url) in upstreams {
@@ -133,7 +154,7 @@ impl ProcessGateway {
         }
         dir.write("services.toml", &config);
         dir.write("schema/schema.graphql", sdl);
-        let serving = Serving::start(dir.path(), "info", &[]).await;
+        let serving = Serving::start_with_env(dir.path(), "info", &[], env).await;
         ProcessGateway {
             client: Client::new(format!("http://{}", serving.addr)),
             addr: serving.addr.clone(),
