@@ -258,53 +258,54 @@ impl Service {
         request: &UpstreamRequest,
         deadline: Instant,
     ) -> Result<UpstreamAnswer, UpstreamFailure> {
-        let mut headers = request.headers.clone();
         // With OTLP export on, each attempt is a span, and the upstream's
         // `traceparent` names it as the parent.
-        let span = if crate::telemetry::otlp::enabled() {
-            let span = tracing::info_span!(
+        let otlp = crate::telemetry::otlp::enabled();
+        let span = if otlp {
+            tracing::info_span!(
                 "upstream.call",
                 otel.name = %format!("{} {}", request.method, request.template),
                 otel.kind = "client",
                 service = %self.name,
                 instance = %instance.label,
-            );
-            crate::telemetry::otlp::inject(&span, &mut headers);
-            span
+            )
         } else {
             tracing::Span::none()
+        };
+        let headers = || {
+            let mut headers = request.headers.clone();
+            if otlp {
+                crate::telemetry::otlp::inject(&span, &mut headers);
+            }
+            headers
         };
         let Some(url) = instance.call_url(&request.path_and_query) else {
             // Config validation parses every URL; this is a safeguard.
             tracing::warn!(service = %self.name, instance = %instance.label, "the instance URL does not parse");
             return Err(UpstreamFailure::Unavailable);
         };
-        let call = |headers| Outgoing {
+        let call = || Outgoing {
             method: &request.method,
             url: &url,
-            headers,
+            headers: headers(),
             body: request.body.as_ref(),
             deadline,
         };
         let reply = match &self.direct {
             Some(direct) if instance.direct => {
-                match direct
-                    .send(call(headers.clone()))
-                    .instrument(span.clone())
-                    .await
-                {
+                match direct.send(call()).instrument(span.clone()).await {
                     // reqwest follows redirects; a plain call does not.
                     Ok(reply) if reply.status.is_redirection() => {
-                        via_reqwest(&self.http, call(headers))
-                            .instrument(span)
+                        via_reqwest(&self.http, call())
+                            .instrument(span.clone())
                             .await
                     }
                     other => other,
                 }
             }
             _ => {
-                via_reqwest(&self.http, call(headers))
-                    .instrument(span)
+                via_reqwest(&self.http, call())
+                    .instrument(span.clone())
                     .await
             }
         };
