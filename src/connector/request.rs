@@ -1,6 +1,6 @@
 //! A call's templates + one field's scope → the upstream request to send.
 
-use std::collections::hash_map::RandomState;
+use foldhash::quality::RandomState;
 use std::hash::{BuildHasher, Hash, Hasher};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -66,7 +66,7 @@ impl UpstreamRequest {
             body: self.body.clone(),
         };
         let hash = IDENTITY_HASHER
-            .get_or_init(RandomState::new)
+            .get_or_init(RandomState::default)
             .hash_one(identity.parts());
         identity.hash = hash;
         identity

@@ -229,7 +229,8 @@ impl<'p> Resolution<'p> {
             let args = self.args[field.id].as_ref();
             // Items sharing a key share its answer: keys are rendered per
             // item, everything else is done per distinct key.
-            let mut keys: IndexMap<String, serde_json::Value> = IndexMap::new();
+            let mut keys: IndexMap<String, serde_json::Value, foldhash::fast::RandomState> =
+                IndexMap::default();
             let mut item_keys = Vec::with_capacity(items.len());
             let mut no_key = Vec::new();
             for value in items.iter().filter(|v| v.is_object()) {
