@@ -5,7 +5,6 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use async_graphql::{PathSegment, ServerError};
-use futures::future::{BoxFuture, FutureExt, Shared};
 use http::HeaderMap;
 use tokio::time::Instant;
 
@@ -19,7 +18,12 @@ use crate::telemetry::trace::RequestTrace;
 use crate::upstream::{UpstreamAnswer, UpstreamError};
 
 pub type CallResult = Result<Fetched, UpstreamError>;
-type SharedCall = Shared<BoxFuture<'static, CallResult>>;
+/// A GET's answer, once its first caller has it. The first caller sends
+/// the call itself, in its own future (nothing boxed); a later identical
+/// call waits for the answer, and would send it again only if the first
+/// caller were dropped before the answer came (the whole operation is
+/// dropped at once, so it is not).
+type CallCell = Arc<tokio::sync::OnceCell<CallResult>>;
 
 pub struct OperationState {
     pub fetcher: Arc<Fetcher>,
@@ -36,7 +40,7 @@ pub struct OperationState {
     pub stats: Arc<CallStats>,
     /// Every GET of this operation by (service, request): a later identical
     /// call awaits the first one's answer instead of calling again.
-    calls: Mutex<foldhash::HashMap<(String, Arc<RequestIdentity>), SharedCall>>,
+    calls: Mutex<foldhash::HashMap<(String, Arc<RequestIdentity>), CallCell>>,
     /// Keys of batched fields, collected across the operation.
     pub batches: Batches,
     /// Errors of list items nulled while shaping a field's value; the
@@ -229,14 +233,14 @@ impl OperationState {
         if !request.is_deduplicable() {
             return send(request).await;
         }
-        let call = {
+        let cell = {
             let mut calls = self.calls.lock().unwrap_or_else(|e| e.into_inner());
             calls
                 .entry((service.name.clone(), request.identity()))
-                .or_insert_with(|| send(request).boxed().shared())
+                .or_default()
                 .clone()
         };
-        call.await
+        cell.get_or_init(|| send(request)).await.clone()
     }
 
     /// Records that the field at `path` was served from a stale cache entry.
