@@ -1,11 +1,11 @@
 //! A call's templates + one field's scope → the upstream request to send.
 
-use foldhash::quality::RandomState;
 use std::hash::{BuildHasher, Hash, Hasher};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
+use foldhash::quality::RandomState;
 use http::header::{ACCEPT, CONTENT_TYPE};
 use http::{HeaderMap, HeaderValue, Method};
 use serde_json::{Map, Value};

@@ -74,10 +74,11 @@ pub struct InstanceSnapshot {
 
 impl Instance {
     pub fn new(service: Arc<str>, url: String, breaker: Option<&CircuitBreakerConfig>) -> Self {
+        let parsed = reqwest::Url::parse(&url).ok();
         Instance {
             label: redact(&url),
-            direct: reqwest::Url::parse(&url).is_ok_and(|url| Direct::carries(&url)),
-            base: reqwest::Url::parse(&url).ok().map(|base| {
+            direct: parsed.as_ref().is_some_and(Direct::carries),
+            base: parsed.map(|base| {
                 let path = base.path().trim_end_matches('/').to_owned();
                 (base, path)
             }),
