@@ -205,9 +205,10 @@ pub fn write_leaf(out: &mut Vec<u8>, value: &Json, kind: &OutputKind) -> Result<
             None => mismatch("a boolean"),
         },
         ScalarKind::Id => {
+            let mut buffer = itoa::Buffer::new();
             let digits = match (value.as_i64(), value.as_u64()) {
-                (Some(i), _) => itoa::Buffer::new().format(i).to_owned(),
-                (None, Some(u)) => itoa::Buffer::new().format(u).to_owned(),
+                (Some(i), _) => buffer.format(i),
+                (None, Some(u)) => buffer.format(u),
                 (None, None) => return mismatch("an ID (string or integer)"),
             };
             out.push(b'"');

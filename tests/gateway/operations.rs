@@ -750,6 +750,17 @@ async fn a_known_query_moves_the_request_and_upstream_series_by_exactly_its_call
         ),
         2.0
     );
+    let instance = api.uri();
+    assert_eq!(
+        moved(
+            &before,
+            &after,
+            "conflux_upstream_requests_total",
+            &[("instance", instance.as_str()), ("status", "2xx")]
+        ),
+        2.0,
+        "the upstream series name the instance called"
+    );
     assert!(
         after.has("conflux_request_duration_seconds_bucket", &ok),
         "a latency histogram per operation and outcome"
