@@ -19,9 +19,11 @@
 //! - [`telemetry`]: request ids, W3C trace context, Prometheus metrics.
 //! - [`tls`]: HTTPS for clients (certificate rotated on reload) and TLS/mTLS to the services, with rustls.
 //! - [`gateway`]: start-up as a pipeline: load → bind → build; and `serve`.
+//! - [`allocator`]: mimalloc for small blocks, the system allocator for large ones.
 //! - [`error`]: stable error codes and the one conversion of a field failure to a GraphQL error.
 
 pub mod admission;
+pub mod allocator;
 pub mod auth;
 pub mod batch;
 pub mod config;

@@ -7,11 +7,10 @@ use std::sync::Arc;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-/// glibc's allocator spent a quarter of a query's CPU in malloc/free and
-/// its arena locks under load (measured with perf on the flagship query);
-/// mimalloc's per-thread heaps avoid both.
+/// mimalloc for small blocks, the system allocator for large ones (see
+/// `conflux::allocator` for the measurements).
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: conflux::allocator::Allocator = conflux::allocator::Allocator;
 use conflux::gateway;
 use conflux::reload::{self, LiveGateway};
 use conflux::telemetry::json_log::JsonLines;

@@ -276,7 +276,7 @@ async fn execute(
         report.upstream_calls = state.stats.upstream_calls();
         return Outcome {
             status: StatusCode::OK,
-            data: Some(ResponseData::Json(executed.data)),
+            data: Some(ResponseData::Begun(executed.begun_body)),
             errors: executed.errors,
             document_error: false,
             extensions: conflux_extensions(&state),

@@ -9,6 +9,7 @@ use serde_json::Value;
 
 use super::media::ResponseMedia;
 use crate::error::ErrorCode;
+use crate::execute::planned::BODY_START;
 use crate::execute::with_code;
 
 /// What one operation produced, and how HTTP should answer it alone.
@@ -47,25 +48,27 @@ impl Outcome {
     /// `extensions`, each only when present. Written by hand because the
     /// planned executor's `data` is JSON text already.
     pub fn write_body(&self, out: &mut Vec<u8>) -> serde_json::Result<()> {
-        out.push(b'{');
-        let mut first = true;
+        match &self.data {
+            Some(ResponseData::Begun(begun)) => out.extend_from_slice(begun),
+            Some(ResponseData::Value(value)) => {
+                out.extend_from_slice(BODY_START);
+                serde_json::to_writer(&mut *out, value)?;
+            }
+            None => out.push(b'{'),
+        }
+        self.write_body_end(out)
+    }
+
+    /// Appends what follows `data` in the response object: `errors` and
+    /// `extensions` when present, and the closing brace.
+    fn write_body_end(&self, out: &mut Vec<u8>) -> serde_json::Result<()> {
+        let mut first = self.data.is_none();
         let mut key = |out: &mut Vec<u8>, name: &[u8]| {
             if !std::mem::take(&mut first) {
                 out.push(b',');
             }
             out.extend_from_slice(name);
         };
-        match &self.data {
-            Some(ResponseData::Json(json)) => {
-                key(out, b"\"data\":");
-                out.extend_from_slice(json);
-            }
-            Some(ResponseData::Value(value)) => {
-                key(out, b"\"data\":");
-                serde_json::to_writer(&mut *out, value)?;
-            }
-            None => {}
-        }
         if !self.errors.is_empty() {
             key(out, b"\"errors\":");
             serde_json::to_writer(&mut *out, &self.errors)?;
@@ -78,19 +81,25 @@ impl Outcome {
         Ok(())
     }
 
-    pub fn into_response(self, media: ResponseMedia) -> Response {
+    pub fn into_response(mut self, media: ResponseMedia) -> Response {
         let status = match (self.document_error, media) {
             (true, ResponseMedia::Json) => StatusCode::OK,
             _ => self.status,
         };
-        // The planned executor's `data` is most of the body: one copy of
-        // it, not a buffer grown by doubling around it.
-        let mut body = match &self.data {
-            Some(ResponseData::Json(json)) => Vec::with_capacity(json.len() + 256),
-            _ => Vec::new(),
+        // The planned executor's `data` is most of the body: the body is
+        // finished in its buffer, not copied.
+        let written = match &mut self.data {
+            Some(ResponseData::Begun(begun)) => {
+                let mut body = std::mem::take(begun);
+                self.write_body_end(&mut body).map(|()| body)
+            }
+            _ => {
+                let mut body = Vec::new();
+                self.write_body(&mut body).map(|()| body)
+            }
         };
-        match self.write_body(&mut body) {
-            Ok(()) => bytes_response(status, body, media),
+        match written {
+            Ok(body) => bytes_response(status, body, media),
             Err(err) => serialization_failed(err),
         }
     }
@@ -100,8 +109,9 @@ impl Outcome {
 pub enum ResponseData {
     /// Built by async-graphql's executor.
     Value(async_graphql::Value),
-    /// JSON written by the planned executor.
-    Json(Vec<u8>),
+    /// Written by the planned executor: the response body begun,
+    /// `{"data":` and the JSON of `data` (see `planned::Executed`).
+    Begun(Vec<u8>),
 }
 
 /// The response to a batched POST: one response object per operation.

@@ -13,6 +13,7 @@ mod plan;
 mod resolve;
 mod write;
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use crate::upstream::json::Json;
@@ -49,10 +50,18 @@ pub struct ValidateOnly;
 
 /// A planned operation's result.
 pub struct Executed {
-    /// The JSON of `data`.
-    pub data: Vec<u8>,
+    /// The response body, begun: `{"data":` and the JSON of `data`. The
+    /// rest (`errors`, `extensions`, the closing brace) is appended to it,
+    /// so a large `data` is never copied into a body of its own.
+    pub begun_body: Vec<u8>,
     pub errors: Vec<ServerError>,
 }
+
+/// How a response body begins.
+pub const BODY_START: &[u8] = b"{\"data\":";
+
+/// Room left after `data` for the body's end when the buffer is sized.
+const BODY_END_ROOM: usize = 256;
 
 impl Plans {
     pub fn new(schema: PlanSchema) -> Self {
@@ -118,16 +127,23 @@ pub async fn execute(
     let root = Json::new_object();
     let resolution = Resolution::new(plan, state, operation, variables);
     resolution.object(&plan.root, &root, false).await;
-    let mut writer = Writer::new(&resolution, state.claims.as_deref());
+    // Sized from the last body this plan wrote: most operations answer
+    // about the same size every time.
+    let last = plan.last_body_len.load(Ordering::Relaxed);
+    let mut body = Vec::with_capacity(last.max(1024) + BODY_END_ROOM);
+    body.extend_from_slice(BODY_START);
+    let mut writer = Writer::new(&resolution, state.claims.as_deref(), body);
     if writer.object(&plan.root, &root, None).is_err() {
-        writer.out.clear();
+        writer.out.truncate(BODY_START.len());
         writer.out.extend_from_slice(b"null");
     }
+    plan.last_body_len
+        .store(writer.out.len(), Ordering::Relaxed);
     for path in writer.stale.drain(..) {
         state.mark_stale(path);
     }
     Executed {
-        data: writer.out,
+        begun_body: writer.out,
         errors: writer.errors,
     }
 }

@@ -6,6 +6,7 @@
 //! (introspection, mutations, unknown directives); it then runs there.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 
 use async_graphql::parser::types::{
@@ -98,6 +99,11 @@ pub struct OperationPlan {
     /// `@skip`/`@include` read a variable: the plan holds for these
     /// variables' values only, so it is not kept for other requests.
     pub depends_on_variables: bool,
+    /// How long the last response body written for this plan was: the
+    /// next one is sized from it, so that a large answer is written into
+    /// one buffer instead of one grown by doubling (which copied it and
+    /// held up to twice its size).
+    pub last_body_len: AtomicUsize,
 }
 
 /// A selection on one object type, fields in response order.
@@ -282,6 +288,7 @@ pub fn plan(
         field_count: planner.next_id,
         args: planner.args,
         depends_on_variables: planner.depends_on_variables,
+        last_body_len: AtomicUsize::new(0),
     })
 }
 

@@ -53,11 +53,16 @@ enum Segment<'r> {
 }
 
 impl<'r> Writer<'r> {
-    pub fn new(resolution: &'r Resolution<'r>, claims: Option<&'r serde_json::Value>) -> Self {
+    /// Writes after what `out` holds.
+    pub fn new(
+        resolution: &'r Resolution<'r>,
+        claims: Option<&'r serde_json::Value>,
+        out: Vec<u8>,
+    ) -> Self {
         Writer {
             resolution,
             claims,
-            out: Vec::with_capacity(1024),
+            out,
             errors: Vec::new(),
             stale: Vec::new(),
             path: Vec::new(),
