@@ -14,7 +14,7 @@ use super::balance::Balancer;
 use super::failure::UpstreamFailure;
 use super::health::Checker;
 use super::instance::{Instance, InstanceSnapshot, Lease};
-use super::transport::{via_reqwest, Direct, Outgoing, SendError};
+use super::transport::{via_reqwest, Direct, Outgoing, Reply, SendError};
 use super::UpstreamAnswer;
 use crate::config::ServiceConfig;
 use crate::connector::request::UpstreamRequest;
@@ -294,9 +294,20 @@ impl Service {
         let reply = match &self.direct {
             Some(direct) if instance.direct => {
                 match direct.send(call()).instrument(span.clone()).await {
-                    // reqwest follows redirects; a plain call does not.
-                    Ok(reply) if reply.status.is_redirection() => {
-                        via_reqwest(&self.http, call())
+                    // The direct client does not follow redirects: reqwest
+                    // goes on from where the answer points.
+                    Ok(Reply {
+                        redirect: Some(redirect),
+                        ..
+                    }) => {
+                        let onward = Outgoing {
+                            method: &redirect.method,
+                            url: &redirect.url,
+                            headers: redirect.headers(&url, headers()),
+                            body: request.body.as_ref().filter(|_| redirect.keep_body),
+                            deadline,
+                        };
+                        via_reqwest(&self.http, onward)
                             .instrument(span.clone())
                             .await
                     }

@@ -8,14 +8,19 @@
 //! sends through: reqwest's own layers (its URL types, a redirect policy
 //! that parses every request's URL again, a retry policy, boxed futures)
 //! were a fifth of the gateway's instructions per flagship query on the
-//! benchmark (callgrind), and a plain call needs none of them. An answer that
-//! redirects is sent again through reqwest, which follows it, so both
-//! ways answer alike.
+//! benchmark (callgrind), and a plain call needs none of them. An answer
+//! that redirects is followed through reqwest from where it points, the
+//! way reqwest's own policy takes that step ([`Redirect`]), so both ways
+//! answer alike and the first URL is asked once.
 
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{HeaderMap, Method, StatusCode};
+use http::header::{
+    AUTHORIZATION, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, COOKIE, LOCATION,
+    PROXY_AUTHORIZATION, REFERER, TRANSFER_ENCODING, WWW_AUTHENTICATE,
+};
+use http::{HeaderMap, HeaderValue, Method, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
@@ -30,6 +35,9 @@ pub struct Reply {
     pub cache: CacheDirectives,
     /// Read only for a 2xx answer.
     pub body: Option<Bytes>,
+    /// Where to go on, when the answer redirects a call the direct client
+    /// made (reqwest follows its own).
+    pub redirect: Option<Redirect>,
 }
 
 impl Reply {
@@ -40,7 +48,82 @@ impl Reply {
             status,
             cache: CacheDirectives::parse(headers),
             body: None,
+            redirect: None,
         }
+    }
+}
+
+/// The next step of a redirected call, as reqwest's redirect policy
+/// (tower-http's `FollowRedirect`) takes it: a 301 or 302 turns a POST into
+/// a GET without its body, a 303 turns anything but a HEAD into a GET
+/// without its body, a 307 or 308 keeps both; `Location` is read relative
+/// to the call's URL.
+pub struct Redirect {
+    pub url: reqwest::Url,
+    pub method: Method,
+    /// The call's body goes along (307, 308, or a 301/302 of other than a
+    /// POST).
+    pub keep_body: bool,
+}
+
+impl Redirect {
+    /// `None` when the answer is not one reqwest follows: another 3xx, or
+    /// no `Location` URL (reqwest then hands the 3xx back, and so do we).
+    fn of(
+        status: StatusCode,
+        headers: &HeaderMap,
+        from: &reqwest::Url,
+        method: &Method,
+    ) -> Option<Self> {
+        let (method, keep_body) = match status {
+            StatusCode::MOVED_PERMANENTLY | StatusCode::FOUND if method == Method::POST => {
+                (Method::GET, false)
+            }
+            StatusCode::MOVED_PERMANENTLY
+            | StatusCode::FOUND
+            | StatusCode::TEMPORARY_REDIRECT
+            | StatusCode::PERMANENT_REDIRECT => (method.clone(), true),
+            StatusCode::SEE_OTHER if method == Method::HEAD => (Method::HEAD, false),
+            StatusCode::SEE_OTHER => (Method::GET, false),
+            _ => return None,
+        };
+        let location = headers.get(LOCATION)?.to_str().ok()?;
+        let url = from.join(location).ok()?;
+        matches!(url.scheme(), "http" | "https").then_some(Redirect {
+            url,
+            method,
+            keep_body,
+        })
+    }
+
+    /// The headers of the call sent on from `from`, changed as reqwest
+    /// changes them: no body headers when the body stays behind, no
+    /// credentials or cookies for another host, and a `Referer`.
+    pub fn headers(&self, from: &reqwest::Url, mut headers: HeaderMap) -> HeaderMap {
+        if !self.keep_body {
+            for name in [
+                CONTENT_TYPE,
+                CONTENT_LENGTH,
+                CONTENT_ENCODING,
+                TRANSFER_ENCODING,
+            ] {
+                headers.remove(name);
+            }
+        }
+        let other_host = self.url.host_str() != from.host_str()
+            || self.url.port_or_known_default() != from.port_or_known_default();
+        if other_host {
+            for name in [AUTHORIZATION, COOKIE, PROXY_AUTHORIZATION, WWW_AUTHENTICATE] {
+                headers.remove(name);
+            }
+            headers.remove("cookie2");
+        }
+        // The direct client only carries plain http:// calls, whose URLs
+        // hold no user or password: the URL is the referer as it is.
+        if let Ok(referer) = HeaderValue::from_str(from.as_str()) {
+            headers.insert(REFERER, referer);
+        }
+        headers
     }
 }
 
@@ -178,6 +261,10 @@ impl Direct {
                 SendError::Failed(with_causes(kind, &err))
             })?;
             let mut reply = Reply::head(response.status(), response.headers());
+            if reply.status.is_redirection() {
+                reply.redirect =
+                    Redirect::of(reply.status, response.headers(), call.url, call.method);
+            }
             if reply.status.is_success() {
                 let body = response.into_body().collect().await.map_err(|err| {
                     SendError::Failed(with_causes("cannot read the answer", &err))

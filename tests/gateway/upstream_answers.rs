@@ -552,11 +552,12 @@ async fn an_empty_upstream_list_is_an_empty_list_and_a_missing_one_is_null() {
 #[tokio::test]
 async fn a_redirect_from_a_plain_http_upstream_is_followed() {
     let users = MockServer::start().await;
-    serve(
+    serve_times(
         &users,
         "GET",
         "/users/1",
         ResponseTemplate::new(302).insert_header("location", "/people/1"),
+        1,
     )
     .await;
     serve_times(
@@ -574,6 +575,136 @@ async fn a_redirect_from_a_plain_http_upstream_is_followed() {
     assert_eq!(
         reply.json(),
         json!({"data": {"user": {"id": "1", "name": "Ann"}}})
+    );
+}
+
+/// The users service with a credential of its own and a mutation that
+/// posts a body: what a redirect may carry on, and what it may not.
+const REDIRECT_CONFIG: &str = r#"
+[services.users]
+url = "{users}"
+headers = { authorization = "Bearer s3cret" }
+
+[resolvers]
+"Query.user"     = { service = "users", get = "/users/{args.id}" }
+"Query.account"  = { service = "users", get = "/accounts/{args.id}" }
+"Query.ping"     = { service = "users", get = "/ping" }
+"Mutation.touch" = { service = "users", post = "/users/{args.id}/touch", body = { id = "{args.id}" } }
+"#;
+
+async fn redirect_gateway(users: &MockServer) -> TestGateway {
+    TestGateway::builder()
+        .schema(SDL)
+        .config(REDIRECT_CONFIG)
+        .upstream("users", users)
+        .start()
+        .await
+}
+
+#[tokio::test]
+async fn a_post_redirected_by_307_goes_on_once_with_its_method_and_body() {
+    let users = MockServer::start().await;
+    serve_times(
+        &users,
+        "POST",
+        "/users/1/touch",
+        ResponseTemplate::new(307).insert_header("location", "/people/1/touch"),
+        1,
+    )
+    .await;
+    serve_times(
+        &users,
+        "POST",
+        "/people/1/touch",
+        json_reply(json!({"id": "1", "name": "Ann"})),
+        1,
+    )
+    .await;
+    let gateway = redirect_gateway(&users).await;
+
+    let reply = gateway
+        .post(r#"mutation { touch(id: "1") { name } }"#)
+        .await;
+
+    assert_eq!(reply.json(), json!({"data": {"touch": {"name": "Ann"}}}));
+    let asked = received(&users).await;
+    assert_eq!(
+        asked.len(),
+        2,
+        "the first URL is asked once, then the target"
+    );
+    let body: Value = serde_json::from_slice(&asked[1].body).expect("a JSON body");
+    assert_eq!(body, json!({"id": "1"}), "the body went along");
+    assert_eq!(
+        asked[1].headers.get("referer").map(|v| v.to_str().unwrap()),
+        Some(format!("{}/users/1/touch", users.uri()).as_str())
+    );
+}
+
+#[tokio::test]
+async fn a_post_redirected_by_303_goes_on_once_as_a_get_without_its_body() {
+    let users = MockServer::start().await;
+    serve_times(
+        &users,
+        "POST",
+        "/users/1/touch",
+        ResponseTemplate::new(303).insert_header("location", "/people/1"),
+        1,
+    )
+    .await;
+    serve_times(
+        &users,
+        "GET",
+        "/people/1",
+        json_reply(json!({"id": "1", "name": "Ann"})),
+        1,
+    )
+    .await;
+    let gateway = redirect_gateway(&users).await;
+
+    let reply = gateway
+        .post(r#"mutation { touch(id: "1") { name } }"#)
+        .await;
+
+    assert_eq!(reply.json(), json!({"data": {"touch": {"name": "Ann"}}}));
+    let asked = received(&users).await;
+    assert_eq!(asked.len(), 2);
+    assert!(asked[1].body.is_empty(), "no body on the GET");
+    assert!(asked[1].headers.get("content-type").is_none());
+}
+
+#[tokio::test]
+async fn a_redirect_to_another_host_does_not_carry_the_credentials() {
+    let users = MockServer::start().await;
+    let elsewhere = MockServer::start().await;
+    serve_times(
+        &users,
+        "GET",
+        "/users/1",
+        ResponseTemplate::new(302)
+            .insert_header("location", format!("{}/people/1", elsewhere.uri()).as_str()),
+        1,
+    )
+    .await;
+    serve_times(
+        &elsewhere,
+        "GET",
+        "/people/1",
+        json_reply(json!({"id": "1", "name": "Ann"})),
+        1,
+    )
+    .await;
+    let gateway = redirect_gateway(&users).await;
+
+    let reply = gateway.post(r#"{ user(id: "1") { name } }"#).await;
+
+    assert_eq!(reply.json(), json!({"data": {"user": {"name": "Ann"}}}));
+    let first = &received(&users).await[0];
+    assert_eq!(first.headers["authorization"], "Bearer s3cret");
+    let onward = &received(&elsewhere).await[0];
+    assert!(
+        onward.headers.get("authorization").is_none(),
+        "the service's credential stays with its host"
     );
 }
 
