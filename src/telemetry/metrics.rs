@@ -22,6 +22,9 @@ const LATENCY_BUCKETS: &[f64] = &[
 ];
 const BATCH_BUCKETS: &[f64] = &[1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0];
 
+/// How often recorded histogram samples are folded into their buckets.
+const UPKEEP_EVERY: Duration = Duration::from_secs(5);
+
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 static OPERATIONS: OnceLock<Mutex<HashSet<String>>> = OnceLock::new();
 
@@ -34,7 +37,10 @@ pub fn install() -> Option<&'static PrometheusHandle> {
                 .set_buckets_for_metric(Matcher::Suffix("duration_seconds".into()), LATENCY_BUCKETS)
                 .and_then(|b| b.set_buckets_for_metric(Matcher::Full("conflux_batch_keys".into()), BATCH_BUCKETS));
             match builder.and_then(|b| b.install_recorder()) {
-                Ok(handle) => Some(handle),
+                Ok(handle) => {
+                    keep_up(handle.clone(), UPKEEP_EVERY);
+                    Some(handle)
+                }
                 Err(err) => {
                     tracing::warn!(error = %err, "metrics recorder not installed; /metrics stays empty");
                     None
@@ -42,6 +48,23 @@ pub fn install() -> Option<&'static PrometheusHandle> {
             }
         })
         .as_ref()
+}
+
+/// Folds the recorder's histogram samples into their buckets every `every`,
+/// on a thread of its own. The exporter keeps each sample until then (or
+/// until a scrape renders them): with nothing scraping `/metrics`, 6,000
+/// queries a second of ten calls each grew the heap by about 3 MiB every
+/// 7 seconds, without end.
+fn keep_up(handle: PrometheusHandle, every: Duration) {
+    let spawned = std::thread::Builder::new()
+        .name("metrics-upkeep".into())
+        .spawn(move || loop {
+            std::thread::sleep(every);
+            handle.run_upkeep();
+        });
+    if let Err(err) = spawned {
+        tracing::warn!(error = %err, "cannot start the metrics upkeep thread; histograms grow until scraped");
+    }
 }
 
 /// The text exposition, with per-instance state read at scrape time.
