@@ -126,7 +126,10 @@ impl<'p> Resolution<'p> {
                     let args = self.args[field.id].as_ref();
                     let scope =
                         FieldScope::new(binding, self.state, args, Some(Parent::Upstream(parent)));
-                    let answer = Arc::new(calls::answer(&scope, self.state).await);
+                    // Boxed: a call's future is kilobytes, and inline it made
+                    // every field's future (and `join_all`'s list of them,
+                    // grown by doubling) that large, calls or not.
+                    let answer = Arc::new(Box::pin(calls::answer(&scope, self.state)).await);
                     self.lock_answers()
                         .insert((address(parent), field.id), answer.clone());
                     Some(answer)
