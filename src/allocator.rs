@@ -9,9 +9,10 @@
 //! parser's buffers and arena, the response. With 32 clients asking for
 //! 0.5 MiB answers the gateway's peak RSS was 125-140 MiB; with blocks of
 //! [`LARGE`] bytes and up from the system allocator, which reuses them at
-//! once or hands them back to the OS, it is 89-92 MiB, at the same CPU
+//! once or hands them back to the OS, it is 87-92 MiB, at the same CPU
 //! per query on every benchmark workload (and less on the large answer
-//! at c=256). Shortening mimalloc's delay instead cost 10-40 % more CPU.
+//! at c=256). Shortening mimalloc's delay instead cost 5-40 % more CPU
+//! per query for a similar or smaller saving.
 //!
 //! Which allocator owns a block follows from its size alone, and Rust
 //! frees (and reallocates) a block with the size it was allocated with:
