@@ -86,8 +86,8 @@ mod tests {
     use super::*;
 
     /// Allocates, grows across the boundary both ways, and frees, checking
-    /// the bytes survive each move (run under the test harness's own
-    /// allocator, so a block freed by the wrong one would crash here).
+    /// the bytes survive each move: a block handed to the allocator that
+    /// does not own it would abort the test process or corrupt a heap.
     #[test]
     fn blocks_keep_their_bytes_across_the_boundary() {
         let allocator = Allocator;

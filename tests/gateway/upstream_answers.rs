@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use serde_json::{json, Value};
 use wiremock::matchers::any;
-use wiremock::{Mock, MockServer, ResponseTemplate};
+use wiremock::{Mock, MockServer, Request, ResponseTemplate};
 
 use crate::support::*;
 
@@ -601,21 +601,23 @@ async fn redirect_gateway(users: &MockServer) -> TestGateway {
         .await
 }
 
-#[tokio::test]
-async fn a_post_redirected_by_307_goes_on_once_with_its_method_and_body() {
+/// Runs the `touch` mutation while `POST /users/1/touch` answers `status`
+/// pointing at `onward`, which answers a `method` call once; the first URL
+/// must be asked once too. What the users service received, in order.
+async fn touch_redirected(status: u16, method: &str, onward: &str) -> (String, Vec<Request>) {
     let users = MockServer::start().await;
     serve_times(
         &users,
         "POST",
         "/users/1/touch",
-        ResponseTemplate::new(307).insert_header("location", "/people/1/touch"),
+        ResponseTemplate::new(status).insert_header("location", onward),
         1,
     )
     .await;
     serve_times(
         &users,
-        "POST",
-        "/people/1/touch",
+        method,
+        onward,
         json_reply(json!({"id": "1", "name": "Ann"})),
         1,
     )
@@ -628,47 +630,26 @@ async fn a_post_redirected_by_307_goes_on_once_with_its_method_and_body() {
 
     assert_eq!(reply.json(), json!({"data": {"touch": {"name": "Ann"}}}));
     let asked = received(&users).await;
-    assert_eq!(
-        asked.len(),
-        2,
-        "the first URL is asked once, then the target"
-    );
+    assert_eq!(asked.len(), 2, "the first URL once, then the target once");
+    (users.uri(), asked)
+}
+
+#[tokio::test]
+async fn a_post_redirected_by_307_goes_on_once_with_its_method_and_body() {
+    let (base, asked) = touch_redirected(307, "POST", "/people/1/touch").await;
+
     let body: Value = serde_json::from_slice(&asked[1].body).expect("a JSON body");
     assert_eq!(body, json!({"id": "1"}), "the body went along");
     assert_eq!(
         asked[1].headers.get("referer").map(|v| v.to_str().unwrap()),
-        Some(format!("{}/users/1/touch", users.uri()).as_str())
+        Some(format!("{base}/users/1/touch").as_str())
     );
 }
 
 #[tokio::test]
 async fn a_post_redirected_by_303_goes_on_once_as_a_get_without_its_body() {
-    let users = MockServer::start().await;
-    serve_times(
-        &users,
-        "POST",
-        "/users/1/touch",
-        ResponseTemplate::new(303).insert_header("location", "/people/1"),
-        1,
-    )
-    .await;
-    serve_times(
-        &users,
-        "GET",
-        "/people/1",
-        json_reply(json!({"id": "1", "name": "Ann"})),
-        1,
-    )
-    .await;
-    let gateway = redirect_gateway(&users).await;
+    let (_, asked) = touch_redirected(303, "GET", "/people/1").await;
 
-    let reply = gateway
-        .post(r#"mutation { touch(id: "1") { name } }"#)
-        .await;
-
-    assert_eq!(reply.json(), json!({"data": {"touch": {"name": "Ann"}}}));
-    let asked = received(&users).await;
-    assert_eq!(asked.len(), 2);
     assert!(asked[1].body.is_empty(), "no body on the GET");
     assert!(asked[1].headers.get("content-type").is_none());
 }
