@@ -154,6 +154,11 @@ pub struct ServiceConfig {
     pub claims_headers: Vec<(HeaderName, String)>,
     pub max_concurrency: u32,
     pub coalesce: bool,
+    /// The largest answer body read from one call; past it the call is
+    /// `UPSTREAM_BAD_RESPONSE` and the connection is dropped.
+    pub max_response_bytes: usize,
+    /// Which redirects an upstream answer may send a call on to.
+    pub follow_redirects: FollowRedirects,
     /// How an instance is picked for each call.
     pub load_balancing: LoadBalancing,
     /// Active health checks; `None`: instances are only judged by calls.
@@ -163,6 +168,20 @@ pub struct ServiceConfig {
     /// The `tls` table: a private CA, a client certificate; `None`: the
     /// system's roots.
     pub tls: Option<crate::tls::ServiceTlsConfig>,
+}
+
+/// `follow_redirects` of a service: a compromised or misconfigured
+/// upstream must not be able to point the gateway at another host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FollowRedirects {
+    /// Only to the scheme, host and port the call went to.
+    #[default]
+    SameOrigin,
+    /// Anywhere; the headers the gateway added stay behind on another
+    /// origin.
+    Any,
+    /// Never: a 3xx answer is the call's answer (`UPSTREAM_ERROR`).
+    None,
 }
 
 /// `load_balancing` of a service.

@@ -117,6 +117,8 @@ pub struct RawService {
     pub circuit_breaker: Option<Spanned<RawCircuitBreaker>>,
     pub max_concurrency: u32,
     pub coalesce: bool,
+    pub max_response_bytes: u64,
+    pub follow_redirects: Spanned<String>,
     pub tls: Option<Spanned<RawServiceTls>>,
 }
 
@@ -135,6 +137,8 @@ impl Default for RawService {
             circuit_breaker: None,
             max_concurrency: 512,
             coalesce: true,
+            max_response_bytes: 16 * 1024 * 1024,
+            follow_redirects: Spanned::new(0..0, "same-origin".to_owned()),
             tls: None,
         }
     }

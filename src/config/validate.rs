@@ -570,6 +570,16 @@ impl Validator<'_> {
             "least_requests" => LoadBalancing::LeastRequests,
             _ => LoadBalancing::RoundRobin,
         };
+        self.one_of(
+            &service.follow_redirects,
+            &["same-origin", "any", "none"],
+            "follow_redirects",
+        );
+        let follow_redirects = match service.follow_redirects.get_ref().as_str() {
+            "any" => FollowRedirects::Any,
+            "none" => FollowRedirects::None,
+            _ => FollowRedirects::SameOrigin,
+        };
         let health = service.health.as_ref().map(|health| {
             let at = health.span().start;
             let health = health.get_ref();
@@ -614,6 +624,12 @@ impl Validator<'_> {
             self.error(
                 at,
                 format!("service `{name}`: `timeout_ms` must be greater than 0"),
+            );
+        }
+        if service.max_response_bytes == 0 {
+            self.error(
+                at,
+                format!("service `{name}`: `max_response_bytes` must be greater than 0"),
             );
         }
         if service.max_concurrency == 0 {
@@ -668,6 +684,8 @@ impl Validator<'_> {
             claims_headers,
             max_concurrency: service.max_concurrency,
             coalesce: service.coalesce,
+            max_response_bytes: usize::try_from(service.max_response_bytes).unwrap_or(usize::MAX),
+            follow_redirects,
             load_balancing,
             health,
             circuit_breaker,

@@ -140,8 +140,28 @@ impl Template {
     /// Fills the template as part of a URL path: every value is
     /// percent-encoded, literals are kept as written. `Err` names the first
     /// placeholder that is absent or null (SPEC: no call is made then).
+    /// A value never changes which endpoint is called: a path segment that
+    /// a value made `.` or `..` has its dots encoded (`%2E`), and nothing
+    /// resolves dot-segments after this.
     pub fn render_path(&self, scope: &dyn Scope) -> Result<String, &Placeholder> {
-        self.render(scope, Encoding::UrlComponent)
+        let mut out = String::new();
+        // Where filled values lie in `out`: only their dot-segments are
+        // encoded; the operator's own literals are kept as written.
+        let mut filled: Vec<std::ops::Range<usize>> = Vec::new();
+        for part in &self.parts {
+            match part {
+                Part::Literal(text) => out.push_str(text),
+                Part::Value(placeholder) => match scope.lookup(placeholder) {
+                    Some(value) if !value.is_null() => {
+                        let start = out.len();
+                        write_value(&mut out, &value, Encoding::UrlComponent);
+                        filled.push(start..out.len());
+                    }
+                    _ => return Err(placeholder),
+                },
+            }
+        }
+        Ok(encode_filled_dot_segments(out, &filled))
     }
 
     /// Fills the template as a query-string value: literals and values
@@ -205,6 +225,40 @@ fn push_encoded(out: &mut String, text: &str, encoding: Encoding) {
     }
 }
 
+/// `out` with every `.` or `..` path segment that a filled value (a range
+/// of `filled`) had a part in written as `%2E` or `%2E%2E`. Values are
+/// percent-encoded, so every `/` and `?` in `out` is the template's own:
+/// they alone split segments and end the path.
+fn encode_filled_dot_segments(out: String, filled: &[std::ops::Range<usize>]) -> String {
+    let path_end = out.find('?').unwrap_or(out.len());
+    let mut start = 0;
+    let mut dot_segments = Vec::new();
+    for segment in out[..path_end].split('/') {
+        let range = start..start + segment.len();
+        start = range.end + 1;
+        let from_value = filled
+            .iter()
+            .any(|f| f.start < range.end && range.start < f.end);
+        if (segment == "." || segment == "..") && from_value {
+            dot_segments.push(range);
+        }
+    }
+    if dot_segments.is_empty() {
+        return out;
+    }
+    let mut encoded = String::with_capacity(out.len() + 8);
+    let mut copied = 0;
+    for range in dot_segments {
+        encoded.push_str(&out[copied..range.start]);
+        for _ in range.clone() {
+            encoded.push_str("%2E");
+        }
+        copied = range.end;
+    }
+    encoded.push_str(&out[copied..]);
+    encoded
+}
+
 /// Percent-encodes one query-string name or value.
 pub fn encode_component(text: &str) -> impl fmt::Display + '_ {
     utf8_percent_encode(text, VALUE_ENCODE_SET)
@@ -263,6 +317,29 @@ mod tests {
         let t = Template::parse("/users/{args.id}/a b").expect("valid");
         let scope = Args(json!({"id": "x/y?z"}));
         assert_eq!(t.render_path(&scope).as_deref(), Ok("/users/x%2Fy%3Fz/a b"));
+    }
+
+    #[test]
+    fn a_value_never_makes_a_dot_segment() {
+        let t = Template::parse("/users/{args.id}/orders").expect("valid");
+        for (id, path) in [
+            ("..", "/users/%2E%2E/orders"),
+            (".", "/users/%2E/orders"),
+            ("...", "/users/.../orders"),
+            ("a.b", "/users/a.b/orders"),
+            ("../x", "/users/..%2Fx/orders"),
+        ] {
+            let scope = Args(json!({ "id": id }));
+            assert_eq!(t.render_path(&scope).as_deref(), Ok(path), "id {id:?}");
+        }
+        // A value that makes a dot-segment with a literal beside it.
+        let t = Template::parse("/files/.{args.ext}?v={args.ext}").expect("valid");
+        let scope = Args(json!({"ext": "."}));
+        assert_eq!(t.render_path(&scope).as_deref(), Ok("/files/%2E%2E?v=."));
+        // The operator's own literal dot-segments are theirs.
+        let t = Template::parse("/a/../{args.id}").expect("valid");
+        let scope = Args(json!({"id": "b"}));
+        assert_eq!(t.render_path(&scope).as_deref(), Ok("/a/../b"));
     }
 
     #[test]

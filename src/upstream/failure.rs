@@ -19,6 +19,12 @@ pub enum UpstreamFailure {
     Unavailable,
     /// 2xx, but the body was not JSON.
     BadResponse,
+    /// The body was longer than the service's `max_response_bytes`.
+    TooLarge,
+    /// The call's path has a `.` or `..` segment made by a value, which
+    /// this instance's transport would resolve (changing the endpoint):
+    /// the call is not sent.
+    UnsafePath,
 }
 
 impl UpstreamFailure {
@@ -31,7 +37,8 @@ impl UpstreamFailure {
             UpstreamFailure::Status(_) => "other",
             UpstreamFailure::Timeout => "timeout",
             UpstreamFailure::Unavailable => "unavailable",
-            UpstreamFailure::BadResponse => "bad_response",
+            UpstreamFailure::BadResponse | UpstreamFailure::TooLarge => "bad_response",
+            UpstreamFailure::UnsafePath => "refused",
         }
     }
 
@@ -91,6 +98,19 @@ impl UpstreamError {
                 format!("service `{service}` answered with a body that is not JSON"),
                 None,
             ),
+            UpstreamFailure::TooLarge => (
+                ErrorCode::UpstreamBadResponse,
+                format!("service `{service}` answered with a body over its max_response_bytes"),
+                None,
+            ),
+            UpstreamFailure::UnsafePath => (
+                ErrorCode::BadRequest,
+                format!(
+                    "a value of this field's arguments or parent makes a `.` or `..` path \
+                     segment, which is not sent to service `{service}`"
+                ),
+                None,
+            ),
         };
         let mut error = FieldError::new(code, message).from_service(service);
         error.status = status;
@@ -114,6 +134,8 @@ mod tests {
             (Status(429), false, false),
             (Status(400), false, false),
             (BadResponse, false, false),
+            (TooLarge, false, false),
+            (UnsafePath, false, false),
         ] {
             assert_eq!(failure.is_retryable(), retryable, "{failure:?}");
             assert_eq!(failure.is_instance_failure(), counts, "{failure:?}");

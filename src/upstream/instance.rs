@@ -107,6 +107,29 @@ impl Instance {
         Some(url)
     }
 
+    /// The request target of a call whose path has a `.` or `..` segment
+    /// that a value made (encoded `%2E` by the connector): a WHATWG URL
+    /// such as [`Instance::call_url`]'s would resolve it and call another
+    /// endpoint, so it is sent as written, by the direct client only.
+    /// `None` when the call has no such segment; `Some(None)` when it has
+    /// one and cannot be sent from here.
+    pub fn verbatim_target(&self, path_and_query: &str) -> Option<Option<http::Uri>> {
+        let path = path_and_query.split('?').next().unwrap_or_default();
+        let dot_segment = path.split('/').any(|segment| {
+            ["%2e", "%2e%2e", ".%2e", "%2e."]
+                .iter()
+                .any(|dots| segment.eq_ignore_ascii_case(dots))
+        });
+        if !dot_segment {
+            return None;
+        }
+        let Some((base, base_path)) = self.base.as_ref().filter(|_| self.direct) else {
+            return Some(None);
+        };
+        let origin = base.origin().ascii_serialization();
+        Some(format!("{origin}{base_path}{path_and_query}").parse().ok())
+    }
+
     pub fn in_flight(&self) -> u64 {
         self.in_flight.load(Ordering::Relaxed)
     }

@@ -14,12 +14,15 @@ use super::balance::Balancer;
 use super::failure::UpstreamFailure;
 use super::health::Checker;
 use super::instance::{Instance, InstanceSnapshot, Lease};
-use super::transport::{via_reqwest, Direct, Outgoing, Reply, SendError};
+use super::transport::{same_origin, via_reqwest, Direct, Outgoing, Reply, SendError};
 use super::UpstreamAnswer;
-use crate::config::ServiceConfig;
+use crate::config::{FollowRedirects, ServiceConfig};
 use crate::connector::request::UpstreamRequest;
 use crate::telemetry::metrics;
 use tracing::Instrument;
+
+/// Redirects followed for one attempt, as many as reqwest's default policy.
+const MAX_REDIRECTS: usize = 10;
 
 /// Idle pooled connections are closed after this.
 const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
@@ -75,6 +78,8 @@ impl Service {
             .pool_idle_timeout(POOL_IDLE_TIMEOUT)
             .pool_max_idle_per_host(POOL_MAX_IDLE)
             .tcp_nodelay(true)
+            // Redirects are followed in `follow`, by `follow_redirects`.
+            .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(connect_timeout);
         let http = crate::tls::client::configure(http, config.tls.as_ref()).build()?;
         let name: Arc<str> = Arc::from(config.name.as_str());
@@ -284,44 +289,29 @@ impl Service {
             tracing::warn!(service = %self.name, instance = %instance.label, "the instance URL does not parse");
             return Err(UpstreamFailure::Unavailable);
         };
-        let call = || Outgoing {
-            method: &request.method,
-            url: &url,
-            headers: headers(),
-            body: request.body.as_ref(),
-            deadline,
-        };
-        let reply = match &self.direct {
-            Some(direct) if instance.direct => {
-                match direct.send(call()).instrument(span.clone()).await {
-                    // The direct client does not follow redirects: reqwest
-                    // goes on from where the answer points.
-                    Ok(Reply {
-                        redirect: Some(redirect),
-                        ..
-                    }) => {
-                        let onward = Outgoing {
-                            method: &redirect.method,
-                            url: &redirect.url,
-                            headers: redirect.headers(&url, headers()),
-                            body: request.body.as_ref().filter(|_| redirect.keep_body),
-                            deadline,
-                        };
-                        via_reqwest(&self.http, onward)
-                            .instrument(span.clone())
-                            .await
-                    }
-                    other => other,
-                }
-            }
-            _ => {
-                via_reqwest(&self.http, call())
-                    .instrument(span.clone())
-                    .await
+        let verbatim = match instance.verbatim_target(&request.path_and_query) {
+            None => None,
+            Some(Some(target)) => Some(target),
+            Some(None) => {
+                tracing::warn!(service = %self.name, instance = %instance.label, "a value makes a dot-segment in the path; call not sent");
+                return Err(UpstreamFailure::UnsafePath);
             }
         };
+        let reply = self
+            .follow(instance, request, url, verbatim, headers(), deadline)
+            .instrument(span.clone())
+            .await;
         let reply = match reply {
             Ok(reply) => reply,
+            Err(SendError::TooLarge) => {
+                tracing::warn!(
+                    service = %self.name,
+                    instance = %instance.label,
+                    max_response_bytes = self.config.max_response_bytes,
+                    "upstream answer over max_response_bytes; connection dropped"
+                );
+                return Err(UpstreamFailure::TooLarge);
+            }
             Err(SendError::TimedOut) => {
                 tracing::debug!(service = %self.name, instance = %instance.label, "upstream call timed out");
                 return Err(UpstreamFailure::Timeout);
@@ -360,6 +350,78 @@ impl Service {
     }
 
     /// One health checker per instance, when the service has `health`.
+    /// Sends one attempt and takes the redirects it meets as
+    /// `follow_redirects` allows: each hop through the transport that can
+    /// carry its URL, at most [`MAX_REDIRECTS`] of them. A redirect not
+    /// taken is the answer (a 3xx: `UPSTREAM_ERROR`).
+    async fn follow(
+        &self,
+        instance: &Instance,
+        request: &UpstreamRequest,
+        first: reqwest::Url,
+        verbatim: Option<http::Uri>,
+        headers: http::HeaderMap,
+        deadline: Instant,
+    ) -> Result<Reply, SendError> {
+        let mut url = first.clone();
+        let mut method = request.method.clone();
+        let mut body = request.body.as_ref();
+        let mut headers = headers;
+        let mut verbatim = verbatim;
+        // Once a hop leaves the first origin, the gateway's headers stay
+        // behind for good, even if a later hop comes back.
+        let mut foreign = false;
+        let mut hops = 0;
+        loop {
+            let direct = match &self.direct {
+                Some(direct) if hops == 0 && instance.direct => Some(direct),
+                Some(direct) if hops > 0 && Direct::carries(&url) => Some(direct),
+                _ => None,
+            };
+            let call = Outgoing {
+                method: &method,
+                url: &url,
+                verbatim: verbatim.as_ref(),
+                // Moved, not cloned: a redirect builds its own from the
+                // request's.
+                headers: std::mem::take(&mut headers),
+                body,
+                deadline,
+                max_body: self.config.max_response_bytes,
+            };
+            let reply = match direct {
+                Some(direct) => direct.send(call).await?,
+                None => via_reqwest(&self.http, call).await?,
+            };
+            let Some(redirect) = &reply.redirect else {
+                return Ok(reply);
+            };
+            let allowed = match self.config.follow_redirects {
+                FollowRedirects::None => false,
+                FollowRedirects::SameOrigin => same_origin(&redirect.url, &first),
+                FollowRedirects::Any => true,
+            };
+            if !allowed || hops == MAX_REDIRECTS {
+                tracing::warn!(
+                    service = %self.name,
+                    instance = %instance.label,
+                    status = reply.status.as_u16(),
+                    follow_redirects = ?self.config.follow_redirects,
+                    hops,
+                    "upstream redirect not followed"
+                );
+                return Ok(reply);
+            }
+            foreign |= !same_origin(&redirect.url, &first);
+            body = body.filter(|_| redirect.keep_body);
+            headers = redirect.headers(&url, request.headers.clone(), body.is_some(), foreign);
+            method = redirect.method.clone();
+            url = redirect.url.clone();
+            verbatim = None;
+            hops += 1;
+        }
+    }
+
     pub fn checkers(&self) -> Vec<Checker> {
         let Some(health) = &self.config.health else {
             return Vec::new();

@@ -3,25 +3,26 @@
 //!
 //! reqwest carries every call that needs something it adds: TLS and client
 //! certificates, user and password in the URL, a proxy named by
-//! `HTTP_PROXY`/`ALL_PROXY`, redirects followed. A plain `http://` call
+//! `HTTP_PROXY`/`ALL_PROXY`. A plain `http://` call
 //! goes straight to hyper-util's pooled client, the one reqwest itself
 //! sends through: reqwest's own layers (its URL types, a redirect policy
 //! that parses every request's URL again, a retry policy, boxed futures)
 //! were a fifth of the gateway's instructions per flagship query on the
-//! benchmark (callgrind), and a plain call needs none of them. An answer
-//! that redirects is followed through reqwest from where it points, the
-//! way reqwest's own policy takes that step ([`Redirect`]), so both ways
-//! answer alike and the first URL is asked once.
+//! benchmark (callgrind), and a plain call needs none of them.
+//!
+//! Neither transport follows a redirect itself: each hands back the next
+//! step ([`Redirect`]) and `upstream::service` decides, by the service's
+//! `follow_redirects`, whether to take it and with which headers. At most
+//! `max_response_bytes` of an answer is ever read.
 
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http::header::{
-    AUTHORIZATION, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, COOKIE, LOCATION,
-    PROXY_AUTHORIZATION, REFERER, TRANSFER_ENCODING, WWW_AUTHENTICATE,
+    ACCEPT, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, LOCATION, REFERER, TRANSFER_ENCODING,
 };
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
-use http_body_util::{BodyExt, Full};
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
@@ -35,8 +36,7 @@ pub struct Reply {
     pub cache: CacheDirectives,
     /// Read only for a 2xx answer.
     pub body: Option<Bytes>,
-    /// Where to go on, when the answer redirects a call the direct client
-    /// made (reqwest follows its own).
+    /// Where the call would go on, when the answer is a redirect.
     pub redirect: Option<Redirect>,
 }
 
@@ -96,11 +96,23 @@ impl Redirect {
         })
     }
 
-    /// The headers of the call sent on from `from`, changed as reqwest
-    /// changes them: no body headers when the body stays behind, no
-    /// credentials or cookies for another host, and a `Referer`.
-    pub fn headers(&self, from: &reqwest::Url, mut headers: HeaderMap) -> HeaderMap {
-        if !self.keep_body {
+    /// The headers of the call sent on from `from`, given the request's own:
+    /// no body headers when the body stays behind. On the origin the call started at, the rest
+    /// as they were and a `Referer`, as reqwest's policy sends them. Once a
+    /// call has left that origin (`foreign`), none of the headers the
+    /// gateway added — the service's own, claims, forwarded client headers,
+    /// the mapping's, the trace context — nor a `Referer` naming the
+    /// internal URL: only `Accept` and the body's own headers.
+    /// `with_body`: the call still carries the body (no earlier hop left
+    /// it behind).
+    pub fn headers(
+        &self,
+        from: &reqwest::Url,
+        mut headers: HeaderMap,
+        with_body: bool,
+        foreign: bool,
+    ) -> HeaderMap {
+        if !with_body {
             for name in [
                 CONTENT_TYPE,
                 CONTENT_LENGTH,
@@ -110,44 +122,68 @@ impl Redirect {
                 headers.remove(name);
             }
         }
-        let other_host = self.url.host_str() != from.host_str()
-            || self.url.port_or_known_default() != from.port_or_known_default();
-        if other_host {
-            for name in [AUTHORIZATION, COOKIE, PROXY_AUTHORIZATION, WWW_AUTHENTICATE] {
-                headers.remove(name);
+        if foreign {
+            let mut kept = HeaderMap::new();
+            for name in [ACCEPT, CONTENT_TYPE, CONTENT_LENGTH, CONTENT_ENCODING] {
+                if let Some(value) = headers.remove(&name) {
+                    kept.insert(name, value);
+                }
             }
-            headers.remove("cookie2");
+            return kept;
         }
-        // The direct client only carries plain http:// calls, whose URLs
-        // hold no user or password: the URL is the referer as it is.
-        if let Ok(referer) = HeaderValue::from_str(from.as_str()) {
+        let mut referer = from.clone();
+        let _ = referer.set_username("");
+        let _ = referer.set_password(None);
+        referer.set_fragment(None);
+        if let Ok(referer) = HeaderValue::from_str(referer.as_str()) {
             headers.insert(REFERER, referer);
         }
         headers
     }
 }
 
+/// Whether two URLs have one origin: scheme, host and port.
+pub fn same_origin(a: &reqwest::Url, b: &reqwest::Url) -> bool {
+    a.scheme() == b.scheme()
+        && a.host_str() == b.host_str()
+        && a.port_or_known_default() == b.port_or_known_default()
+}
+
 /// One call as the transports take it.
 pub struct Outgoing<'a> {
     pub method: &'a Method,
     pub url: &'a reqwest::Url,
+    /// The request target the direct client sends instead of `url`'s text:
+    /// a path whose encoded dot-segments `url` (a WHATWG URL) would have
+    /// resolved. Only the direct client can send it.
+    pub verbatim: Option<&'a http::Uri>,
     pub headers: HeaderMap,
     pub body: Option<&'a Bytes>,
     pub deadline: Instant,
+    /// `max_response_bytes`: no more of a body is read.
+    pub max_body: usize,
 }
 
 /// Why a transport got no reply.
 pub enum SendError {
     TimedOut,
+    /// The body is longer than the call's `max_body` (declared or read).
+    TooLarge,
     /// What kind of failure (never the URL, whose path and query may hold
     /// personal data) and every cause: "cannot connect: tcp connect error:
     /// Connection refused (os error 111)".
     Failed(String),
 }
 
-/// Sends `call` through reqwest (which follows redirects) and reads a 2xx
-/// answer's body, all before its deadline.
+/// Sends `call` through reqwest and reads a 2xx answer's body, all before
+/// its deadline. The client follows no redirect (its policy is `none`).
 pub async fn via_reqwest(client: &reqwest::Client, call: Outgoing<'_>) -> Result<Reply, SendError> {
+    if call.verbatim.is_some() {
+        // Callers send such a call through the direct client only.
+        return Err(SendError::Failed(
+            "request failed: the path cannot be sent through reqwest".to_owned(),
+        ));
+    }
     let mut builder = client
         .request(call.method.clone(), call.url.clone())
         .headers(call.headers)
@@ -155,12 +191,38 @@ pub async fn via_reqwest(client: &reqwest::Client, call: Outgoing<'_>) -> Result
     if let Some(body) = call.body {
         builder = builder.body(body.clone());
     }
-    let response = builder.send().await.map_err(reqwest_error)?;
+    let mut response = builder.send().await.map_err(reqwest_error)?;
     let mut reply = Reply::head(response.status(), response.headers());
+    if reply.status.is_redirection() {
+        reply.redirect = Redirect::of(reply.status, response.headers(), call.url, call.method);
+    }
     if reply.status.is_success() {
-        reply.body = Some(response.bytes().await.map_err(reqwest_error)?);
+        let declared = declared_length(response.headers());
+        if declared.is_some_and(|length| length > call.max_body) {
+            return Err(SendError::TooLarge);
+        }
+        let mut body = BytesMut::with_capacity(declared.unwrap_or(0));
+        while let Some(chunk) = response.chunk().await.map_err(reqwest_error)? {
+            if body.len() + chunk.len() > call.max_body {
+                // Dropping the response drops its connection mid-body.
+                return Err(SendError::TooLarge);
+            }
+            body.extend_from_slice(&chunk);
+        }
+        reply.body = Some(body.freeze());
     }
     Ok(reply)
+}
+
+/// The body length an answer declares (`Content-Length`).
+fn declared_length(headers: &HeaderMap) -> Option<usize> {
+    headers
+        .get(CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
 }
 
 fn reqwest_error(err: reqwest::Error) -> SendError {
@@ -238,11 +300,14 @@ impl Direct {
 
     /// Sends `call` and reads a 2xx answer's body, all before its deadline.
     pub async fn send(&self, call: Outgoing<'_>) -> Result<Reply, SendError> {
-        let uri: http::Uri = call
-            .url
-            .as_str()
-            .parse()
-            .map_err(|err| SendError::Failed(format!("request failed: {err}")))?;
+        let uri: http::Uri = match call.verbatim {
+            Some(uri) => uri.clone(),
+            None => call
+                .url
+                .as_str()
+                .parse()
+                .map_err(|err| SendError::Failed(format!("request failed: {err}")))?,
+        };
         let body = call.body.cloned().map(Full::new).unwrap_or_default();
         let mut request = http::Request::new(body);
         *request.method_mut() = call.method.clone();
@@ -266,9 +331,19 @@ impl Direct {
                     Redirect::of(reply.status, response.headers(), call.url, call.method);
             }
             if reply.status.is_success() {
-                let body = response.into_body().collect().await.map_err(|err| {
-                    SendError::Failed(with_causes("cannot read the answer", &err))
-                })?;
+                if declared_length(response.headers()).is_some_and(|n| n > call.max_body) {
+                    return Err(SendError::TooLarge);
+                }
+                // Dropping the body past the limit drops its connection.
+                let body = Limited::new(response.into_body(), call.max_body)
+                    .collect()
+                    .await
+                    .map_err(|err| {
+                        if err.downcast_ref::<LengthLimitError>().is_some() {
+                            return SendError::TooLarge;
+                        }
+                        SendError::Failed(with_causes("cannot read the answer", &*err))
+                    })?;
                 reply.body = Some(body.to_bytes());
             }
             Ok(reply)

@@ -691,6 +691,41 @@ async fn a_private_ca_upstream_works_with_ca_file_and_fails_without() {
 }
 
 #[tokio::test]
+async fn an_https_answer_over_max_response_bytes_is_refused_and_one_within_is_read() {
+    let pki = Pki::new("internal CA");
+    let upstream = https_upstream(&pki.server("users"), None).await;
+    let ca = [("certs/internal-ca.pem", pki.ca_pem.as_str())];
+    // `{"id":"1","name":"Ada"}` is 23 bytes.
+    for (limit, read) in [(23, true), (22, false)] {
+        let toml = config("", "{users}", r#"ca_file = "certs/internal-ca.pem""#).replace(
+            "retries = 0",
+            &format!("retries = 0\nmax_response_bytes = {limit}"),
+        );
+        let gateway = TestGateway::builder()
+            .schema(SDL)
+            .file(ca[0].0, ca[0].1)
+            .config(&toml)
+            .upstream_url("users", &upstream)
+            .start()
+            .await;
+        let body = gateway.post(QUERY).await.json();
+        if read {
+            assert_ada(&body);
+            // reqwest resolves `%2E%2E` as a URL would: a value making a
+            // dot-segment is not sent through it at all.
+            let dots = gateway.post(r#"{ user(id: "..") { id } }"#).await.json();
+            assert_eq!(dots["data"]["user"], Value::Null, "{dots}");
+            assert_eq!(dots["errors"][0]["extensions"]["code"], "BAD_REQUEST");
+        } else {
+            assert_eq!(
+                body["errors"][0]["extensions"]["code"], "UPSTREAM_BAD_RESPONSE",
+                "{body}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
 async fn an_upstream_certificate_for_another_host_name_is_refused() {
     let pki = Pki::new("internal CA");
     let elsewhere = pki.leaf(

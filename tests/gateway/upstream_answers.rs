@@ -584,6 +584,7 @@ const REDIRECT_CONFIG: &str = r#"
 [services.users]
 url = "{users}"
 headers = { authorization = "Bearer s3cret" }
+follow_redirects = "any"
 
 [resolvers]
 "Query.user"     = { service = "users", get = "/users/{args.id}" }
