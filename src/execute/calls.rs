@@ -87,7 +87,8 @@ pub struct FieldScope<'a> {
     /// to propagate the trace context.
     pub trace: (&'a RequestTrace, bool),
     pub args: Option<&'a Args>,
-    pub parent: Option<Parent<'a>>,
+    /// The parent's upstream JSON, for `{parent.…}`.
+    pub parent: Option<&'a Json>,
     pub headers: &'a HeaderMap,
     pub claims: Option<&'a Value>,
 }
@@ -97,7 +98,7 @@ impl<'a> FieldScope<'a> {
         binding: &'a Binding,
         state: &'a OperationState,
         args: Option<&'a Args>,
-        parent: Option<Parent<'a>>,
+        parent: Option<&'a Json>,
     ) -> Self {
         FieldScope {
             binding,
@@ -116,14 +117,6 @@ impl<'a> FieldScope<'a> {
             trace: self.trace,
         }
     }
-}
-
-/// The object a field's `{parent.…}` placeholders read: upstream JSON on
-/// the planned executor, its serde_json copy on async-graphql's.
-#[derive(Clone, Copy)]
-pub enum Parent<'a> {
-    Upstream(&'a Json),
-    Converted(&'a Value),
 }
 
 impl Scope for FieldScope<'_> {
@@ -145,12 +138,9 @@ impl Scope for FieldScope<'_> {
                 }
                 value_at(&value, &path[1..]).cloned().map(Cow::Owned)
             }
-            Root::Parent => match self.parent? {
-                Parent::Upstream(parent) => {
-                    json::at(parent, path).map(|value| Cow::Owned(json::to_serde(value)))
-                }
-                Parent::Converted(parent) => value_at(parent, path).map(Cow::Borrowed),
-            },
+            Root::Parent => {
+                json::at(self.parent?, path).map(|value| Cow::Owned(json::to_serde(value)))
+            }
             Root::Headers => {
                 let value = self.headers.get(path.join(".").as_str())?;
                 Some(Cow::Owned(Value::String(value.to_str().ok()?.to_owned())))

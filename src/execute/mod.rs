@@ -1,22 +1,19 @@
 //! Running an operation: the per-operation state (call de-duplication,
-//! the client's headers), the generic field resolver, and the tagging of
-//! parse and validation errors with their codes.
-//!
-//! Queries run on the planned executor (`planned`); async-graphql parses,
-//! validates, answers introspection and runs what is not planned
-//! (mutations above all) with the generic `resolver`. What a field's calls
-//! come to is shared by both (`calls`).
+//! the client's headers), input coercion, and the engine (`planned`) that
+//! runs every query and mutation. async-graphql parses and validates
+//! documents (its errors tagged with codes by `rules`) and answers
+//! introspection fields; it resolves nothing else. What a field's calls
+//! come to is in `calls`.
 
 mod calls;
 pub mod operation;
 pub mod planned;
-pub mod resolver;
 mod rules;
-mod shape;
+pub mod variables;
 
 use async_graphql::ServerError;
 
-pub use rules::{path_of, ResponseRules};
+pub use rules::ValidationCodes;
 
 use crate::error::ErrorCode;
 
@@ -33,19 +30,4 @@ pub fn code_of(err: &ServerError) -> Option<&str> {
         async_graphql::Value::String(code) => Some(code.as_str()),
         _ => None,
     }
-}
-
-/// Marks an error already reported elsewhere (at a more precise path): it
-/// still nulls fields as it propagates, but is not shown again.
-const SILENT: &str = "conflux_silent";
-
-pub fn silent_error() -> async_graphql::Error {
-    use async_graphql::ErrorExtensions;
-    async_graphql::Error::new("already reported").extend_with(|_, ext| ext.set(SILENT, true))
-}
-
-pub fn is_silent(err: &ServerError) -> bool {
-    err.extensions
-        .as_ref()
-        .is_some_and(|ext| ext.get(SILENT).is_some())
 }

@@ -1,10 +1,10 @@
 //! State that lives for one GraphQL operation: the client's headers, and
 //! the calls already made, so identical GETs are sent once (SPEC §3).
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use async_graphql::{PathSegment, ServerError};
+use async_graphql::PathSegment;
 use http::HeaderMap;
 use tokio::time::Instant;
 
@@ -43,14 +43,6 @@ pub struct OperationState {
     calls: Mutex<foldhash::HashMap<(String, Arc<RequestIdentity>), CallCell>>,
     /// Keys of batched fields, collected across the operation.
     pub batches: Batches,
-    /// Errors of list items nulled while shaping a field's value; the
-    /// executor cannot see them, so they are added to the response after.
-    item_errors: Mutex<Vec<ServerError>>,
-    /// Paths (`search.1`) of object list items that are null. The dynamic
-    /// executor would resolve an object's fields even on a null item, so
-    /// `ResponseRules` answers these paths with null instead.
-    null_items: Mutex<foldhash::HashSet<String>>,
-    has_null_items: AtomicBool,
     /// Paths served from stale cache entries (`extensions.conflux.stale`).
     stale_paths: Mutex<Vec<Vec<PathSegment>>>,
 }
@@ -179,41 +171,8 @@ impl OperationState {
             stats: Arc::new(CallStats::new(request.debug)),
             calls: Mutex::default(),
             batches: Batches::default(),
-            item_errors: Mutex::new(Vec::new()),
-            null_items: Mutex::default(),
-            has_null_items: AtomicBool::new(false),
             stale_paths: Mutex::new(Vec::new()),
         }
-    }
-
-    pub fn mark_null_item(&self, path: String) {
-        self.has_null_items.store(true, Ordering::Release);
-        self.null_items
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(path);
-    }
-
-    /// Whether the item at `path` was shaped to null; `path` is built only
-    /// when some item was.
-    pub fn is_null_item(&self, path: impl FnOnce() -> String) -> bool {
-        self.has_null_items.load(Ordering::Acquire)
-            && self
-                .null_items
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .contains(&path())
-    }
-
-    pub fn report(&self, error: ServerError) {
-        self.item_errors
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(error);
-    }
-
-    pub fn take_item_errors(&self) -> Vec<ServerError> {
-        std::mem::take(&mut *self.item_errors.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
     /// Sends `request` (through the cache and coalescing), or joins the

@@ -6,11 +6,11 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use async_graphql::parser::types::{DocumentOperations, OperationType};
-use async_graphql::{ServerError, Variables};
+use async_graphql::ServerError;
 use axum::http::StatusCode;
 use serde_json::json;
 
-use super::outcome::{Outcome, ResponseData};
+use super::outcome::Outcome;
 use super::request::GraphqlRequest;
 use super::Client;
 use crate::admission::documents::{DocumentError, MAX_NESTING};
@@ -18,14 +18,10 @@ use crate::admission::limits;
 use crate::auth::Claims;
 use crate::error::ErrorCode;
 use crate::execute::operation::{OperationState, RequestContext};
-use crate::execute::{code_of, is_silent, planned, with_code};
+use crate::execute::{code_of, planned, with_code};
 use crate::gateway::Gateway;
 use crate::telemetry::{metrics, otlp};
 use tracing::Instrument;
-
-/// How long past `request_timeout_ms` the executor may take to assemble
-/// what resolved before the whole operation is abandoned.
-const OUTER_TIMEOUT_GRACE: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// Runs one operation and logs it: one line per GraphQL request (request
 /// id, operation, client, subject, duration, status, upstream calls, codes).
@@ -65,7 +61,6 @@ pub async fn run(
     );
     let Report {
         kind,
-        executor,
         upstream_calls,
         operation_name,
     } = report;
@@ -89,7 +84,6 @@ pub async fn run(
         trace_id = client.trace.trace_id(),
         operation = operation_name.as_deref().unwrap_or("-"),
         kind,
-        executor,
         client_ip = %client.ip,
         subject = subject.as_deref().unwrap_or("-"),
         duration_ms = duration.as_secs_f64() * 1000.0,
@@ -106,9 +100,6 @@ pub async fn run(
 struct Report {
     /// `query`, `mutation`, or `-` when the operation never got that far.
     kind: &'static str,
-    /// `planned` or `async-graphql` (mutations, introspection, variables
-    /// that need coercing), `-` when nothing ran.
-    executor: &'static str,
     upstream_calls: usize,
     /// The operation's name: `operationName`, else the name the document
     /// gives its only operation (as Apollo Router names it).
@@ -119,7 +110,6 @@ impl Default for Report {
     fn default() -> Self {
         Report {
             kind: "-",
-            executor: "-",
             upstream_calls: 0,
             operation_name: None,
         }
@@ -197,26 +187,6 @@ async fn execute(
             ),
         );
     };
-    // async-graphql reports a missing non-null variable only while
-    // executing, without a code; it is a validation error (GraphQL spec
-    // "Coercing Variable Values").
-    for definition in &operation.node.variable_definitions {
-        let definition = &definition.node;
-        let given = request
-            .variables
-            .as_ref()
-            .and_then(|v| v.get(definition.name.node.as_str()))
-            .is_some_and(|v| !v.is_null());
-        if !definition.var_type.node.nullable && definition.default_value.is_none() && !given {
-            return Outcome::document_error(
-                ErrorCode::GraphqlValidationFailed,
-                format!(
-                    "variable `${}` of type `{}` needs a non-null value",
-                    definition.name.node, definition.var_type.node
-                ),
-            );
-        }
-    }
     if let Err(refusal) = limits::check(
         &document,
         &operation.node,
@@ -254,10 +224,15 @@ async fn execute(
             debug: client.debug,
         },
     ));
-    let variables = request
-        .variables
-        .map(Variables::from_json)
-        .unwrap_or_default();
+    let variables = match gateway
+        .plans
+        .coerce_variables(&operation.node, request.variables)
+    {
+        Ok(variables) => variables,
+        Err(message) => {
+            return Outcome::document_error(ErrorCode::GraphqlValidationFailed, message)
+        }
+    };
     let plan = gateway
         .plans
         .plan(
@@ -270,76 +245,25 @@ async fn execute(
             &variables,
         )
         .await;
-    if let Some(plan) = plan {
-        report.executor = "planned";
-        let executed = planned::execute(&plan, &state, &operation.node, &variables).await;
-        report.upstream_calls = state.stats.upstream_calls();
-        return Outcome {
-            status: StatusCode::OK,
-            data: Some(ResponseData::Begun(executed.begun_body)),
-            errors: executed.errors,
-            document_error: false,
-            extensions: conflux_extensions(&state),
-        };
-    }
-    let mut graphql = async_graphql::Request::new(&*query).data(state.clone());
-    if let Some(name) = request.operation_name {
-        graphql = graphql.operation_name(name);
-    }
-    graphql = graphql.variables(variables);
-    report.executor = "async-graphql";
-    graphql.set_parsed_query((*document).clone());
-
-    // Fields time out on their own at the deadline (with what resolved so
-    // far kept); this outer bound only catches work outside any field.
-    let response = match tokio::time::timeout(
-        timeout + OUTER_TIMEOUT_GRACE,
-        gateway.schema.execute(graphql),
-    )
-    .await
-    {
-        Ok(response) => {
-            report.upstream_calls = state.stats.upstream_calls();
-            response
-        }
-        Err(_) => {
+    let plan = match plan {
+        Ok(plan) => plan,
+        Err(errors) => {
             return Outcome {
-                status: StatusCode::OK,
-                data: Some(ResponseData::Value(async_graphql::Value::Null)),
-                errors: vec![with_code(
-                    ServerError::new(
-                        "the operation did not finish within request_timeout_ms",
-                        None,
-                    ),
-                    ErrorCode::Timeout,
-                )],
-                document_error: false,
+                status: StatusCode::BAD_REQUEST,
+                data: None,
+                errors: (*errors).clone(),
+                document_error: true,
                 extensions: None,
             }
         }
     };
-    let failed_before_execution = response.errors.iter().any(|err| {
-        matches!(
-            code_of(err),
-            Some("GRAPHQL_PARSE_FAILED" | "GRAPHQL_VALIDATION_FAILED")
-        )
-    });
-    if failed_before_execution {
-        return Outcome {
-            status: StatusCode::BAD_REQUEST,
-            data: None,
-            errors: response.errors,
-            document_error: true,
-            extensions: None,
-        };
-    }
-    let mut errors = response.errors;
-    errors.retain(|err| !is_silent(err));
-    errors.extend(state.take_item_errors());
+    let executed =
+        planned::execute(&plan, &state, &operation.node, &variables, &gateway.schema).await;
+    report.upstream_calls = state.stats.upstream_calls();
     Outcome {
         status: StatusCode::OK,
-        data: Some(ResponseData::Value(response.data)),
-        errors,
+        data: Some(executed.begun_body),
+        errors: executed.errors,
         document_error: false,
         extensions: conflux_extensions(&state),
     }

@@ -9,15 +9,16 @@ use serde_json::Value;
 
 use super::media::ResponseMedia;
 use crate::error::ErrorCode;
-use crate::execute::planned::BODY_START;
 use crate::execute::with_code;
 
 /// What one operation produced, and how HTTP should answer it alone.
 pub struct Outcome {
     pub status: StatusCode,
-    /// `None` for a request error: the operation never ran, so the response
-    /// has no `data` entry (GraphQL over HTTP).
-    pub data: Option<ResponseData>,
+    /// The response body begun by the engine — `{"data":` and the JSON of
+    /// `data` (`planned::Executed`) — to which the rest is appended. `None`
+    /// for a request error: the operation never ran, so the response has
+    /// no `data` entry (GraphQL over HTTP).
+    pub data: Option<Vec<u8>>,
     pub errors: Vec<ServerError>,
     /// A document that failed to parse or validate, or was refused by
     /// `[limits]`: answered 200 to legacy `application/json` clients.
@@ -49,11 +50,7 @@ impl Outcome {
     /// planned executor's `data` is JSON text already.
     pub fn write_body(&self, out: &mut Vec<u8>) -> serde_json::Result<()> {
         match &self.data {
-            Some(ResponseData::Begun(begun)) => out.extend_from_slice(begun),
-            Some(ResponseData::Value(value)) => {
-                out.extend_from_slice(BODY_START);
-                serde_json::to_writer(&mut *out, value)?;
-            }
+            Some(begun) => out.extend_from_slice(begun),
             None => out.push(b'{'),
         }
         self.write_body_end(out)
@@ -89,7 +86,7 @@ impl Outcome {
         // The planned executor's `data` is most of the body: the body is
         // finished in its buffer, not copied.
         let written = match &mut self.data {
-            Some(ResponseData::Begun(begun)) => {
+            Some(begun) => {
                 let mut body = std::mem::take(begun);
                 self.write_body_end(&mut body).map(|()| body)
             }
@@ -103,15 +100,6 @@ impl Outcome {
             Err(err) => serialization_failed(err),
         }
     }
-}
-
-/// A response's `data`.
-pub enum ResponseData {
-    /// Built by async-graphql's executor.
-    Value(async_graphql::Value),
-    /// Written by the planned executor: the response body begun,
-    /// `{"data":` and the JSON of `data` (see `planned::Executed`).
-    Begun(Vec<u8>),
 }
 
 /// The response to a batched POST: one response object per operation.

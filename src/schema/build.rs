@@ -1,11 +1,11 @@
-//! The merged SDL + bindings → an async-graphql dynamic schema whose every
-//! object field runs the generic resolver of `execute::resolver`.
-
-use std::sync::Arc;
+//! The merged SDL → an async-graphql dynamic schema, which validates
+//! documents and answers introspection. It resolves no field of ours: the
+//! engine (`execute::planned`) runs every operation, so an object field's
+//! resolver here is never called (it would answer an error).
 
 use async_graphql::dynamic::{
-    Enum, EnumItem, Field, InputObject, InputValue, Interface, InterfaceField, Object, Scalar,
-    Schema, TypeRef, Union,
+    Enum, EnumItem, Field, FieldFuture, FieldValue, InputObject, InputValue, Interface,
+    InterfaceField, Object, Scalar, Schema, TypeRef, Union,
 };
 use async_graphql::parser::types::{
     BaseType, ConstDirective, FieldDefinition, InputValueDefinition, Type, TypeKind,
@@ -15,7 +15,7 @@ use async_graphql::parser::Positioned;
 use super::binding::Bindings;
 use super::sdl::SchemaModel;
 use crate::config::{Diagnostic, Diagnostics};
-use crate::execute::{resolver, ResponseRules};
+use crate::execute::ValidationCodes;
 
 pub struct SchemaOptions {
     pub introspection: bool,
@@ -27,7 +27,7 @@ pub fn build(
     options: &SchemaOptions,
 ) -> Result<Schema, Diagnostics> {
     let mut builder = Schema::build(&model.query_type, model.mutation_type.as_deref(), None)
-        .extension(ResponseRules);
+        .extension(ValidationCodes);
     if !options.introspection {
         builder = builder.disable_introspection();
     }
@@ -47,10 +47,10 @@ pub fn build(
                 }
                 for field in &object.fields {
                     let key = format!("{name}.{}", field.node.name.node);
-                    let Some(binding) = bindings.get(&key).cloned() else {
+                    if bindings.get(&key).is_none() {
                         continue;
-                    };
-                    built = built.field(object_field(&field.node, binding));
+                    }
+                    built = built.field(object_field(&field.node));
                 }
                 builder.register(built)
             }
@@ -115,12 +115,14 @@ fn with_description<T>(item: T, description: Option<String>, set: fn(T, String) 
     }
 }
 
-fn object_field(field: &FieldDefinition, binding: Arc<resolver::Binding>) -> Field {
-    let mut built = Field::new(
-        field.name.node.as_str(),
-        type_ref(&field.ty.node),
-        move |ctx| resolver::resolve(binding.clone(), ctx),
-    );
+fn object_field(field: &FieldDefinition) -> Field {
+    let mut built = Field::new(field.name.node.as_str(), type_ref(&field.ty.node), |_| {
+        FieldFuture::new(async {
+            Err::<Option<FieldValue<'_>>, _>(async_graphql::Error::new(
+                "fields are resolved by the engine, not by the schema",
+            ))
+        })
+    });
     if let Some(d) = &field.description {
         built = built.description(d.node.clone());
     }

@@ -1235,9 +1235,8 @@ async fn each_graphql_request_logs_one_json_line_with_its_fields() {
     let fields = &line["fields"];
     assert_eq!(fields["operation"], "OpsLogUser", "{line}");
     assert_eq!(fields["kind"], "query", "{line}");
-    // Queries run on the planned executor; a silent fallback to the
-    // generic one would still answer correctly, only slower.
-    assert_eq!(fields["executor"], "planned", "{line}");
+    // One engine runs every operation: the line no longer names one.
+    assert!(fields.get("executor").is_none(), "{line}");
     assert_eq!(fields["client_ip"], "127.0.0.1", "{line}");
     assert_eq!(fields["subject"], "user-42", "{line}");
     assert_eq!(fields["status"], 200, "{line}");

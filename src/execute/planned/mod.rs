@@ -1,13 +1,14 @@
-//! The planned executor: how queries run. An operation is planned once per
+//! The engine: how every operation runs. An operation is planned once per
 //! document (cached), then each request makes its calls (`resolve`) and
 //! writes the response JSON straight from the upstream values (`write`) —
-//! no future, map or value per field (PERFORMANCE.md: that per-field cost
-//! is what keeps generic executors 2-40x behind hand-written code).
+//! no future, map or value per field (PERFORMANCE.md in `bench/`: that
+//! per-field cost is what keeps generic executors 2-40x behind hand-written
+//! code). Queries and mutations run here alike, whatever their variables
+//! and directives.
 //!
-//! async-graphql stays behind it: it validates each document once (cached
-//! with the plan), and runs what is not planned — mutations, introspection,
-//! variables whose values need coercing, unknown directives — with the same
-//! results, only slower.
+//! async-graphql stays for what it is good at: it validates each document
+//! once (the result cached with the plan), and answers the root's
+//! introspection fields, which this engine writes into its response.
 
 mod plan;
 mod resolve;
@@ -17,8 +18,8 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use crate::upstream::json::Json;
-use async_graphql::parser::types::{BaseType, ExecutableDocument, OperationDefinition, Type};
-use async_graphql::{ServerError, Value as GqlValue, Variables};
+use async_graphql::parser::types::{ExecutableDocument, OperationDefinition};
+use async_graphql::{ServerError, Variables};
 
 use plan::OperationPlan;
 pub use plan::PlanSchema;
@@ -41,14 +42,15 @@ enum Prepared {
     Plan(Arc<OperationPlan>),
     /// Valid, but `@skip`/`@include` read variables: planned per request.
     PlanPerRequest,
-    /// Invalid (async-graphql reports why) or not plannable.
-    Executor,
+    /// Refused by validation (or valid but not runnable here), with the
+    /// errors to answer every time.
+    Refused(Arc<Vec<ServerError>>),
 }
 
 /// Tells `execute::rules` to stop after validation.
 pub struct ValidateOnly;
 
-/// A planned operation's result.
+/// An operation's result.
 pub struct Executed {
     /// The response body, begun: `{"data":` and the JSON of `data`. The
     /// rest (`errors`, `extensions`, the closing brace) is appended to it,
@@ -71,8 +73,18 @@ impl Plans {
         }
     }
 
-    /// The plan for `operation` with these `variables`; `None` leaves the
-    /// operation to async-graphql.
+    /// The request's variables for `operation`, coerced to their declared
+    /// types; the message says which is wrong and why.
+    pub fn coerce_variables(
+        &self,
+        operation: &OperationDefinition,
+        given: Option<serde_json::Value>,
+    ) -> Result<Variables, String> {
+        self.schema.inputs.coerce_variables(operation, given)
+    }
+
+    /// The plan for `operation` with these (coerced) `variables`, or the
+    /// validation errors that refuse the document.
     #[allow(clippy::too_many_arguments)]
     pub async fn plan(
         &self,
@@ -83,56 +95,85 @@ impl Plans {
         document: &ExecutableDocument,
         operation: &OperationDefinition,
         variables: &Variables,
-    ) -> Option<Arc<OperationPlan>> {
+    ) -> Result<Arc<OperationPlan>, Arc<Vec<ServerError>>> {
         let key = (query.clone(), operation_name.map(str::to_owned));
-        let Some(prepared) = self.cache.get(&key) else {
-            // The operation's first request: validate and plan it now, and
-            // use that plan for this request too.
-            let valid = validate(executor, query, operation_name, document).await;
-            let planned = valid
-                .then(|| plan::plan(&self.schema, bindings, document, operation, variables))
-                .and_then(Result::ok)
-                .map(Arc::new);
-            let prepared = match &planned {
-                Some(plan) if plan.depends_on_variables => Prepared::PlanPerRequest,
-                Some(plan) => Prepared::Plan(plan.clone()),
-                None => Prepared::Executor,
-            };
-            self.cache.insert(key, Arc::new(prepared));
-            return planned.filter(|_| variables_conform(operation, variables));
+        let prepared = match self.cache.get(&key) {
+            Some(prepared) => prepared,
+            None => {
+                // The operation's first request: validate and plan it now,
+                // and use that plan for this request too.
+                let planned = match validate(executor, query, operation_name, document).await {
+                    Ok(()) => plan::plan(&self.schema, bindings, document, operation, variables)
+                        .map(Arc::new)
+                        .map_err(|plan::Unplannable(message)| {
+                            Arc::new(vec![super::with_code(
+                                ServerError::new(message, None),
+                                crate::error::ErrorCode::GraphqlValidationFailed,
+                            )])
+                        }),
+                    Err(errors) => Err(Arc::new(errors)),
+                };
+                let prepared = match &planned {
+                    Ok(plan) if plan.depends_on_variables => Prepared::PlanPerRequest,
+                    Ok(plan) => Prepared::Plan(plan.clone()),
+                    Err(errors) => Prepared::Refused(errors.clone()),
+                };
+                self.cache.insert(key, Arc::new(prepared));
+                return planned;
+            }
         };
-        if !variables_conform(operation, variables) {
-            return None;
-        }
         match &*prepared {
-            Prepared::Plan(plan) => Some(plan.clone()),
+            Prepared::Plan(plan) => Ok(plan.clone()),
             Prepared::PlanPerRequest => {
                 plan::plan(&self.schema, bindings, document, operation, variables)
-                    .ok()
                     .map(Arc::new)
+                    .map_err(|plan::Unplannable(message)| {
+                        Arc::new(vec![super::with_code(
+                            ServerError::new(message, None),
+                            crate::error::ErrorCode::GraphqlValidationFailed,
+                        )])
+                    })
             }
-            Prepared::Executor => None,
+            Prepared::Refused(errors) => Err(errors.clone()),
         }
     }
 }
 
-/// Runs a planned operation.
+/// Runs a planned operation. `executor` answers its introspection fields.
 pub async fn execute(
     plan: &OperationPlan,
     state: &OperationState,
     operation: &OperationDefinition,
     variables: &Variables,
+    executor: &async_graphql::dynamic::Schema,
 ) -> Executed {
     // The root's parent: an object of its own, so its address is unique.
     let root = Json::new_object();
     let resolution = Resolution::new(plan, state, operation, variables);
-    resolution.object(&plan.root, &root, false).await;
+    let introspect = async {
+        let document = plan.introspection.as_ref()?;
+        let mut request = async_graphql::Request::new("").variables(variables.clone());
+        request.set_parsed_query(document.clone());
+        Some(executor.execute(request).await)
+    };
+    let (_, introspected) = if plan.serial {
+        futures::join!(resolution.serial(&plan.root, &root), introspect)
+    } else {
+        futures::join!(resolution.object(&plan.root, &root, false), introspect)
+    };
     // Sized from the last body this plan wrote: most operations answer
     // about the same size every time.
     let last = plan.last_body_len.load(Ordering::Relaxed);
     let mut body = Vec::with_capacity(last.max(1024) + BODY_END_ROOM);
     body.extend_from_slice(BODY_START);
     let mut writer = Writer::new(&resolution, state.claims.as_deref(), body);
+    let mut introspection_errors = Vec::new();
+    if let Some(response) = &introspected {
+        if let async_graphql::Value::Object(data) = &response.data {
+            writer.introspected = Some(data);
+        }
+        introspection_errors.extend(response.errors.iter().cloned());
+    }
     if writer.object(&plan.root, &root, None).is_err() {
         writer.out.truncate(BODY_START.len());
         writer.out.extend_from_slice(b"null");
@@ -142,58 +183,32 @@ pub async fn execute(
     for path in writer.stale.drain(..) {
         state.mark_stale(path);
     }
+    let mut errors = writer.errors;
+    errors.extend(introspection_errors);
     Executed {
         begun_body: writer.out,
-        errors: writer.errors,
+        errors,
     }
 }
 
 /// Validates the whole document with async-graphql, stopping before
-/// execution. Variable values are checked per request (`variables_conform`).
+/// execution; the errors carry their codes (`execute::rules`). Variable
+/// values are coerced per request (`Plans::coerce_variables`).
 async fn validate(
     executor: &async_graphql::dynamic::Schema,
     query: &str,
     operation_name: Option<&str>,
     document: &ExecutableDocument,
-) -> bool {
+) -> Result<(), Vec<ServerError>> {
     let mut request = async_graphql::Request::new(query).data(ValidateOnly);
     if let Some(name) = operation_name {
         request = request.operation_name(name);
     }
     request.set_parsed_query(document.clone());
-    executor.execute(request).await.errors.is_empty()
-}
-
-/// Whether every variable's value already has its declared type, so no
-/// coercion (and no coercion error) is needed: built-in scalars and lists
-/// of them. Anything else goes to async-graphql, which coerces or refuses.
-fn variables_conform(operation: &OperationDefinition, variables: &Variables) -> bool {
-    operation.variable_definitions.iter().all(|definition| {
-        let definition = &definition.node;
-        match variables.get(&definition.name.node) {
-            Some(value) => conforms(value, &definition.var_type.node),
-            // Absent: the default (validated with the document) or nothing.
-            None => true,
-        }
-    })
-}
-
-fn conforms(value: &GqlValue, ty: &Type) -> bool {
-    if matches!(value, GqlValue::Null) {
-        return ty.nullable;
-    }
-    match (&ty.base, value) {
-        (BaseType::List(item), GqlValue::List(items)) => items.iter().all(|v| conforms(v, item)),
-        (BaseType::List(_), _) => false,
-        (BaseType::Named(name), value) => match (name.as_str(), value) {
-            ("ID" | "String", GqlValue::String(_)) => true,
-            // An integer is a valid ID input (GraphQL spec); it reaches
-            // templates as the number it is, as on async-graphql's path.
-            ("ID", GqlValue::Number(n)) => n.is_i64() || n.is_u64(),
-            ("Boolean", GqlValue::Boolean(_)) => true,
-            ("Int", GqlValue::Number(n)) => n.as_i64().is_some_and(|i| i32::try_from(i).is_ok()),
-            ("Float", GqlValue::Number(_)) => true,
-            _ => false,
-        },
+    let errors = executor.execute(request).await.errors;
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors)
     }
 }

@@ -1,17 +1,20 @@
 //! One operation of a document → an [`OperationPlan`]: the GraphQL spec's
 //! CollectFields done once (fragments expanded, type conditions matched,
 //! `@skip`/`@include` applied, repeated response keys merged), every field
-//! tied to its binding, response keys pre-rendered as JSON. `None` means
-//! the operation uses something only async-graphql's executor answers
-//! (introspection, mutations, unknown directives); it then runs there.
+//! tied to its binding, response keys pre-rendered as JSON, arguments
+//! without variables coerced once. Queries and mutations plan alike (a
+//! mutation's root fields then run one after another); the root's
+//! introspection fields (`__schema`, `__type`) are set aside as a document
+//! of their own, which async-graphql answers from the schema.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 
 use async_graphql::parser::types::{
-    Directive, ExecutableDocument, Field, OperationDefinition, OperationType, Selection,
-    SelectionSet, TypeKind,
+    Directive, DocumentOperations, ExecutableDocument, Field, FragmentDefinition,
+    OperationDefinition, OperationType, Selection, SelectionSet, Type, TypeKind,
+    VariableDefinition,
 };
 use async_graphql::parser::Positioned;
 use async_graphql::{Name, Pos, Value as GqlValue, Variables};
@@ -20,6 +23,7 @@ use indexmap::IndexMap;
 use rustc_hash::FxHashMap;
 
 use crate::connector::coerce::{OutputKind, OutputType};
+use crate::execute::variables::InputTypes;
 use crate::schema::binding::BoundSource;
 use crate::schema::{Bindings, FieldBinding, SchemaModel};
 
@@ -30,34 +34,43 @@ const MAX_SPREAD_DEPTH: usize = 32;
 /// What the planner needs from the schema, computed once per gateway.
 pub struct PlanSchema {
     pub query_type: String,
+    pub mutation_type: Option<String>,
     /// Object type → the interfaces it implements and the unions it is in.
     supertypes: HashMap<String, HashSet<String>>,
-    /// `Type.field` → its arguments' SDL defaults.
-    arg_defaults: HashMap<String, Vec<(Name, GqlValue)>>,
+    /// `Type.field` → its arguments: name, type, SDL default.
+    field_args: HashMap<String, Arc<[ArgDefinition]>>,
+    pub inputs: Arc<InputTypes>,
+}
+
+/// One argument of a field, as the SDL declares it.
+pub struct ArgDefinition {
+    name: Name,
+    ty: Type,
+    default: Option<GqlValue>,
 }
 
 impl PlanSchema {
     pub fn new(sdl: &SchemaModel) -> Self {
         let mut supertypes: HashMap<String, HashSet<String>> = HashMap::new();
-        let mut arg_defaults = HashMap::new();
+        let mut field_args = HashMap::new();
         for (name, definition) in &sdl.types {
             match &definition.kind {
                 TypeKind::Object(object) => {
                     let entry = supertypes.entry(name.clone()).or_default();
                     entry.extend(object.implements.iter().map(|i| i.node.to_string()));
                     for field in &object.fields {
-                        let defaults: Vec<(Name, GqlValue)> = field
+                        let args: Arc<[ArgDefinition]> = field
                             .node
                             .arguments
                             .iter()
-                            .filter_map(|arg| {
-                                let default = arg.node.default_value.as_ref()?;
-                                Some((arg.node.name.node.clone(), default.node.clone()))
+                            .map(|arg| ArgDefinition {
+                                name: arg.node.name.node.clone(),
+                                ty: arg.node.ty.node.clone(),
+                                default: arg.node.default_value.as_ref().map(|d| d.node.clone()),
                             })
                             .collect();
-                        if !defaults.is_empty() {
-                            arg_defaults
-                                .insert(format!("{name}.{}", field.node.name.node), defaults);
+                        if !args.is_empty() {
+                            field_args.insert(format!("{name}.{}", field.node.name.node), args);
                         }
                     }
                 }
@@ -74,8 +87,10 @@ impl PlanSchema {
         }
         PlanSchema {
             query_type: sdl.query_type.clone(),
+            mutation_type: sdl.mutation_type.clone(),
             supertypes,
-            arg_defaults,
+            field_args,
+            inputs: Arc::new(InputTypes::new(sdl)),
         }
     }
 
@@ -92,6 +107,13 @@ impl PlanSchema {
 
 pub struct OperationPlan {
     pub root: ObjectPlan,
+    /// A mutation: the root's fields run one after another, in order.
+    pub serial: bool,
+    /// The root's `__schema`/`__type` fields as a document of their own
+    /// (with the fragments and variables they use), for async-graphql.
+    pub introspection: Option<ExecutableDocument>,
+    /// Coerces the arguments that hold variables, per request.
+    pub inputs: Arc<InputTypes>,
     /// Fields in the plan (ids are `0..field_count`).
     pub field_count: usize,
     /// Arguments of the fields that make calls, by field id.
@@ -128,6 +150,9 @@ pub struct FieldPlan {
 
 pub enum FieldKind {
     Typename,
+    /// `__schema` or `__type`: its value is the introspection document's
+    /// answer under the same response key.
+    Introspection,
     Field {
         binding: Arc<FieldBinding>,
         sub: SubPlan,
@@ -162,40 +187,75 @@ impl SubPlan {
     }
 }
 
-/// A call field's arguments as written (variables substituted per
-/// request), and the SDL defaults of the ones left out.
+/// A call field's arguments as written, and the SDL declarations that
+/// coerce them and give the defaults of the ones left out.
 pub struct ArgsPlan {
-    pub given: Vec<(Name, InputValue)>,
-    pub defaults: Vec<(Name, GqlValue)>,
+    pub given: Vec<(Name, GivenArg)>,
+    pub definitions: Arc<[ArgDefinition]>,
+}
+
+/// An argument written in the document.
+pub enum GivenArg {
+    /// No variable inside: coerced once, when planned.
+    Const(GqlValue),
+    /// Holds variables: substituted and coerced per request.
+    Variable(InputValue),
 }
 
 impl ArgsPlan {
-    /// The arguments a request gives: variables substituted (an omitted
-    /// variable without a default leaves its argument out), SDL defaults
-    /// for the rest — what async-graphql's `ctx.args` holds.
+    /// The arguments a request gives (GraphQL spec CoerceArgumentValues):
+    /// variables substituted (an omitted variable without a default leaves
+    /// its argument out), every value coerced to its declared type, SDL
+    /// defaults for the rest.
     pub fn values(
         &self,
         operation: &OperationDefinition,
         variables: &Variables,
+        inputs: &InputTypes,
     ) -> IndexMap<Name, GqlValue> {
-        let mut args = IndexMap::with_capacity(self.given.len() + self.defaults.len());
+        let mut args = IndexMap::with_capacity(self.definitions.len());
         for (name, value) in &self.given {
-            if let InputValue::Variable(var) = value {
-                // An omitted variable without a default: as if the
-                // argument were not given (GraphQL spec CoerceArgumentValues).
-                if let Some(value) = variable_value(operation, variables, var) {
-                    args.insert(name.clone(), value);
+            let value = match value {
+                GivenArg::Const(value) => value.clone(),
+                GivenArg::Variable(InputValue::Variable(var)) => {
+                    // Already coerced with the request's variables.
+                    match variable_value(operation, variables, var) {
+                        Some(value) => value,
+                        None => continue,
+                    }
                 }
-                continue;
-            }
-            args.insert(name.clone(), substitute(value, operation, variables));
+                GivenArg::Variable(value) => {
+                    let value = substitute(value, operation, variables);
+                    match self.definition(name) {
+                        Some(definition) => inputs.coerce_argument(value, &definition.ty),
+                        None => value,
+                    }
+                }
+            };
+            args.insert(name.clone(), value);
         }
-        for (name, default) in &self.defaults {
-            if !args.contains_key(name) {
-                args.insert(name.clone(), default.clone());
+        for definition in self.definitions.iter() {
+            if let (Some(default), false) =
+                (&definition.default, args.contains_key(&definition.name))
+            {
+                args.insert(definition.name.clone(), default.clone());
             }
         }
         args
+    }
+
+    fn definition(&self, name: &Name) -> Option<&ArgDefinition> {
+        self.definitions.iter().find(|d| &d.name == name)
+    }
+}
+
+/// Whether an argument value holds a variable anywhere.
+fn has_variable(value: &InputValue) -> bool {
+    match value {
+        InputValue::Variable(_) => true,
+        InputValue::List(items) => items.iter().any(has_variable),
+        InputValue::Object(fields) => fields.values().any(has_variable),
+        _ => false,
     }
 }
 
@@ -255,9 +315,10 @@ pub fn variable_value(
         .map(|default| default.node.clone())
 }
 
-/// Why an operation is left to async-graphql's executor.
+/// Why a valid operation cannot run: validation lets through what no
+/// plan answers (a subscription, which needs a streaming transport).
 #[derive(Debug)]
-pub struct Unplannable;
+pub struct Unplannable(pub String);
 
 type Planned<T> = Result<T, Unplannable>;
 
@@ -269,9 +330,18 @@ pub fn plan(
     operation: &OperationDefinition,
     variables: &Variables,
 ) -> Planned<OperationPlan> {
-    if operation.ty != OperationType::Query {
-        return Err(Unplannable);
-    }
+    let root_type = match operation.ty {
+        OperationType::Query => &schema.query_type,
+        OperationType::Mutation => schema
+            .mutation_type
+            .as_ref()
+            .ok_or_else(|| Unplannable("the schema has no mutation type".to_owned()))?,
+        OperationType::Subscription => {
+            return Err(Unplannable(
+                "subscriptions are not served over this transport".to_owned(),
+            ))
+        }
+    };
     let mut planner = Planner {
         schema,
         bindings,
@@ -281,15 +351,122 @@ pub fn plan(
         next_id: 0,
         args: Vec::new(),
         depends_on_variables: false,
+        introspection: Vec::new(),
+        root: true,
     };
-    let root = planner.object(&schema.query_type, &[&operation.selection_set.node])?;
+    let root = planner.object(root_type, &[&operation.selection_set.node])?;
+    let introspection = (!planner.introspection.is_empty())
+        .then(|| introspection_document(document, operation, &planner.introspection));
     Ok(OperationPlan {
         root,
+        serial: operation.ty == OperationType::Mutation,
+        introspection,
+        inputs: schema.inputs.clone(),
         field_count: planner.next_id,
         args: planner.args,
         depends_on_variables: planner.depends_on_variables,
         last_body_len: AtomicUsize::new(0),
     })
+}
+
+/// A query of the root's introspection fields alone, with the fragments
+/// and variable definitions they use (validation refuses unused ones).
+fn introspection_document(
+    document: &ExecutableDocument,
+    operation: &OperationDefinition,
+    fields: &[Positioned<Field>],
+) -> ExecutableDocument {
+    let mut fragments: HashMap<Name, Positioned<FragmentDefinition>> = HashMap::new();
+    let mut variables: HashSet<Name> = HashSet::new();
+    let mut pending: Vec<&SelectionSet> =
+        fields.iter().map(|f| &f.node.selection_set.node).collect();
+    for field in fields {
+        uses_variables(
+            &field.node.arguments,
+            &field.node.directives,
+            &mut variables,
+        );
+    }
+    while let Some(set) = pending.pop() {
+        for selection in &set.items {
+            match &selection.node {
+                Selection::Field(field) => {
+                    uses_variables(
+                        &field.node.arguments,
+                        &field.node.directives,
+                        &mut variables,
+                    );
+                    pending.push(&field.node.selection_set.node);
+                }
+                Selection::InlineFragment(inline) => {
+                    uses_variables(&[], &inline.node.directives, &mut variables);
+                    pending.push(&inline.node.selection_set.node);
+                }
+                Selection::FragmentSpread(spread) => {
+                    uses_variables(&[], &spread.node.directives, &mut variables);
+                    let name = &spread.node.fragment_name.node;
+                    if fragments.contains_key(name) {
+                        continue;
+                    }
+                    if let Some(fragment) = document.fragments.get(name) {
+                        fragments.insert(name.clone(), fragment.clone());
+                        pending.push(&fragment.node.selection_set.node);
+                    }
+                }
+            }
+        }
+    }
+    let variable_definitions: Vec<Positioned<VariableDefinition>> = operation
+        .variable_definitions
+        .iter()
+        .filter(|d| variables.contains(&d.node.name.node))
+        .cloned()
+        .collect();
+    let selection_set = SelectionSet {
+        items: fields
+            .iter()
+            .map(|f| Positioned::new(Selection::Field(f.clone()), f.pos))
+            .collect(),
+    };
+    ExecutableDocument {
+        operations: DocumentOperations::Single(Positioned::new(
+            OperationDefinition {
+                ty: OperationType::Query,
+                variable_definitions,
+                directives: Vec::new(),
+                selection_set: Positioned::new(selection_set, operation.selection_set.pos),
+            },
+            operation.selection_set.pos,
+        )),
+        fragments: fragments.into_iter().collect(),
+    }
+}
+
+/// Adds the variables named in `arguments` and `directives` to `used`.
+fn uses_variables(
+    arguments: &[(Positioned<Name>, Positioned<InputValue>)],
+    directives: &[Positioned<Directive>],
+    used: &mut HashSet<Name>,
+) {
+    let values = arguments.iter().map(|(_, v)| &v.node).chain(
+        directives
+            .iter()
+            .flat_map(|d| d.node.arguments.iter().map(|(_, v)| &v.node)),
+    );
+    for value in values {
+        variables_in(value, used);
+    }
+}
+
+fn variables_in(value: &InputValue, used: &mut HashSet<Name>) {
+    match value {
+        InputValue::Variable(name) => {
+            used.insert(name.clone());
+        }
+        InputValue::List(items) => items.iter().for_each(|v| variables_in(v, used)),
+        InputValue::Object(fields) => fields.values().for_each(|v| variables_in(v, used)),
+        _ => {}
+    }
 }
 
 struct Planner<'a> {
@@ -301,6 +478,11 @@ struct Planner<'a> {
     next_id: usize,
     args: Vec<Option<ArgsPlan>>,
     depends_on_variables: bool,
+    /// The root's introspection fields, merged by response key.
+    introspection: Vec<Positioned<Field>>,
+    /// Planning the root's own selection (introspection fields live there
+    /// only).
+    root: bool,
 }
 
 /// Field nodes by response key, in first-seen order.
@@ -315,13 +497,14 @@ impl<'a> Planner<'a> {
         for set in sets {
             self.collect(type_name, set, &mut grouped, &mut visited, 0)?;
         }
+        let root = std::mem::replace(&mut self.root, false);
         let mut fields = Vec::with_capacity(grouped.len());
         for (key, nodes) in grouped {
-            fields.push(self.field(type_name, key, &nodes)?);
+            fields.push(self.field(type_name, key, &nodes, root)?);
         }
         let resolves = fields.iter().any(|f| match &f.kind {
             FieldKind::Field { resolves, .. } => *resolves,
-            FieldKind::Typename => false,
+            FieldKind::Typename | FieldKind::Introspection => false,
         });
         let mut reads: FxHashMap<Box<str>, Vec<usize>> = FxHashMap::default();
         for (index, field) in fields.iter().enumerate() {
@@ -381,9 +564,15 @@ impl<'a> Planner<'a> {
                         continue;
                     }
                     if spreads >= MAX_SPREAD_DEPTH {
-                        return Err(Unplannable);
+                        return Err(Unplannable(format!(
+                            "fragments spread inside one another more than {MAX_SPREAD_DEPTH} deep"
+                        )));
                     }
-                    let fragment = self.document.fragments.get(name).ok_or(Unplannable)?;
+                    let fragment = self
+                        .document
+                        .fragments
+                        .get(name)
+                        .ok_or_else(|| Unplannable(format!("unknown fragment `{name}`")))?;
                     if self
                         .schema
                         .applies(&fragment.node.type_condition.node.on.node, type_name)
@@ -402,15 +591,15 @@ impl<'a> Planner<'a> {
         Ok(())
     }
 
-    /// `@skip(if:)` / `@include(if:)`; any other directive is left to
-    /// async-graphql.
+    /// `@skip(if:)` / `@include(if:)`. Other directives the schema
+    /// declares (validation refuses any other) change nothing here.
     fn included(&mut self, directives: &[Positioned<Directive>]) -> Planned<bool> {
         for directive in directives {
             let directive = &directive.node;
             let skip_when = match directive.name.node.as_str() {
                 "skip" => true,
                 "include" => false,
-                _ => return Err(Unplannable),
+                _ => continue,
             };
             let condition = match directive.get_argument("if").map(|v| &v.node) {
                 Some(InputValue::Boolean(b)) => *b,
@@ -418,10 +607,11 @@ impl<'a> Planner<'a> {
                     self.depends_on_variables = true;
                     match variable_value(self.operation, self.variables, var) {
                         Some(GqlValue::Boolean(b)) => b,
-                        _ => return Err(Unplannable),
+                        // Validation and coercion guarantee a Boolean!.
+                        _ => false,
                     }
                 }
-                _ => return Err(Unplannable),
+                _ => false,
             };
             if condition == skip_when {
                 return Ok(false);
@@ -435,6 +625,7 @@ impl<'a> Planner<'a> {
         type_name: &str,
         key: Name,
         nodes: &[&'a Positioned<Field>],
+        root: bool,
     ) -> Planned<FieldPlan> {
         // Errors point at the field's start, alias included (graphql-js).
         let pos = nodes[0].pos;
@@ -453,10 +644,30 @@ impl<'a> Planner<'a> {
                 kind: FieldKind::Typename,
             });
         }
+        if root && matches!(name, "__schema" | "__type") {
+            // One field under its response key, its selections merged.
+            let mut merged = nodes[0].clone();
+            for node in &nodes[1..] {
+                merged
+                    .node
+                    .selection_set
+                    .node
+                    .items
+                    .extend(node.node.selection_set.node.items.iter().cloned());
+            }
+            self.introspection.push(merged);
+            return Ok(FieldPlan {
+                id,
+                key,
+                key_json,
+                pos,
+                kind: FieldKind::Introspection,
+            });
+        }
         let binding = self
             .bindings
             .get(&format!("{type_name}.{name}"))
-            .ok_or(Unplannable)?
+            .ok_or_else(|| Unplannable(format!("`{type_name}.{name}` has no binding")))?
             .clone();
         let sets: Vec<&'a SelectionSet> =
             nodes.iter().map(|f| &f.node.selection_set.node).collect();
@@ -476,19 +687,32 @@ impl<'a> Planner<'a> {
             BoundSource::ParentKey(_) | BoundSource::From(_)
         );
         if calls {
-            self.args[id] = Some(ArgsPlan {
-                given: first
-                    .arguments
-                    .iter()
-                    .map(|(name, value)| (name.node.clone(), value.node.clone()))
-                    .collect(),
-                defaults: self
-                    .schema
-                    .arg_defaults
-                    .get(&binding.name)
-                    .cloned()
-                    .unwrap_or_default(),
-            });
+            let definitions = self
+                .schema
+                .field_args
+                .get(&binding.name)
+                .cloned()
+                .unwrap_or_else(|| Arc::from(Vec::new()));
+            let given = first
+                .arguments
+                .iter()
+                .map(|(name, value)| {
+                    let name = name.node.clone();
+                    let value = &value.node;
+                    if has_variable(value) {
+                        return (name, GivenArg::Variable(value.clone()));
+                    }
+                    let literal = value.clone().into_const().unwrap_or(GqlValue::Null);
+                    let coerced = match definitions.iter().find(|d| d.name == name) {
+                        Some(definition) => {
+                            self.schema.inputs.coerce_argument(literal, &definition.ty)
+                        }
+                        None => literal,
+                    };
+                    (name, GivenArg::Const(coerced))
+                })
+                .collect();
+            self.args[id] = Some(ArgsPlan { given, definitions });
         }
         let resolves = calls || sub.resolves();
         Ok(FieldPlan {

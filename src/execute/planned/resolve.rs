@@ -21,7 +21,7 @@ use sonic_rs::JsonValueTrait;
 use super::plan::{FieldKind, FieldPlan, ObjectPlan, OperationPlan, SubPlan};
 use crate::batch::key_text;
 use crate::connector::coerce::{OutputKind, OutputType};
-use crate::execute::calls::{self, Args, FieldAnswer, FieldScope, Held, Parent};
+use crate::execute::calls::{self, Args, FieldAnswer, FieldScope, Held};
 use crate::execute::operation::OperationState;
 use crate::schema::binding::BoundSource;
 use crate::upstream::json::{self, Json};
@@ -52,7 +52,10 @@ impl<'p> Resolution<'p> {
             args: plan
                 .args
                 .iter()
-                .map(|args| args.as_ref().map(|a| a.values(operation, variables)))
+                .map(|args| {
+                    args.as_ref()
+                        .map(|a| a.values(operation, variables, &plan.inputs))
+                })
                 .collect(),
             answers: Mutex::new(FxHashMap::default()),
             walked: Mutex::default(),
@@ -72,6 +75,15 @@ impl<'p> Resolution<'p> {
 
     fn claims(&self) -> Option<&serde_json::Value> {
         self.state.claims.as_deref()
+    }
+
+    /// Makes every call of a mutation's root `plan`: its fields one after
+    /// another, in document order, each finished — its own call and every
+    /// call below it — before the next starts.
+    pub async fn serial(&self, plan: &ObjectPlan, parent: &Json) {
+        for field in plan.fields.iter().filter(|f| resolves(f)) {
+            self.field(field, parent, false).await;
+        }
     }
 
     /// Makes every call below `parent` for `plan`. `preloaded`: the
@@ -124,8 +136,7 @@ impl<'p> Resolution<'p> {
                     self.answer_of(parent, field.id)
                 } else {
                     let args = self.args[field.id].as_ref();
-                    let scope =
-                        FieldScope::new(binding, self.state, args, Some(Parent::Upstream(parent)));
+                    let scope = FieldScope::new(binding, self.state, args, Some(parent));
                     // Boxed: a call's future is kilobytes, and inline it made
                     // every field's future (and `join_all`'s list of them,
                     // grown by doubling) that large, calls or not.
@@ -203,7 +214,7 @@ impl<'p> Resolution<'p> {
                 sub,
                 resolves,
             } => *resolves && (!matches!(binding.source, BoundSource::Batch(_)) || sub.resolves()),
-            FieldKind::Typename => false,
+            FieldKind::Typename | FieldKind::Introspection => false,
         });
         if walk {
             let objects = items.iter().filter(|v| v.is_object());
@@ -237,8 +248,7 @@ impl<'p> Resolution<'p> {
             let mut item_keys = Vec::with_capacity(items.len());
             let mut no_key = Vec::new();
             for value in items.iter().filter(|v| v.is_object()) {
-                let scope =
-                    FieldScope::new(binding, self.state, args, Some(Parent::Upstream(value)));
+                let scope = FieldScope::new(binding, self.state, args, Some(value));
                 match calls::batch_key(batch, &scope) {
                     Some(key) => {
                         let (index, _) = keys.insert_full(key_text(&key), key);

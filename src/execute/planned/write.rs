@@ -33,6 +33,8 @@ type Written = Result<(), Bubble>;
 pub struct Writer<'r> {
     resolution: &'r Resolution<'r>,
     claims: Option<&'r serde_json::Value>,
+    /// What async-graphql answered for the root's introspection fields.
+    pub introspected: Option<&'r async_graphql::indexmap::IndexMap<Name, async_graphql::Value>>,
     pub out: Vec<u8>,
     pub errors: Vec<ServerError>,
     /// Paths answered from stale cache entries.
@@ -62,6 +64,7 @@ impl<'r> Writer<'r> {
         Writer {
             resolution,
             claims,
+            introspected: None,
             out,
             errors: Vec::new(),
             stale: Vec::new(),
@@ -121,6 +124,13 @@ impl<'r> Writer<'r> {
         let (binding, sub) = match &field.kind {
             FieldKind::Typename => {
                 return self.json(&*plan.type_name);
+            }
+            FieldKind::Introspection => {
+                let value = self
+                    .introspected
+                    .and_then(|data| data.get(&field.key))
+                    .unwrap_or(&async_graphql::Value::Null);
+                return self.json(value);
             }
             FieldKind::Field { binding, sub, .. } => (&**binding, sub),
         };
@@ -349,7 +359,8 @@ struct Field<'r> {
 
 fn nullable(field: &FieldPlan) -> bool {
     match &field.kind {
-        FieldKind::Typename => false,
+        // Written as answered (a failed one is null, its error reported).
+        FieldKind::Typename | FieldKind::Introspection => false,
         FieldKind::Field { binding, .. } => !binding.output.non_null,
     }
 }
