@@ -15,6 +15,7 @@ mod hostile;
 mod hostile_upstreams;
 mod http_surface;
 mod mapping;
+mod one_engine;
 mod operations;
 mod resilience;
 mod schema_constructs;
