@@ -7,8 +7,11 @@
 //! single key pays the delay (PERFORMANCE.md measured 9-200 calls where 2
 //! suffice). The executor polls all siblings of a list in one task, so here
 //! the first key of a batch yields once to that task: every sibling polled
-//! in the same turn adds its key, then the batch fires. No sleep, no timer;
-//! a lone key costs one scheduler turn.
+//! in the same turn adds its key. Then the batch waits for every call still
+//! in flight that can give it keys (its field's parents reached through
+//! other calls: [`Batches::provide`]), so parents from different calls of
+//! one operation share one batch. No sleep, no timer; a lone key costs one
+//! scheduler turn.
 //!
 //! The binding decides that a field is batched (`BoundSource::Batch`); this
 //! module only collects keys and hands each batch to the caller's fetch.
@@ -53,6 +56,8 @@ struct PendingBatch {
 #[derive(Default)]
 pub struct Batches {
     inner: Mutex<State>,
+    /// Woken when a call that could give keys ends.
+    provided: tokio::sync::Notify,
 }
 
 #[derive(Default)]
@@ -62,6 +67,32 @@ struct State {
     /// Every key ever asked for → the batch that fetches it, so a key is
     /// fetched once per operation however often it is asked for.
     known: foldhash::HashMap<(BatchId, String), SharedOutcome>,
+    /// Calls in flight whose answers may hold parents of a batched field,
+    /// by that field.
+    providers: foldhash::HashMap<Arc<str>, usize>,
+}
+
+/// A call in flight that may give keys to the batched fields `fields`;
+/// dropped when its answer is in (or it is cancelled).
+pub struct Providing<'b> {
+    batches: &'b Batches,
+    fields: &'b [Arc<str>],
+}
+
+impl Drop for Providing<'_> {
+    fn drop(&mut self) {
+        if self.fields.is_empty() {
+            return;
+        }
+        let mut state = self.batches.lock();
+        for field in self.fields {
+            if let Some(count) = state.providers.get_mut(field) {
+                *count = count.saturating_sub(1);
+            }
+        }
+        drop(state);
+        self.batches.provided.notify_waiters();
+    }
 }
 
 impl Batches {
@@ -82,6 +113,7 @@ impl Batches {
         let (outcomes, opened) = self.join(id, keys);
         if opened {
             tokio::task::yield_now().await;
+            self.wait_for_providers(&id.field).await;
             let pending = self.lock().pending.remove(id);
             if let Some(pending) = pending {
                 let result = fetch(pending.keys).await;
@@ -103,6 +135,36 @@ impl Batches {
             }
         }
         Ok(found)
+    }
+
+    /// Counts a call that may give keys to the batched `fields` (those
+    /// below it in the operation) until the returned guard is dropped: the
+    /// caller drops it once the answer is in, right before walking it,
+    /// so its keys join the batch in that same turn.
+    pub fn provide<'b>(&'b self, fields: &'b [Arc<str>]) -> Providing<'b> {
+        if !fields.is_empty() {
+            let mut state = self.lock();
+            for field in fields {
+                *state.providers.entry(field.clone()).or_default() += 1;
+            }
+        }
+        Providing {
+            batches: self,
+            fields,
+        }
+    }
+
+    /// Until no call that could give `field` keys is in flight.
+    async fn wait_for_providers(&self, field: &Arc<str>) {
+        loop {
+            // Registered before the check, so a wake-up between the two
+            // is not lost.
+            let provided = self.provided.notified();
+            if self.lock().providers.get(field).copied().unwrap_or(0) == 0 {
+                return;
+            }
+            provided.await;
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {

@@ -225,7 +225,10 @@ pub struct FieldMapping {
     pub field_name: String,
     /// Where the entry's key is, for messages about the field.
     pub location: Location,
-    pub source: FieldSource,
+    /// `None` when the entry has a problem already reported: it is still
+    /// checked against the schema (so `check` lists all of its problems),
+    /// but binds nothing.
+    pub source: Option<FieldSource>,
     /// Every placeholder of every template, with where it was written, so
     /// the binding step can check them against the schema.
     pub placeholders: Vec<(Location, Placeholder)>,

@@ -819,7 +819,7 @@ impl Validator<'_> {
                 );
                 None
             }
-        }?;
+        };
         Some(FieldMapping {
             type_name: type_name.to_owned(),
             field_name: field_name.to_owned(),

@@ -276,7 +276,7 @@ fn check_mapping(
     };
     let is_root = mapping.type_name == schema.query_type
         || schema.mutation_type.as_deref() == Some(mapping.type_name.as_str());
-    let is_batch = matches!(mapping.source, FieldSource::Batch(_));
+    let is_batch = matches!(mapping.source, Some(FieldSource::Batch(_)));
     let mut ok = true;
     for (location, placeholder) in &mapping.placeholders {
         let problem = match placeholder.root {
@@ -302,7 +302,7 @@ fn check_mapping(
             ok = false;
         }
     }
-    if let FieldSource::Batch(batch) = &mapping.source {
+    if let Some(FieldSource::Batch(batch)) = &mapping.source {
         if batch.key.placeholders().any(|p| p.root == Root::Keys) {
             error(
                 diagnostics,
@@ -318,7 +318,7 @@ fn check_mapping(
             ok = false;
         }
     }
-    ok
+    ok && mapping.source.is_some()
 }
 
 fn bound_source(mapping: FieldMapping, config: &Config) -> BoundSource {
@@ -337,7 +337,11 @@ fn bound_source(mapping: FieldMapping, config: &Config) -> BoundSource {
             cache,
         }
     };
-    match mapping.source {
+    let Some(source) = mapping.source else {
+        // `check_mapping` binds only mappings with a source.
+        return BoundSource::ParentKey(mapping.field_name);
+    };
+    match source {
         FieldSource::From(path) => BoundSource::From(path),
         FieldSource::Call(spec) => BoundSource::Call(bind_call(spec)),
         FieldSource::Merge(specs) => BoundSource::Merge(specs.into_iter().map(bind_call).collect()),

@@ -456,3 +456,79 @@ async fn the_planned_executor_answers_exactly_as_async_graphqls() {
         "one batched product call per query, on either executor"
     );
 }
+
+/// Parents reached through two calls of one operation — answered 50 ms and
+/// 400 ms after they are asked — share one batch: it waits for every call
+/// still in flight that can give it keys.
+#[tokio::test]
+async fn lists_from_different_calls_share_one_batch() {
+    let sdl = r#"
+type Query { recent: [Order!]!  top: [Order!]! }
+type Order { id: ID!  product: Product }
+type Product { id: ID!  name: String }
+"#;
+    let toml = format!(
+        r#"
+[services.orders]
+url = "{{orders}}"
+[services.products]
+url = "{{products}}"
+
+[resolvers]
+"Query.recent" = {{ service = "orders", get = "/recent" }}
+"Query.top" = {{ service = "orders", get = "/top" }}
+"Order.product" = {{ service = "products", get = "/products/{{parent.productId}}", batch = {BY_IDS} }}
+"#
+    );
+    let orders = MockServer::start().await;
+    let products = MockServer::start().await;
+    for (route, delay, ids) in [("/recent", 50, ["p1", "p2"]), ("/top", 400, ["p2", "p3"])] {
+        let items: Vec<Value> = ids
+            .iter()
+            .map(|p| json!({"id": format!("o-{p}"), "productId": p}))
+            .collect();
+        Mock::given(method("GET"))
+            .and(path(route))
+            .respond_with(
+                ResponseTemplate::new(200)
+                    .set_delay(Duration::from_millis(delay))
+                    .set_body_json(items),
+            )
+            .mount(&orders)
+            .await;
+    }
+    Mock::given(method("GET"))
+        .and(path("/products"))
+        .respond_with(ProductsByIds)
+        .mount(&products)
+        .await;
+    let gateway = TestGateway::builder()
+        .schema(sdl)
+        .config(&toml)
+        .upstream("orders", &orders)
+        .upstream("products", &products)
+        .start()
+        .await;
+
+    let reply = gateway
+        .post("{ recent { product { id } } top { product { name } } }")
+        .await;
+
+    assert_eq!(
+        reply.json(),
+        json!({"data": {
+            "recent": [{"product": {"id": "p1"}}, {"product": {"id": "p2"}}],
+            "top": [{"product": {"name": "Product p2"}}, {"product": {"name": "Product p3"}}]
+        }})
+    );
+    let asked = products.received_requests().await.expect("recorded");
+    let queries: Vec<String> = asked
+        .iter()
+        .map(|r| r.url.query().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(
+        queries,
+        ["ids=p1,p2,p3"],
+        "one products call for both lists"
+    );
+}

@@ -400,3 +400,31 @@ fn the_binary_serve_refuses_an_invalid_configuration_with_the_same_messages() {
         run.stderr
     );
 }
+
+#[test]
+fn every_problem_of_one_mapping_is_listed() {
+    let toml = r#"
+[services.users]
+url = "http://127.0.0.1:9"
+
+[resolvers]
+"Query.user" = { service = "userz", get = "/users/{args.nope}" }
+"#;
+    let checked = check(toml, SDL);
+    assert!(!checked.ok);
+    assert_problem(
+        &checked,
+        "services.toml",
+        toml,
+        "\"userz\"",
+        &["unknown service", "userz"],
+    );
+    assert_template_problem(
+        &checked,
+        toml,
+        "\"/users/{args.nope}\"",
+        "{args.nope}",
+        &["args.nope", "no argument"],
+    );
+    assert_eq!(checked.lines.len(), 2, "{}", checked.lines.join("\n"));
+}

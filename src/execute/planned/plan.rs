@@ -158,6 +158,9 @@ pub enum FieldKind {
         sub: SubPlan,
         /// This field makes a call, or some field below it does.
         resolves: bool,
+        /// The batched fields below this one (`Type.field`): while its
+        /// call is in flight, their batches wait for the keys it may give.
+        feeds: Vec<Arc<str>>,
     },
 }
 
@@ -715,6 +718,8 @@ impl<'a> Planner<'a> {
             self.args[id] = Some(ArgsPlan { given, definitions });
         }
         let resolves = calls || sub.resolves();
+        let mut feeds = Vec::new();
+        batched_below(&sub, &mut feeds);
         Ok(FieldPlan {
             id,
             key,
@@ -724,8 +729,31 @@ impl<'a> Planner<'a> {
                 binding,
                 sub,
                 resolves,
+                feeds,
             },
         })
+    }
+}
+
+/// Adds the batched fields anywhere in `sub` to `feeds`, once each.
+fn batched_below(sub: &SubPlan, feeds: &mut Vec<Arc<str>>) {
+    let plans: &[ObjectPlan] = match sub {
+        SubPlan::Leaf => return,
+        SubPlan::Object(plan) => std::slice::from_ref(&**plan),
+        SubPlan::Abstract(plans) => plans,
+    };
+    for plan in plans {
+        for field in &plan.fields {
+            let FieldKind::Field { binding, sub, .. } = &field.kind else {
+                continue;
+            };
+            if let BoundSource::Batch(batch) = &binding.source {
+                if !feeds.contains(&batch.id) {
+                    feeds.push(batch.id.clone());
+                }
+            }
+            batched_below(sub, feeds);
+        }
     }
 }
 

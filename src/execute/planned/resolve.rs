@@ -113,7 +113,13 @@ impl<'p> Resolution<'p> {
     }
 
     async fn field(&self, field: &FieldPlan, parent: &Json, preloaded: bool) {
-        let FieldKind::Field { binding, sub, .. } = &field.kind else {
+        let FieldKind::Field {
+            binding,
+            sub,
+            feeds,
+            ..
+        } = &field.kind
+        else {
             return;
         };
         // A field the caller may not see makes no call (`write` reports it).
@@ -135,6 +141,15 @@ impl<'p> Resolution<'p> {
                 let answer = if preloaded && matches!(source, BoundSource::Batch(_)) {
                     self.answer_of(parent, field.id)
                 } else {
+                    // A batched field waits on batches itself: counting it
+                    // as a provider could make two batches wait on each
+                    // other.
+                    let no_feeds: &[Arc<str>] = &[];
+                    let feeds = match source {
+                        BoundSource::Batch(_) => no_feeds,
+                        _ => feeds.as_slice(),
+                    };
+                    let providing = self.state.batches.provide(feeds);
                     let args = self.args[field.id].as_ref();
                     let scope = FieldScope::new(binding, self.state, args, Some(parent));
                     // Boxed: a call's future is kilobytes, and inline it made
@@ -143,6 +158,9 @@ impl<'p> Resolution<'p> {
                     let answer = Arc::new(Box::pin(calls::answer(&scope, self.state)).await);
                     self.lock_answers()
                         .insert((address(parent), field.id), answer.clone());
+                    // Its keys join their batches in this same turn, as the
+                    // walk below starts now.
+                    drop(providing);
                     Some(answer)
                 };
                 if let Some(FieldAnswer::Value { held, .. }) = answer.as_deref() {
@@ -213,6 +231,7 @@ impl<'p> Resolution<'p> {
                 binding,
                 sub,
                 resolves,
+                ..
             } => *resolves && (!matches!(binding.source, BoundSource::Batch(_)) || sub.resolves()),
             FieldKind::Typename | FieldKind::Introspection => false,
         });
