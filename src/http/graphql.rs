@@ -173,9 +173,24 @@ async fn post(gateway: &Gateway, client: &Client, claims: Option<Claims>, body: 
     if declared.is_some_and(|length| length > limit) {
         return too_large(limit, media);
     }
-    let bytes: Bytes = match axum::body::to_bytes(body, limit).await {
-        Ok(bytes) => bytes,
-        Err(_) => return too_large(limit, media),
+    // A body that stalls part-way must not hold the request (and its
+    // connection) forever: `[server].body_read_timeout_ms`.
+    let timeout = gateway.config.server.body_read_timeout;
+    let bytes: Bytes = match tokio::time::timeout(timeout, axum::body::to_bytes(body, limit)).await
+    {
+        Ok(Ok(bytes)) => bytes,
+        Ok(Err(_)) => return too_large(limit, media),
+        Err(_elapsed) => {
+            return request_error(
+                StatusCode::REQUEST_TIMEOUT,
+                ErrorCode::BadRequest,
+                format!(
+                    "the request body did not arrive within {} ms",
+                    timeout.as_millis()
+                ),
+                media,
+            )
+        }
     };
     let json: Value = match serde_json::from_slice(&bytes) {
         Ok(json) => json,
