@@ -47,22 +47,12 @@ pub async fn handle(State(gateway): State<Arc<Gateway>>, request: Request) -> Re
     };
     metrics::in_flight(1.0);
     let mut response = match parts.method {
-        // Two tokens make "the" token ambiguous: one would be verified and
-        // another could travel on (docs/CONFIG.md, `[auth]`): neither is used.
-        _ if client
-            .headers
-            .get_all(AUTHORIZATION)
-            .iter()
-            .nth(1)
-            .is_some() =>
-        {
-            request_error(
-                StatusCode::BAD_REQUEST,
-                ErrorCode::BadRequest,
-                "more than one Authorization header",
-                client.media,
-            )
-        }
+        _ if has_two_authorizations(&client.headers) => request_error(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::BadRequest,
+            "more than one Authorization header",
+            client.media,
+        ),
         Method::POST => match admit(&gateway, &mut client).await {
             Ok(claims) => post(&gateway, &client, claims, body).await,
             Err(refused) => refused,
@@ -84,6 +74,13 @@ pub async fn handle(State(gateway): State<Arc<Gateway>>, request: Request) -> Re
     metrics::in_flight(-1.0);
     response.headers_mut().insert("x-request-id", request_id);
     response
+}
+
+/// Two tokens make "the" token ambiguous: one would be verified and the
+/// other could travel on to a service (docs/CONFIG.md, `[auth]`), so such
+/// a request is refused before anything runs, `[auth]` or not.
+fn has_two_authorizations(headers: &HeaderMap) -> bool {
+    headers.get_all(AUTHORIZATION).iter().nth(1).is_some()
 }
 
 /// Authentication, then the rate limit: what an HTTP request passes before
