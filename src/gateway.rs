@@ -1,12 +1,24 @@
 //! Start-up as a pipeline — config → schema → bindings → executable schema —
 //! each step returning every problem it found; and `serve`, which runs the
-//! HTTP app on a bound listener until a shutdown signal.
+//! HTTP app on a bound listener until a shutdown signal, each connection
+//! bounded by the read timeouts of `[server]` (docs/CONFIG.md).
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
+use axum::extract::ConnectInfo;
+use axum::serve::Listener;
+use http::Request;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
 use tower::ServiceExt;
 
 use crate::reload::LiveGateway;
@@ -160,25 +172,120 @@ pub async fn serve_live(
             Some(tls.certified_key.clone())
         })
     });
+    match tls {
+        Some(tls) => serve_connections(tls.listen(listener)?, live, shutdown).await,
+        None => serve_connections(listener, live, shutdown).await,
+    }
+    Ok(())
+}
+
+/// An HTTP/2 connection is pinged this often, and closed when a ping is
+/// not answered within `HTTP2_PING_TIMEOUT`: a peer that went silent
+/// (dead, or never speaking) does not hold it forever (docs/CONFIG.md,
+/// `[server]`).
+const HTTP2_PING_INTERVAL: Duration = Duration::from_secs(20);
+const HTTP2_PING_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Accepts connections until `shutdown` resolves, then lets each finish
+/// the requests it has in flight.
+async fn serve_connections<L>(
+    mut listener: L,
+    live: Arc<LiveGateway>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) where
+    L: Listener<Addr = SocketAddr>,
+{
+    let (stop, stopping) = watch::channel(());
+    // Every connection holds a clone; `recv` ends when the last is dropped.
+    let (open, mut all_closed) = mpsc::channel::<()>(1);
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let (io, peer) = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = &mut shutdown => break,
+        };
+        // Read at each connection: a reload changes it for new ones.
+        let header_read_timeout = live.gateway().config.server.header_read_timeout;
+        tokio::spawn(serve_connection(
+            io,
+            peer,
+            live.clone(),
+            header_read_timeout,
+            stopping.clone(),
+            open.clone(),
+        ));
+    }
+    drop(listener);
+    drop(stop);
+    drop(open);
+    let _ = all_closed.recv().await;
+}
+
+/// One connection, HTTP/1.1 or HTTP/2 (told apart by its first bytes).
+async fn serve_connection<I>(
+    io: I,
+    peer: SocketAddr,
+    live: Arc<LiveGateway>,
+    header_read_timeout: Duration,
+    mut stopping: watch::Receiver<()>,
+    _open: mpsc::Sender<()>,
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let requests_seen = Arc::new(AtomicBool::new(false));
+    let seen = requests_seen.clone();
     // Each request is handed to the router current when it arrives, and
     // keeps it (and its `Gateway`) until it is answered.
-    let app = axum::Router::new().fallback_service(tower::service_fn(
-        move |request: axum::extract::Request| {
-            let router = live.router();
-            async move { router.oneshot(request).await }
-        },
-    ));
-    let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
-    match tls {
-        Some(tls) => {
-            axum::serve(tls.listen(listener)?, app)
-                .with_graceful_shutdown(shutdown)
-                .await
-        }
-        None => {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(shutdown)
-                .await
+    let service = hyper::service::service_fn(move |request: Request<Incoming>| {
+        seen.store(true, Ordering::Relaxed);
+        let mut request = request.map(axum::body::Body::new);
+        request.extensions_mut().insert(ConnectInfo(peer));
+        let router = live.router();
+        async move { router.oneshot(request).await }
+    });
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    // hyper's header timeout needs a timer, and runs from when it starts
+    // reading a request's head: for the first request, and between
+    // requests of a keep-alive connection.
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_read_timeout);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(HTTP2_PING_INTERVAL)
+        .keep_alive_timeout(HTTP2_PING_TIMEOUT);
+    let connection = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
+    let mut connection = std::pin::pin!(connection);
+    // The first request's head must arrive within the header timeout as
+    // well. hyper's own timer only starts once the protocol is known, and
+    // the protocol only once the first bytes are in: a client sending
+    // nothing, or a part of the HTTP/2 preface, would wait forever.
+    let first_request = tokio::time::sleep(header_read_timeout);
+    let mut first_request = std::pin::pin!(first_request);
+    let mut waiting_for_first = true;
+    let mut draining = false;
+    loop {
+        tokio::select! {
+            result = connection.as_mut() => {
+                if let Err(err) = result {
+                    tracing::debug!(%peer, error = %err, "connection ended with an error");
+                }
+                break;
+            }
+            () = &mut first_request, if waiting_for_first => {
+                if !requests_seen.load(Ordering::Relaxed) {
+                    tracing::debug!(%peer, "no request head within the header read timeout; closed");
+                    break;
+                }
+                waiting_for_first = false;
+            }
+            _ = stopping.changed(), if !draining => {
+                // Serving stops: finish what is in flight, take no more.
+                connection.as_mut().graceful_shutdown();
+                draining = true;
+            }
         }
     }
 }

@@ -11,6 +11,8 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use axum::Router;
+use notify::event::{MetadataKind, ModifyKind};
+use notify::{EventKind, Watcher};
 
 use crate::config::Diagnostics;
 use crate::gateway::{self, Gateway};
@@ -143,46 +145,68 @@ pub fn reload_on_sighup(live: Arc<LiveGateway>) {
 /// Watches the configuration's files and reloads after changes settle.
 /// The returned watcher must be kept alive for as long as watching should
 /// go on.
-pub fn watch(
-    live: Arc<LiveGateway>,
-) -> Result<notify_debouncer_mini::Debouncer<notify::RecommendedWatcher>, String> {
+pub fn watch(live: Arc<LiveGateway>) -> Result<notify::RecommendedWatcher, String> {
     let (events, mut changes) = tokio::sync::mpsc::unbounded_channel::<()>();
     let relevant = Arc::new(ArcSwap::from_pointee(relevant_paths(&live.watched_paths())));
     let filter = relevant.clone();
-    let mut debouncer = notify_debouncer_mini::new_debouncer(
-        DEBOUNCE,
-        move |result: notify_debouncer_mini::DebounceEventResult| {
-            let Ok(batch) = result else {
-                return;
-            };
-            let interesting = batch
-                .iter()
-                .any(|event| is_relevant(&filter.load(), &event.path));
-            if interesting {
-                let _ = events.send(());
+    let mut watcher =
+        notify::recommended_watcher(move |result: notify::Result<notify::Event>| match result {
+            Ok(event) => {
+                if is_change(&event.kind)
+                    && event
+                        .paths
+                        .iter()
+                        .any(|path| is_relevant(&filter.load(), path))
+                {
+                    let _ = events.send(());
+                }
             }
-        },
-    )
-    .map_err(|e| e.to_string())?;
+            Err(err) => tracing::warn!(error = %err, "watching the configuration files"),
+        })
+        .map_err(|e| e.to_string())?;
     // Directories, not files: an editor's save by atomic rename replaces the
     // file, and a watch on the old file would go quiet.
     for directory in watched_directories(&live.watched_paths()) {
-        debouncer
-            .watcher()
+        watcher
             .watch(&directory, notify::RecursiveMode::NonRecursive)
             .map_err(|e| format!("cannot watch {}: {e}", directory.display()))?;
     }
     tokio::spawn(async move {
         while changes.recv().await.is_some() {
-            // Several settled batches may queue up during one reload.
-            while changes.try_recv().is_ok() {}
+            // Settle: wait until no change has come for DEBOUNCE.
+            loop {
+                match tokio::time::timeout(DEBOUNCE, changes.recv()).await {
+                    Ok(Some(())) => continue,
+                    Ok(None) => return,
+                    Err(_settled) => break,
+                }
+            }
             tracing::info!("configuration files changed: reloading");
             if live.reload().await.is_ok() {
                 relevant.store(Arc::new(relevant_paths(&live.watched_paths())));
             }
+            // Changes made during the reload were queued and reload again;
+            // the reload's own reads were never queued (see `is_change`).
         }
     });
-    Ok(debouncer)
+    Ok(watcher)
+}
+
+/// Whether a file event is a change: of content or metadata (`touch`), or
+/// of names (created, removed, renamed). Not an access: inotify also
+/// reports every open and close of a watched file, so a reload — which
+/// opens and reads them all — counted as a change would reload again, and
+/// again, forever (emptying the cache and resetting rate limits and
+/// breakers each time).
+fn is_change(kind: &EventKind) -> bool {
+    match kind {
+        EventKind::Modify(ModifyKind::Metadata(MetadataKind::AccessTime)) => false,
+        EventKind::Create(_) | EventKind::Modify(_) | EventKind::Remove(_) => true,
+        // A backend that cannot tell: better one reload too many than a
+        // missed change.
+        EventKind::Any => true,
+        EventKind::Access(_) | EventKind::Other => false,
+    }
 }
 
 /// Files and directories whose events matter, canonicalized when they exist.

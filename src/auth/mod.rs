@@ -31,10 +31,10 @@ pub enum AuthError {
 /// Verifies tokens for one configuration.
 pub struct Authenticator {
     config: AuthConfig,
-    hmac: Option<DecodingKey>,
+    hmac: Option<Arc<DecodingKey>>,
     /// Keys from `public_key_file`, one per algorithm family it parses as
     /// (a short list: `AlgorithmFamily` is not hashable).
-    pem_keys: Vec<(AlgorithmFamily, DecodingKey)>,
+    pem_keys: Vec<(AlgorithmFamily, Arc<DecodingKey>)>,
     jwks: Option<Arc<Jwks>>,
 }
 
@@ -58,8 +58,8 @@ impl Authenticator {
         let hmac = config
             .secret
             .as_ref()
-            .map(|secret| DecodingKey::from_secret(secret.as_bytes()));
-        let mut pem_keys: Vec<(AlgorithmFamily, DecodingKey)> = Vec::new();
+            .map(|secret| Arc::new(DecodingKey::from_secret(secret.as_bytes())));
+        let mut pem_keys: Vec<(AlgorithmFamily, Arc<DecodingKey>)> = Vec::new();
         if let Some(file) = &config.public_key_pem {
             for algorithm in &config.algorithms {
                 let family = algorithm.family();
@@ -67,7 +67,7 @@ impl Authenticator {
                     continue;
                 }
                 if let Ok(key) = key_from_pem(family, &file.pem) {
-                    pem_keys.push((family, key));
+                    pem_keys.push((family, Arc::new(key)));
                 }
             }
         }
@@ -108,38 +108,54 @@ impl Authenticator {
                 header.alg
             )));
         }
-        let key = self.key_for(header.alg, header.kid.as_deref()).await?;
+        let keys = self.keys_for(header.alg, header.kid.as_deref()).await?;
         let validation = self.validation(header.alg);
-        jsonwebtoken::decode::<Value>(token, &key, &validation)
-            .map(|data| Arc::new(data.claims))
-            .map_err(|e| invalid(format!("{e}")))
+        // Usually one key; more only when a JWKS publishes several keys of
+        // one kid usable with this algorithm (RFC 7517 §4.5 allows it):
+        // a token signed by any of them is the IdP's.
+        let mut last_error = String::from("no key for the token's algorithm");
+        for key in keys {
+            match jsonwebtoken::decode::<Value>(token, &key, &validation) {
+                Ok(data) => {
+                    self.check_issuer_and_audience(&data.claims)
+                        .map_err(|reason| invalid(reason.to_owned()))?;
+                    return Ok(Arc::new(data.claims));
+                }
+                Err(err) => last_error = err.to_string(),
+            }
+        }
+        Err(invalid(last_error))
     }
 
-    async fn key_for(
+    /// The keys that may have signed a token of `algorithm` with `kid`.
+    async fn keys_for(
         &self,
         algorithm: Algorithm,
         kid: Option<&str>,
-    ) -> Result<DecodingKey, AuthError> {
+    ) -> Result<Vec<Arc<DecodingKey>>, AuthError> {
         let family = algorithm.family();
         if family == AlgorithmFamily::Hmac {
             return self
                 .hmac
                 .clone()
+                .map(|key| vec![key])
                 .ok_or_else(|| AuthError::Invalid("no secret for HS*".to_owned()));
         }
         if let (Some(kid), Some(jwks)) = (kid, &self.jwks) {
-            return jwks
-                .key(kid)
-                .await
-                .map(|key| (*key).clone())
-                .ok_or_else(|| AuthError::Invalid(format!("unknown key id `{kid}`")));
+            let keys = jwks.keys(kid, algorithm).await;
+            if keys.is_empty() {
+                return Err(AuthError::Invalid(format!(
+                    "no key of id `{kid}` for {algorithm:?}"
+                )));
+            }
+            return Ok(keys);
         }
         if let Some((_, key)) = self.pem_keys.iter().find(|(f, _)| *f == family) {
-            return Ok(key.clone());
+            return Ok(vec![key.clone()]);
         }
         if let Some(jwks) = &self.jwks {
-            if let Some(key) = jwks.only_key(family) {
-                return Ok((*key).clone());
+            if let Some(key) = jwks.only_key(algorithm) {
+                return Ok(vec![key]);
             }
         }
         Err(AuthError::Invalid(
@@ -151,14 +167,52 @@ impl Authenticator {
         let mut validation = Validation::new(algorithm);
         validation.leeway = self.config.leeway.as_secs();
         validation.validate_nbf = true;
+        // jsonwebtoken checks `aud` and `iss` only when the token has them,
+        // unless they are required: "checked when set" (docs/CONFIG.md
+        // `[auth]`) means a token without them is refused.
         match &self.config.audience {
-            Some(audience) => validation.set_audience(audience),
+            Some(audience) => {
+                validation.set_audience(audience);
+                validation.required_spec_claims.insert("aud".to_owned());
+            }
             None => validation.validate_aud = false,
         }
         if let Some(issuer) = &self.config.issuer {
             validation.set_issuer(&[issuer]);
+            validation.required_spec_claims.insert("iss".to_owned());
         }
         validation
+    }
+
+    /// `iss` and `aud` again, on the claims as decoded, by their JWT shapes
+    /// (RFC 7519 §4.1.1, §4.1.3): jsonwebtoken also takes an `iss` array
+    /// holding the issuer. With `issuer` set, `iss` must be that string;
+    /// with `audience` set, `aud` must be a string, or an array of strings
+    /// only, naming one of the audiences.
+    fn check_issuer_and_audience(&self, claims: &Value) -> Result<(), &'static str> {
+        if let Some(issuer) = &self.config.issuer {
+            if claims.get("iss").and_then(Value::as_str) != Some(issuer.as_str()) {
+                return Err("`iss` is not the configured issuer");
+            }
+        }
+        if let Some(audiences) = &self.config.audience {
+            let names_an_audience = |aud: &str| audiences.iter().any(|a| a == aud);
+            let accepted = match claims.get("aud") {
+                Some(Value::String(aud)) => names_an_audience(aud),
+                Some(Value::Array(items)) => {
+                    items.iter().all(Value::is_string)
+                        && items
+                            .iter()
+                            .filter_map(Value::as_str)
+                            .any(names_an_audience)
+                }
+                _ => false,
+            };
+            if !accepted {
+                return Err("`aud` does not name a configured audience");
+            }
+        }
+        Ok(())
     }
 }
 

@@ -130,6 +130,12 @@ pub struct ServerConfig {
     pub debug: bool,
     /// `[server].tls`: serve HTTPS only; `None`: plain HTTP.
     pub tls: Option<crate::tls::ServerTlsConfig>,
+    /// A connection's request line and headers must arrive within this
+    /// (an idle keep-alive connection is closed after it too).
+    pub header_read_timeout: Duration,
+    /// A request's body must arrive within this, from when the handler
+    /// starts reading it.
+    pub body_read_timeout: Duration,
 }
 
 #[derive(Debug, Clone)]

@@ -42,6 +42,8 @@ pub struct RawServer {
     pub cors_origins: Vec<Spanned<String>>,
     pub debug: bool,
     pub tls: Option<Spanned<RawServerTls>>,
+    pub header_read_timeout_ms: Spanned<u64>,
+    pub body_read_timeout_ms: Spanned<u64>,
 }
 
 impl Default for RawServer {
@@ -53,6 +55,8 @@ impl Default for RawServer {
             cors_origins: Vec::new(),
             debug: false,
             tls: None,
+            header_read_timeout_ms: Spanned::new(0..0, 10_000),
+            body_read_timeout_ms: Spanned::new(0..0, 30_000),
         }
     }
 }

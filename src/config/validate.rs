@@ -248,6 +248,15 @@ impl Validator<'_> {
                 self.error(origin.span().start, "invalid CORS origin");
             }
         }
+        let mut timeout = |key: &str, raw: &Spanned<u64>| {
+            let ms = *raw.get_ref();
+            if ms == 0 {
+                self.error(raw.span().start, format!("`{key}` must be greater than 0"));
+            }
+            Duration::from_millis(ms.max(1))
+        };
+        let header_read_timeout = timeout("header_read_timeout_ms", &raw.header_read_timeout_ms);
+        let body_read_timeout = timeout("body_read_timeout_ms", &raw.body_read_timeout_ms);
         ServerConfig {
             listen: raw.listen.get_ref().clone(),
             graphiql: raw.graphiql,
@@ -259,6 +268,8 @@ impl Validator<'_> {
                 .collect(),
             debug: raw.debug,
             tls,
+            header_read_timeout,
+            body_read_timeout,
         }
     }
 

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use foldhash::quality::RandomState;
-use http::header::{ACCEPT, CONTENT_TYPE};
+use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE};
 use http::{HeaderMap, HeaderValue, Method};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
@@ -187,6 +187,14 @@ pub fn build<'s>(
             .iter()
             .any(|(claim_header, _)| claim_header == name)
         {
+            continue;
+        }
+        if name == AUTHORIZATION {
+            // The one value the token was read from: a request with more
+            // than one is refused before anything runs (src/http/graphql.rs).
+            if let Some(value) = client.headers.get(name) {
+                headers.append(name.clone(), value.clone());
+            }
             continue;
         }
         for value in client.headers.get_all(name) {

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{ConnectInfo, Query, Request, State};
-use axum::http::header::{ALLOW, CONTENT_LENGTH, RETRY_AFTER, WWW_AUTHENTICATE};
+use axum::http::header::{ALLOW, AUTHORIZATION, CONTENT_LENGTH, RETRY_AFTER, WWW_AUTHENTICATE};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
@@ -32,7 +32,7 @@ pub async fn handle(State(gateway): State<Arc<Gateway>>, request: Request) -> Re
     let (parts, body) = request.into_parts();
     let trace = RequestTrace::from_headers(&parts.headers);
     let request_id = trace.request_id.clone();
-    let client = Client {
+    let mut client = Client {
         media: ResponseMedia::negotiate(&parts.headers),
         // The TCP peer; absent only when the app runs without a socket.
         ip: parts
@@ -47,11 +47,17 @@ pub async fn handle(State(gateway): State<Arc<Gateway>>, request: Request) -> Re
     };
     metrics::in_flight(1.0);
     let mut response = match parts.method {
-        Method::POST => match admit(&gateway, &client).await {
+        _ if has_two_authorizations(&client.headers) => request_error(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::BadRequest,
+            "more than one Authorization header",
+            client.media,
+        ),
+        Method::POST => match admit(&gateway, &mut client).await {
             Ok(claims) => post(&gateway, &client, claims, body).await,
             Err(refused) => refused,
         },
-        Method::GET => get(&gateway, &parts.uri, &client).await,
+        Method::GET => get(&gateway, &parts.uri, &mut client).await,
         // Preflights are answered by the CORS layer when CORS is on.
         Method::OPTIONS => (
             StatusCode::NO_CONTENT,
@@ -70,11 +76,24 @@ pub async fn handle(State(gateway): State<Arc<Gateway>>, request: Request) -> Re
     response
 }
 
+/// Two tokens make "the" token ambiguous: one would be verified and the
+/// other could travel on to a service (docs/CONFIG.md, `[auth]`), so such
+/// a request is refused before anything runs, `[auth]` or not.
+fn has_two_authorizations(headers: &HeaderMap) -> bool {
+    headers.get_all(AUTHORIZATION).iter().nth(1).is_some()
+}
+
 /// Authentication, then the rate limit: what an HTTP request passes before
 /// its body is even read.
-async fn admit(gateway: &Gateway, client: &Client) -> Result<Option<Claims>, Response> {
+async fn admit(gateway: &Gateway, client: &mut Client) -> Result<Option<Claims>, Response> {
     let media = client.media;
     let claims = authenticate(gateway, &client.headers, media).await?;
+    if gateway.auth.is_some() && claims.is_none() {
+        // With `[auth]`, an `Authorization` the gateway did not verify
+        // (another scheme than Bearer) goes no further: `forward_headers`
+        // and `{headers.authorization}` only ever see a verified token.
+        client.headers.remove(AUTHORIZATION);
+    }
     if let Some(limiter) = &gateway.admission.rate_limiter {
         let subject = claims
             .as_ref()
@@ -151,9 +170,24 @@ async fn post(gateway: &Gateway, client: &Client, claims: Option<Claims>, body: 
     if declared.is_some_and(|length| length > limit) {
         return too_large(limit, media);
     }
-    let bytes: Bytes = match axum::body::to_bytes(body, limit).await {
-        Ok(bytes) => bytes,
-        Err(_) => return too_large(limit, media),
+    // A body that stalls part-way must not hold the request (and its
+    // connection) forever: `[server].body_read_timeout_ms`.
+    let timeout = gateway.config.server.body_read_timeout;
+    let bytes: Bytes = match tokio::time::timeout(timeout, axum::body::to_bytes(body, limit)).await
+    {
+        Ok(Ok(bytes)) => bytes,
+        Ok(Err(_)) => return too_large(limit, media),
+        Err(_elapsed) => {
+            return request_error(
+                StatusCode::REQUEST_TIMEOUT,
+                ErrorCode::BadRequest,
+                format!(
+                    "the request body did not arrive within {} ms",
+                    timeout.as_millis()
+                ),
+                media,
+            )
+        }
     };
     let json: Value = match serde_json::from_slice(&bytes) {
         Ok(json) => json,
@@ -214,7 +248,7 @@ async fn post(gateway: &Gateway, client: &Client, claims: Option<Claims>, body: 
     }
 }
 
-async fn get(gateway: &Gateway, uri: &Uri, client: &Client) -> Response {
+async fn get(gateway: &Gateway, uri: &Uri, client: &mut Client) -> Response {
     let media = client.media;
     let headers = &client.headers;
     let params: HashMap<String, String> = match Query::try_from_uri(uri) {

@@ -81,9 +81,8 @@ pub struct ServerTls {
     acceptor: TlsAcceptor,
 }
 
-/// A TLS listener as `axum::serve` takes it. The tap sets `TCP_NODELAY`,
-/// and — being axum's `TapIo` — it is also what lets handlers extract
-/// `ConnectInfo<SocketAddr>` (the client address the rate limits key on).
+/// A TLS listener as the gateway's server loop (`gateway::serve_live`)
+/// takes it: an axum `Listener`. The tap sets `TCP_NODELAY`.
 pub type HttpsListener = TapIo<TlsListener, fn(&mut TlsStream<TcpStream>)>;
 
 impl ServerTls {

@@ -1857,3 +1857,305 @@ fn print_schema_declares_the_auth_directives_and_shows_their_uses() {
         );
     }
 }
+
+// ---------------------------------------------------------------------------
+// 9. Hostile tokens and headers
+// ---------------------------------------------------------------------------
+
+/// Valid claims (see [`claims`]) with `claim` set to `value` — JSON null
+/// included — or removed when `value` is `None`.
+fn claims_with(claim: &str, value: Option<Value>) -> Value {
+    let mut all = claims("u-shape", json!({}));
+    let map = all.as_object_mut().expect("an object");
+    match value {
+        Some(value) => map.insert(claim.to_owned(), value),
+        None => map.remove(claim),
+    };
+    all
+}
+
+#[tokio::test]
+async fn with_issuer_and_audience_set_a_token_must_carry_both_in_their_jwt_shapes() {
+    let users = users_upstream().await;
+    let gateway = users_gateway(HS_AUTH, &users).await;
+    let cases = [
+        ("no iss", claims_with("iss", None)),
+        ("no aud", claims_with("aud", None)),
+        ("iss a number", claims_with("iss", Some(json!(42)))),
+        (
+            "iss an object",
+            claims_with("iss", Some(json!({ "iss": ISSUER }))),
+        ),
+        ("iss null", claims_with("iss", Some(Value::Null))),
+        ("iss an array", claims_with("iss", Some(json!([ISSUER])))),
+        ("aud a number", claims_with("aud", Some(json!(42)))),
+        ("aud true", claims_with("aud", Some(json!(true)))),
+        (
+            "aud an object",
+            claims_with("aud", Some(json!({ "aud": AUDIENCE }))),
+        ),
+        ("aud null", claims_with("aud", Some(Value::Null))),
+        ("aud an empty array", claims_with("aud", Some(json!([])))),
+        (
+            "aud with a non-string item",
+            claims_with("aud", Some(json!([AUDIENCE, 42]))),
+        ),
+        (
+            "aud a nested array",
+            claims_with("aud", Some(json!([[AUDIENCE]]))),
+        ),
+    ];
+
+    let mut accepted = Vec::new();
+    for (what, shape) in &cases {
+        let reply = gateway
+            .post_with_headers(ME, &[("authorization", &bearer(&hs256(shape)))])
+            .await;
+        if reply.status == 401 {
+            assert_invalid_token(&reply);
+        } else {
+            accepted.push(format!("{what}: {} {}", reply.status, reply.text));
+        }
+    }
+
+    assert_eq!(accepted, Vec::<String>::new(), "tokens not refused");
+    assert_eq!(received(&users).await.len(), 0, "a refused token called");
+    assert_me_is(&gateway, &users, &hs256(&claims("u-1", json!({}))), "u-1").await;
+}
+
+#[tokio::test]
+async fn without_issuer_and_audience_a_token_needs_neither() {
+    let users = users_upstream().await;
+    let gateway = users_gateway(
+        "[auth]\nalgorithms = [\"HS256\"]\nsecret = \"conflux-test-secret-0123456789abcdef\"\n",
+        &users,
+    )
+    .await;
+    let bare = claims("u-bare", json!({"iss": null, "aud": null}));
+
+    assert_me_is(&gateway, &users, &hs256(&bare), "u-bare").await;
+}
+
+/// `key` as a JWK (`kty` from the key) with id `kid`, and `alg` only when
+/// `alg` is `Some`.
+fn jwk(key: &EncodingKey, signs: Algorithm, kid: &str, alg: Option<&str>) -> Value {
+    let jwk = jsonwebtoken::jwk::Jwk::from_encoding_key(key, signs).expect("a JWK of the key");
+    let mut value = serde_json::to_value(jwk).expect("a JWK as JSON");
+    let map = value.as_object_mut().expect("a JWK object");
+    map.insert("kid".to_owned(), json!(kid));
+    match alg {
+        Some(alg) => map.insert("alg".to_owned(), json!(alg)),
+        None => map.remove("alg"),
+    };
+    value
+}
+
+/// A gateway verifying `algorithms` (TOML list) with the IdP's JWKS.
+async fn jwks_gateway_for(idp: &MockServer, algorithms: &str, users: &MockServer) -> TestGateway {
+    let auth =
+        format!("[auth]\nalgorithms = {algorithms}\njwks_url = \"{{idp}}/jwks.json\"\njwks_min_refetch_s = 60\n");
+    TestGateway::builder()
+        .schema(USERS_SDL)
+        .config(&format!("{auth}\n{USERS_SERVICE}"))
+        .upstream("idp", idp)
+        .upstream("users", users)
+        .start()
+        .await
+}
+
+#[tokio::test]
+async fn a_jwks_with_an_rsa_and_an_ec_key_of_one_kid_verifies_tokens_of_both() {
+    let jwks = json!({"keys": [
+        jwk(&rsa_key(), Algorithm::RS256, "shared", None),
+        jwk(&ec_key(), Algorithm::ES256, "shared", None),
+    ]});
+    let (idp_server, _idp) = Idp::start(&jwks.to_string()).await;
+    let users = users_upstream().await;
+    let gateway = jwks_gateway_for(&idp_server, r#"["RS256", "ES256"]"#, &users).await;
+    let ec_token = sign(
+        Algorithm::ES256,
+        &ec_key(),
+        Some("shared"),
+        &claims("u-ec", json!({})),
+    );
+    let rsa_token = sign(
+        Algorithm::RS256,
+        &rsa_key(),
+        Some("shared"),
+        &claims("u-rsa", json!({})),
+    );
+
+    wait_until_accepted(&gateway, &ec_token).await;
+    let rsa = hello_with(&gateway, &rsa_token).await;
+
+    assert_eq!(rsa.status, 200, "the RSA key of kid `shared`: {}", rsa.text);
+    assert_eq!(rsa.json(), json!({"data": {"hello": "hi"}}));
+}
+
+#[tokio::test]
+async fn a_jwk_that_names_its_alg_verifies_tokens_of_that_alg_only() {
+    let jwks = json!({"keys": [jwk(&rsa_key(), Algorithm::PS256, "pss-only", Some("PS256"))]});
+    let (idp_server, _idp) = Idp::start(&jwks.to_string()).await;
+    let users = users_upstream().await;
+    let gateway = jwks_gateway_for(&idp_server, r#"["RS256", "PS256"]"#, &users).await;
+    let pss = sign(
+        Algorithm::PS256,
+        &rsa_key(),
+        Some("pss-only"),
+        &claims("u-pss", json!({})),
+    );
+    wait_until_accepted(&gateway, &pss).await;
+    let called = received(&users).await.len();
+
+    // The same RSA key, but an algorithm its JWK does not allow.
+    for kid in [Some("pss-only"), None] {
+        let pkcs1 = sign(
+            Algorithm::RS256,
+            &rsa_key(),
+            kid,
+            &claims("u-rs", json!({})),
+        );
+        let reply = hello_with(&gateway, &pkcs1).await;
+        assert_eq!(reply.status, 401, "RS256, kid {kid:?}: {}", reply.text);
+        assert_invalid_token(&reply);
+    }
+    assert_eq!(
+        received(&users).await.len(),
+        called,
+        "a refused token called"
+    );
+}
+
+/// `auth` (a whole `[auth]` table) in front of a users service that is
+/// sent the client's `authorization` header.
+async fn forwarding_gateway(auth: &str, users: &MockServer) -> TestGateway {
+    TestGateway::builder()
+        .schema(USERS_SDL)
+        .config(&format!(
+            "{auth}{}",
+            r#"
+[services.users]
+url = "{users}"
+forward_headers = ["authorization"]
+
+[resolvers]
+"Query.me" = { service = "users", get = "/users/{claims.sub}" }
+"Query.hello" = { service = "users", get = "/hello" }
+"#
+        ))
+        .upstream("users", users)
+        .start()
+        .await
+}
+
+/// 400 `BAD_REQUEST` with a GraphQL error body and no data.
+fn assert_bad_request(what: &str, reply: &Reply) {
+    assert_eq!(reply.status, 400, "{what}: {}", reply.text);
+    let body = reply.json();
+    assert_eq!(
+        error_codes(&body),
+        vec!["BAD_REQUEST"],
+        "{what}: {}",
+        reply.text
+    );
+    assert!(
+        body.get("data").is_none_or(Value::is_null),
+        "{what}: {}",
+        reply.text
+    );
+}
+
+#[tokio::test]
+async fn a_request_with_two_authorization_headers_is_refused_before_anything_runs() {
+    let users = users_upstream().await;
+    let gateway = forwarding_gateway(HS_AUTH, &users).await;
+    let valid = bearer(&hs256(&claims("alice", json!({}))));
+    let forged = bearer(&hs256(&claims("admin", json!({"aud": "admin-console"}))));
+    let get_me = encode_params(&[("query", ME)]);
+
+    for (what, first, second) in [
+        ("valid, then forged", &valid, &forged),
+        ("forged, then valid", &forged, &valid),
+        ("the same token twice", &valid, &valid),
+    ] {
+        let headers = [
+            ("authorization", first.as_str()),
+            ("authorization", second.as_str()),
+        ];
+        let post = gateway.post_with_headers(ME, &headers).await;
+        let get = gateway.get_with_headers(&get_me, &headers).await;
+        assert_bad_request(&format!("POST, {what}"), &post);
+        assert_bad_request(&format!("GET, {what}"), &get);
+    }
+
+    assert_eq!(received(&users).await.len(), 0, "a refused request called");
+    assert_me_is(
+        &gateway,
+        &users,
+        valid.trim_start_matches("Bearer "),
+        "alice",
+    )
+    .await;
+    let requests = received(&users).await;
+    assert_eq!(header_values(&requests[0], "authorization"), vec![valid]);
+}
+
+#[tokio::test]
+async fn two_authorization_headers_are_refused_without_an_auth_table_too() {
+    let users = users_upstream().await;
+    let gateway = TestGateway::builder()
+        .schema("type Query { hello: String }")
+        .config(
+            r#"
+[services.users]
+url = "{users}"
+forward_headers = ["authorization"]
+
+[resolvers]
+"Query.hello" = { service = "users", get = "/hello" }
+"#,
+        )
+        .upstream("users", &users)
+        .start()
+        .await;
+    let headers = [
+        ("authorization", "Bearer one"),
+        ("authorization", "Bearer two"),
+    ];
+
+    let reply = gateway.post_with_headers("{ hello }", &headers).await;
+
+    assert_bad_request("no [auth]", &reply);
+    assert_eq!(received(&users).await.len(), 0, "a refused request called");
+}
+
+#[tokio::test]
+async fn with_an_auth_table_only_a_verified_authorization_is_forwarded() {
+    let users = users_upstream().await;
+    let gateway = forwarding_gateway(HS_AUTH, &users).await;
+    let valid = bearer(&hs256(&claims("alice", json!({}))));
+
+    let verified = gateway
+        .post_with_headers("{ hello }", &[("authorization", &valid)])
+        .await;
+    let other_scheme = gateway
+        .post_with_headers("{ hello }", &[("authorization", "Basic YWRtaW46YWRtaW4=")])
+        .await;
+
+    for reply in [&verified, &other_scheme] {
+        assert_eq!(
+            reply.json(),
+            json!({"data": {"hello": "hi"}}),
+            "{}",
+            reply.text
+        );
+    }
+    let requests = received(&users).await;
+    assert_eq!(requests.len(), 2);
+    assert_eq!(header_values(&requests[0], "authorization"), vec![valid]);
+    assert_eq!(
+        header_values(&requests[1], "authorization"),
+        Vec::<String>::new(),
+        "a Basic header is no token the gateway verified: it is not forwarded"
+    );
+}
