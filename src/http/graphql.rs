@@ -45,7 +45,7 @@ pub async fn handle(State(gateway): State<Arc<Gateway>>, request: Request) -> Re
         trace,
         headers: parts.headers,
     };
-    metrics::in_flight(1.0);
+    let _in_flight = metrics::InFlight::start();
     let mut response = match parts.method {
         _ if has_two_authorizations(&client.headers) => request_error(
             StatusCode::BAD_REQUEST,
@@ -71,7 +71,6 @@ pub async fn handle(State(gateway): State<Arc<Gateway>>, request: Request) -> Re
             client.media,
         ),
     };
-    metrics::in_flight(-1.0);
     response.headers_mut().insert("x-request-id", request_id);
     response
 }

@@ -130,8 +130,22 @@ pub fn request(operation: &str, outcome: &'static str, duration: Duration) {
     histogram!("conflux_request_duration_seconds", &labels).record(duration.as_secs_f64());
 }
 
-pub fn in_flight(delta: f64) {
-    gauge!("conflux_requests_in_flight").increment(delta);
+/// Counts one `/graphql` request in `conflux_requests_in_flight` until
+/// dropped — also when the client goes away and the request's future is
+/// dropped before it finishes.
+pub struct InFlight(());
+
+impl InFlight {
+    pub fn start() -> InFlight {
+        gauge!("conflux_requests_in_flight").increment(1.0);
+        InFlight(())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        gauge!("conflux_requests_in_flight").decrement(1.0);
+    }
 }
 
 /// One attempt of an upstream call to one instance (`none` when no

@@ -469,3 +469,54 @@ max_response_bytes = {limit}
         }
     }
 }
+
+/// The `conflux_requests_in_flight` value on a process gateway's `/metrics`.
+async fn requests_in_flight(gateway: &ProcessGateway) -> Option<f64> {
+    let metrics = gateway
+        .request(reqwest::Method::GET, "/metrics", &[], None)
+        .await;
+    metrics.text.lines().find_map(|line| {
+        line.strip_prefix("conflux_requests_in_flight ")
+            .and_then(|value| value.trim().parse().ok())
+    })
+}
+
+#[tokio::test]
+async fn a_client_that_goes_away_mid_request_leaves_no_request_in_flight() {
+    let users = MockServer::start().await;
+    serve(
+        &users,
+        "GET",
+        "/users/1",
+        json_reply(json!({"id": "1", "name": "Ann"})).set_delay(Duration::from_secs(3)),
+    )
+    .await;
+    let gateway = ProcessGateway::start(
+        &redirect_config(""),
+        SDL,
+        &[("users", &users.uri())],
+    )
+    .await;
+
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_millis(500))
+        .build()
+        .expect("client");
+    let gone = client
+        .post(format!("http://{}/graphql", gateway.addr))
+        .header("content-type", "application/json")
+        .body(json!({"query": r#"{ user(id: "1") { name } }"#}).to_string())
+        .send()
+        .await;
+    assert!(gone.is_err(), "the client gave up before the answer");
+
+    // Bounded polling: the count goes back to 0 as soon as the gateway
+    // sees the connection close, long before the upstream answers.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut seen = requests_in_flight(&gateway).await;
+    while seen != Some(0.0) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        seen = requests_in_flight(&gateway).await;
+    }
+    assert_eq!(seen, Some(0.0), "conflux_requests_in_flight after the client left");
+}

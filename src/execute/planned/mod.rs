@@ -12,6 +12,8 @@
 
 mod plan;
 mod resolve;
+#[cfg(test)]
+mod tests;
 mod write;
 
 use std::sync::atomic::Ordering;
