@@ -14,6 +14,7 @@ mod graphql_semantics;
 mod hostile;
 mod http_surface;
 mod mapping;
+mod openapi;
 mod operations;
 mod resilience;
 mod schema_constructs;
