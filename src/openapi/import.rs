@@ -724,13 +724,17 @@ impl<'a> Generator<'a> {
             return Some(name.clone());
         }
         let mut seen = HashSet::new();
+        // `true`, `false` and `null` are not enum values; the SDL parser
+        // also refuses values that merely start with them (`false_positive`).
         let bad = values.iter().find(|v| {
-            !names::is_valid(v) || matches!(v.as_str(), "true" | "false" | "null") || !seen.insert(v.as_str())
+            !names::is_valid(v)
+                || ["true", "false", "null"].iter().any(|w| v.starts_with(w))
+                || !seen.insert(v.as_str())
         });
         if let Some(bad) = bad {
             self.note(
                 shape.pointer.clone(),
-                format!("enum value `{bad}` is not a GraphQL enum value: typed `String`"),
+                format!("enum value `{bad}` cannot be a GraphQL enum value: typed `String`"),
             );
             return None;
         }
