@@ -102,7 +102,9 @@ fn parse_openapi_arg(text: &str) -> Result<(String, PathBuf), String> {
         Some((name, spec)) if !name.is_empty() && !spec.is_empty() => {
             Ok((name.to_owned(), PathBuf::from(spec)))
         }
-        _ => Err(format!("`{text}`: expected NAME=SPEC, e.g. petstore=petstore.yaml")),
+        _ => Err(format!(
+            "`{text}`: expected NAME=SPEC, e.g. petstore=petstore.yaml"
+        )),
     }
 }
 
@@ -225,7 +227,11 @@ fn import_openapi(
                 imported.queries,
                 imported.mutations,
                 imported.notes.len(),
-                if imported.notes.is_empty() { "" } else { " (listed above)" }
+                if imported.notes.is_empty() {
+                    ""
+                } else {
+                    " (listed above)"
+                }
             );
             ExitCode::SUCCESS
         }

@@ -16,9 +16,9 @@ use sonic_rs::JsonValueTrait;
 
 use super::operation::{CallLabel, OperationState};
 use crate::batch::{key_text, BatchId, BatchItems, Grouped};
+use crate::connector::coerce::{OutputKind, ScalarKind};
 use crate::connector::request::{self, render_value, ClientContext};
 use crate::connector::template::{value_at, Placeholder, Root, Scope};
-use crate::connector::coerce::{OutputKind, ScalarKind};
 use crate::error::{ErrorCode, FieldError};
 use crate::fetch::cache::{now_ms, Entry};
 use crate::schema::binding::{BoundBatch, BoundCall, BoundSource};

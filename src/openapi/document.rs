@@ -136,7 +136,8 @@ impl<'de> Visitor<'de> for NodeVisitor {
 
     fn visit_f64<E>(self, value: f64) -> Result<Node, E> {
         // NaN and infinities (YAML's .nan, .inf) have no JSON number.
-        Ok(serde_json::Number::from_f64(value).map_or_else(|| Node::String(value.to_string()), Node::Number))
+        Ok(serde_json::Number::from_f64(value)
+            .map_or_else(|| Node::String(value.to_string()), Node::Number))
     }
 
     fn visit_str<E>(self, value: &str) -> Result<Node, E> {
@@ -456,7 +457,13 @@ mod tests {
     fn yaml_keeps_key_order_and_reads_numeric_keys_as_text() {
         let doc = parse("openapi: 3.0.3\npaths:\n  /b: {}\n  /a:\n    get:\n      responses:\n        200: {description: ok}\n")
             .expect("valid");
-        let paths: Vec<&String> = doc.root.get("paths").and_then(Node::as_object).expect("paths").keys().collect();
+        let paths: Vec<&String> = doc
+            .root
+            .get("paths")
+            .and_then(Node::as_object)
+            .expect("paths")
+            .keys()
+            .collect();
         assert_eq!(paths, ["/b", "/a"]);
         assert!(doc.at("#/paths/~1a/get/responses/200").is_some());
         assert_eq!(doc.version, Version::V30);
@@ -464,10 +471,17 @@ mod tests {
 
     #[test]
     fn json_errors_carry_line_and_column() {
-        let err = Document::parse("{\n  \"openapi\": \"3.1.0\",\n  \"paths\": {,}\n}", "api.json", true)
-            .expect_err("broken");
+        let err = Document::parse(
+            "{\n  \"openapi\": \"3.1.0\",\n  \"paths\": {,}\n}",
+            "api.json",
+            true,
+        )
+        .expect_err("broken");
         assert_eq!(err.line_col, Some((3, 13)));
-        assert!(err.to_string().starts_with("api.json:3:13: invalid JSON"), "{err}");
+        assert!(
+            err.to_string().starts_with("api.json:3:13: invalid JSON"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -500,9 +514,15 @@ mod tests {
         assert_eq!(node.str_at("type"), Some("string"));
         assert_eq!(at, "#/components/schemas/B");
         let c = doc.at("#/components/schemas/C").expect("C");
-        assert!(doc.resolve(c, "#/components/schemas/C").expect_err("cycle").message.contains("cycle"));
+        assert!(doc
+            .resolve(c, "#/components/schemas/C")
+            .expect_err("cycle")
+            .message
+            .contains("cycle"));
         let e = doc.at("#/components/schemas/E").expect("E");
-        let problem = doc.resolve(e, "#/components/schemas/E").expect_err("outside");
+        let problem = doc
+            .resolve(e, "#/components/schemas/E")
+            .expect_err("outside");
         assert_eq!(problem.pointer, "#/components/schemas/E/$ref");
         let f = doc.at("#/components/schemas/F").expect("F");
         let (node, at) = doc.resolve(f, "#/components/schemas/F").expect("escaped");

@@ -417,7 +417,9 @@ impl<'a> Generator<'a> {
         let own = prop.schema.node;
         let flag = |key: &str| own.flag(key) || node.flag(key);
         match mode {
-            Mode::Output => !flag("writeOnly") && !(needs_rename(prop.name) && prop.name.contains('.')),
+            Mode::Output => {
+                !flag("writeOnly") && !(needs_rename(prop.name) && prop.name.contains('.'))
+            }
             Mode::Body | Mode::Argument => !flag("readOnly"),
         }
     }
@@ -442,7 +444,13 @@ impl<'a> Generator<'a> {
                 let mut member_names = Vec::new();
                 let mut by_pointer: Vec<(String, String)> = Vec::new();
                 for (i, member) in members.iter().enumerate() {
-                    let mapped = self.schema(member.node, &member.pointer, &format!("{name}{}", i + 1), None, Mode::Output);
+                    let mapped = self.schema(
+                        member.node,
+                        &member.pointer,
+                        &format!("{name}{}", i + 1),
+                        None,
+                        Mode::Output,
+                    );
                     if let Base::Named(member_name) = mapped.base {
                         let resolved = classify(self.doc, member.node, &member.pointer).pointer;
                         if !member_names.contains(&member_name) {
@@ -529,7 +537,13 @@ impl<'a> Generator<'a> {
                 _ => name,
             };
             let hint = format!("{owner}{}", names::pascal(prop.name));
-            let mapped = self.schema(prop.schema.node, &prop.schema.pointer, &hint, Some(prop.name), mode);
+            let mapped = self.schema(
+                prop.schema.node,
+                &prop.schema.pointer,
+                &hint,
+                Some(prop.name),
+                mode,
+            );
             let non_null = prop.required && !mapped.nullable;
             let own = prop.schema.node;
             let field_description = own.str_at("description").map(str::to_owned);
@@ -601,7 +615,10 @@ impl<'a> Generator<'a> {
         match &shape.kind {
             Kind::Object(props) => {
                 if mode == Mode::Argument {
-                    self.note(pointer, "an object parameter is sent as JSON text: typed `JSON`");
+                    self.note(
+                        pointer,
+                        "an object parameter is sent as JSON text: typed `JSON`",
+                    );
                     return self.json(nullable);
                 }
                 if self.fields_count(props, mode) == 0 {
@@ -611,7 +628,10 @@ impl<'a> Generator<'a> {
                 if let Some(name) = self.named.get(&key) {
                     return Mapped::named(&name.clone(), nullable);
                 }
-                let base_hint = shape.component.as_deref().map_or_else(|| hint.to_owned(), names::type_name);
+                let base_hint = shape
+                    .component
+                    .as_deref()
+                    .map_or_else(|| hint.to_owned(), names::type_name);
                 let Some(slot) = self.claim(&shape, &base_hint, mode) else {
                     return self.json(nullable);
                 };
@@ -621,9 +641,7 @@ impl<'a> Generator<'a> {
             }
             Kind::Array(items) => {
                 let inner = match items {
-                    Some(items) => {
-                        self.schema(items.node, &items.pointer, hint, None, mode)
-                    }
+                    Some(items) => self.schema(items.node, &items.pointer, hint, None, mode),
                     None => self.json(false),
                 };
                 let item_non_null = !inner.nullable;
@@ -655,7 +673,9 @@ impl<'a> Generator<'a> {
                 members,
                 discriminator,
             } => {
-                let which = if node.get("oneOf").is_some() || classify_has(self.doc, node, pointer, "oneOf") {
+                let which = if node.get("oneOf").is_some()
+                    || classify_has(self.doc, node, pointer, "oneOf")
+                {
                     "oneOf"
                 } else {
                     "anyOf"
@@ -673,7 +693,10 @@ impl<'a> Generator<'a> {
                             );
                             return self.json(nullable);
                         }
-                        let base_hint = shape.component.as_deref().map_or_else(|| hint.to_owned(), names::type_name);
+                        let base_hint = shape
+                            .component
+                            .as_deref()
+                            .map_or_else(|| hint.to_owned(), names::type_name);
                         let Some(slot) = self.claim(&shape, &base_hint, Mode::Output) else {
                             return self.json(nullable);
                         };
@@ -684,7 +707,9 @@ impl<'a> Generator<'a> {
                     Some(_) => {
                         self.note(
                             shape.pointer.clone(),
-                            format!("`{which}` in an input (GraphQL has no input unions): typed `JSON`"),
+                            format!(
+                                "`{which}` in an input (GraphQL has no input unions): typed `JSON`"
+                            ),
                         );
                         self.json(nullable)
                     }
@@ -703,12 +728,25 @@ impl<'a> Generator<'a> {
                 let on_purpose = *why == "it has no type"
                     && resolved.as_object().is_some_and(|map| {
                         map.keys().all(|k| {
-                            matches!(k.as_str(), "description" | "title" | "example" | "examples" | "nullable" | "deprecated" | "readOnly" | "writeOnly" | "default")
-                                || k.starts_with("x-")
+                            matches!(
+                                k.as_str(),
+                                "description"
+                                    | "title"
+                                    | "example"
+                                    | "examples"
+                                    | "nullable"
+                                    | "deprecated"
+                                    | "readOnly"
+                                    | "writeOnly"
+                                    | "default"
+                            ) || k.starts_with("x-")
                         })
                     });
                 if !on_purpose && shape.problems.is_empty() {
-                    self.note(shape.pointer.clone(), format!("no GraphQL type fits ({why}): typed `JSON`"));
+                    self.note(
+                        shape.pointer.clone(),
+                        format!("no GraphQL type fits ({why}): typed `JSON`"),
+                    );
                 }
                 // Any value includes null.
                 self.json(true)
@@ -738,7 +776,10 @@ impl<'a> Generator<'a> {
             );
             return None;
         }
-        let base = shape.component.as_deref().map_or_else(|| hint.to_owned(), names::type_name);
+        let base = shape
+            .component
+            .as_deref()
+            .map_or_else(|| hint.to_owned(), names::type_name);
         let name = self.type_names.claim(&base);
         self.enums.insert(shape.pointer.clone(), name.clone());
         self.types.push(Some(TypeDef::Enum {
@@ -762,7 +803,10 @@ impl<'a> Generator<'a> {
             let (item, _) = match doc.resolve(item, &item_pointer) {
                 Ok(found) => found,
                 Err(problem) => {
-                    self.note(problem.pointer, format!("{}: path not mapped", problem.message));
+                    self.note(
+                        problem.pointer,
+                        format!("{}: path not mapped", problem.message),
+                    );
                     continue;
                 }
             };
@@ -790,7 +834,8 @@ impl<'a> Generator<'a> {
                 } else {
                     &mut mutation_names
                 };
-                if let Some(op) = self.operation(path, item, operation, method, &op_pointer, taken) {
+                if let Some(op) = self.operation(path, item, operation, method, &op_pointer, taken)
+                {
                     out.push(op);
                 }
             }
@@ -861,7 +906,10 @@ impl<'a> Generator<'a> {
             }
             let arg_name = arg_names.claim(&names::field(name));
             let param_hint = format!("{type_hint}{}", names::pascal(name));
-            let (schema_node, schema_pointer) = match (param.get("schema"), param.get("content").and_then(Node::as_object)) {
+            let (schema_node, schema_pointer) = match (
+                param.get("schema"),
+                param.get("content").and_then(Node::as_object),
+            ) {
                 (Some(schema), _) => (Some(schema), child(&at, "schema")),
                 (None, Some(content)) => match content.iter().next() {
                     Some((media, media_node)) => {
@@ -874,18 +922,30 @@ impl<'a> Generator<'a> {
                 (None, None) => (None, at.clone()),
             };
             let mapped = match schema_node {
-                Some(schema) => self.schema(schema, &schema_pointer, &param_hint, Some(name), Mode::Argument),
+                Some(schema) => self.schema(
+                    schema,
+                    &schema_pointer,
+                    &param_hint,
+                    Some(name),
+                    Mode::Argument,
+                ),
                 None => Mapped::named("String", true),
             };
             if matches!(mapped.base, Base::List(_)) && place == "query" {
-                let explode = param.get("explode").and_then(Node::as_bool).unwrap_or(param.str_at("style").is_none_or(|s| s == "form"));
+                let explode = param
+                    .get("explode")
+                    .and_then(Node::as_bool)
+                    .unwrap_or(param.str_at("style").is_none_or(|s| s == "form"));
                 if explode {
                     self.note(at.clone(), format!("array parameter `{name}` is sent comma-joined (`{name}=a,b`), not repeated as the document's `explode` asks"));
                 }
             }
             if let Some(style) = param.str_at("style") {
                 if !matches!(style, "simple" | "form") {
-                    self.note(at.clone(), format!("parameter `{name}` has style `{style}`: sent as a plain value"));
+                    self.note(
+                        at.clone(),
+                        format!("parameter `{name}` has style `{style}`: sent as a plain value"),
+                    );
                 }
             }
             let required = place == "path" || param.flag("required");
@@ -920,7 +980,10 @@ impl<'a> Generator<'a> {
                 continue;
             }
             let arg_name = arg_names.claim(&names::field(&name));
-            self.note(pointer, format!("path parameter `{name}` is not declared: argument `{arg_name}: String!`"));
+            self.note(
+                pointer,
+                format!("path parameter `{name}` is not declared: argument `{arg_name}: String!`"),
+            );
             args.push(ArgDef {
                 name: arg_name.clone(),
                 description: None,
@@ -939,7 +1002,10 @@ impl<'a> Generator<'a> {
             }
         }
         if operation.get("servers").is_some() {
-            self.note(child(pointer, "servers"), "operation-level `servers` are not used: every call goes to the service's URL");
+            self.note(
+                child(pointer, "servers"),
+                "operation-level `servers` are not used: every call goes to the service's URL",
+            );
         }
         let notes = self.notes[notes_before..].to_vec();
         Some(Operation {
@@ -974,7 +1040,10 @@ impl<'a> Generator<'a> {
         let (body, _) = match self.doc.resolve(raw, &at) {
             Ok(found) => found,
             Err(problem) => {
-                self.note(problem.pointer, format!("{}: request body not sent", problem.message));
+                self.note(
+                    problem.pointer,
+                    format!("{}: request body not sent", problem.message),
+                );
                 return None;
             }
         };
@@ -982,11 +1051,20 @@ impl<'a> Generator<'a> {
         let content_pointer = child(&at, "content");
         let Some((media, media_node)) = content.iter().find(|(media, _)| is_json(media)) else {
             let kinds: Vec<&str> = content.keys().map(String::as_str).collect();
-            self.note(at, format!("request body is {}, not JSON: not sent (the field has no `input`)", kinds.join(", ")));
+            self.note(
+                at,
+                format!(
+                    "request body is {}, not JSON: not sent (the field has no `input`)",
+                    kinds.join(", ")
+                ),
+            );
             return None;
         };
         for other in content.keys().filter(|m| *m != media) {
-            self.note(child(&content_pointer, other), format!("request body as {other}: only {media} is sent"));
+            self.note(
+                child(&content_pointer, other),
+                format!("request body as {other}: only {media} is sent"),
+            );
         }
         let media_pointer = child(&content_pointer, media);
         let name = arg_names.claim("input");
@@ -995,7 +1073,10 @@ impl<'a> Generator<'a> {
             Some(schema) => {
                 let schema_pointer = child(&media_pointer, "schema");
                 let mapped = self.schema(schema, &schema_pointer, type_hint, None, Mode::Body);
-                (mapped, self.renamed_body_keys(schema, &schema_pointer, &name))
+                (
+                    mapped,
+                    self.renamed_body_keys(schema, &schema_pointer, &name),
+                )
             }
             None => (self.json(true), None),
         };
@@ -1015,7 +1096,12 @@ impl<'a> Generator<'a> {
     /// For an object body whose keys are not all GraphQL names: the body
     /// written key by key (`"wire-name" = "{args.input.wireName}"`). Names
     /// deeper down go as their GraphQL names, which is noted.
-    fn renamed_body_keys(&mut self, schema: &'a Node, pointer: &str, arg: &str) -> Option<Vec<(String, String)>> {
+    fn renamed_body_keys(
+        &mut self,
+        schema: &'a Node,
+        pointer: &str,
+        arg: &str,
+    ) -> Option<Vec<(String, String)>> {
         let shape = classify(self.doc, schema, pointer);
         let Kind::Object(props) = &shape.kind else {
             return None;
@@ -1040,7 +1126,10 @@ impl<'a> Generator<'a> {
     fn response_type(&mut self, operation: &'a Node, pointer: &str, type_hint: &str) -> GqlType {
         let answers = answers(self.doc, operation, pointer);
         if operation.get("responses").is_none() {
-            self.note(child(pointer, "responses"), "no `responses`: the field is `Boolean`, true on success");
+            self.note(
+                child(pointer, "responses"),
+                "no `responses`: the field is `Boolean`, true on success",
+            );
         }
         for (at, message) in answers.problems {
             self.note(at, message);
@@ -1054,7 +1143,8 @@ impl<'a> Generator<'a> {
         match answer.schema {
             Some(schema) => {
                 let hint = format!("{type_hint}Response");
-                self.schema(schema, &answer.pointer, &hint, None, Mode::Output).into_type(false)
+                self.schema(schema, &answer.pointer, &hint, None, Mode::Output)
+                    .into_type(false)
             }
             None => self.json(true).into_type(false),
         }
@@ -1064,7 +1154,10 @@ impl<'a> Generator<'a> {
     fn document_notes(&mut self) {
         if let Some(webhooks) = self.doc.root.get("webhooks").and_then(Node::as_object) {
             for name in webhooks.keys() {
-                self.note(child("#/webhooks", name), "webhooks are not mapped (they are calls a service makes, not calls to it)");
+                self.note(
+                    child("#/webhooks", name),
+                    "webhooks are not mapped (they are calls a service makes, not calls to it)",
+                );
             }
         }
     }
@@ -1082,7 +1175,10 @@ pub fn parameters<'a>(
 ) -> (Vec<(&'a Node, String)>, Vec<(String, String)>) {
     let mut params: Vec<(&'a Node, String)> = Vec::new();
     let mut problems = Vec::new();
-    for (owner, owner_pointer) in [(item, pointer_parent(pointer)), (operation, pointer.to_owned())] {
+    for (owner, owner_pointer) in [
+        (item, pointer_parent(pointer)),
+        (operation, pointer.to_owned()),
+    ] {
         let Some(list) = owner.get("parameters").and_then(Node::as_array) else {
             continue;
         };
@@ -1140,7 +1236,10 @@ pub fn answers<'a>(doc: &'a Document, operation: &'a Node, pointer: &str) -> Ans
         let response = match doc.resolve(response, &at) {
             Ok((response, _)) => response,
             Err(problem) => {
-                out.problems.push((problem.pointer, format!("{}: response not mapped", problem.message)));
+                out.problems.push((
+                    problem.pointer,
+                    format!("{}: response not mapped", problem.message),
+                ));
                 continue;
             }
         };
@@ -1176,13 +1275,20 @@ pub fn answers<'a>(doc: &'a Document, operation: &'a Node, pointer: &str) -> Ans
 
 /// Whether a schema at `pointer` (after `$ref`s) has `key`.
 fn classify_has(doc: &Document, node: &Node, pointer: &str, key: &str) -> bool {
-    doc.resolve(node, pointer).is_ok_and(|(n, _)| n.get(key).is_some())
+    doc.resolve(node, pointer)
+        .is_ok_and(|(n, _)| n.get(key).is_some())
 }
 
 /// `application/json`, `application/problem+json`, with parameters or not.
 pub fn is_json(media: &str) -> bool {
-    let essence = media.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
-    essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"))
+    let essence = media
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
 }
 
 /// A property or parameter name that holds an id: `id`, `user_id`, `userId`.
@@ -1196,7 +1302,10 @@ fn needs_rename(name: &str) -> bool {
 
 /// `#/paths/~1pets/get` → `#/paths/~1pets`.
 fn pointer_parent(pointer: &str) -> String {
-    pointer.rsplit_once('/').map_or(pointer, |(parent, _)| parent).to_owned()
+    pointer
+        .rsplit_once('/')
+        .map_or(pointer, |(parent, _)| parent)
+        .to_owned()
 }
 
 /// The `{name}`s of a path, in order.

@@ -93,7 +93,9 @@ pub fn lint(
             let Some(op) = find(&ops, &prefixes, call) else {
                 let at_path: Vec<&str> = ops
                     .iter()
-                    .filter(|op| same_shape(&op.shape, &shape_of(path_part(&call.path_text)), &prefixes))
+                    .filter(|op| {
+                        same_shape(&op.shape, &shape_of(path_part(&call.path_text)), &prefixes)
+                    })
                     .map(|op| op.method.as_str())
                     .collect();
                 let hint = if at_path.is_empty() {
@@ -156,11 +158,19 @@ impl<'a> Linter<'a> {
         let (params, _) = parameters(self.doc, op.item, op.node, &op.pointer);
         let service = self.config.services.get(&call.service);
         let sends_header = |name: &str| {
-            call.headers.iter().any(|(h, _)| h.as_str().eq_ignore_ascii_case(name))
+            call.headers
+                .iter()
+                .any(|(h, _)| h.as_str().eq_ignore_ascii_case(name))
                 || service.is_some_and(|s| {
-                    s.headers.iter().any(|(h, _)| h.as_str().eq_ignore_ascii_case(name))
-                        || s.forward_headers.iter().any(|h| h.as_str().eq_ignore_ascii_case(name))
-                        || s.claims_headers.iter().any(|(h, _)| h.as_str().eq_ignore_ascii_case(name))
+                    s.headers
+                        .iter()
+                        .any(|(h, _)| h.as_str().eq_ignore_ascii_case(name))
+                        || s.forward_headers
+                            .iter()
+                            .any(|h| h.as_str().eq_ignore_ascii_case(name))
+                        || s.claims_headers
+                            .iter()
+                            .any(|(h, _)| h.as_str().eq_ignore_ascii_case(name))
                 })
         };
         let mut declared_query = Vec::new();
@@ -273,7 +283,13 @@ impl<'a> Linter<'a> {
                 _ => return,
             };
             if let Some(text) = describe_misfit(&field_ty, &items, self.sdl) {
-                self.warn(mapping, format!("`{key}` is `{field_ty}` but each batched item is {text} ({})", items.pointer));
+                self.warn(
+                    mapping,
+                    format!(
+                        "`{key}` is `{field_ty}` but each batched item is {text} ({})",
+                        items.pointer
+                    ),
+                );
             }
             if let Walked::Missing(at, segment, pointer) = self.walk(&items, &batch.match_field) {
                 self.warn(
@@ -288,7 +304,13 @@ impl<'a> Linter<'a> {
             return;
         }
         if let Some(text) = describe_misfit(&field_ty, &shape, self.sdl) {
-            self.warn(mapping, format!("`{key}` is `{field_ty}` but the answer's schema is {text} ({})", shape.pointer));
+            self.warn(
+                mapping,
+                format!(
+                    "`{key}` is `{field_ty}` but the answer's schema is {text} ({})",
+                    shape.pointer
+                ),
+            );
             return;
         }
         self.fields_of(&field_ty, &shape);
@@ -304,7 +326,10 @@ impl<'a> Linter<'a> {
             (BaseType::Named(name), Kind::Object(_)) => (name.to_string(), shape),
             _ => return,
         };
-        if !self.visited.insert((ty_name.clone(), shape.pointer.clone())) {
+        if !self
+            .visited
+            .insert((ty_name.clone(), shape.pointer.clone()))
+        {
             return;
         }
         let Some(definition) = self.sdl.types.get(&ty_name) else {
@@ -329,7 +354,9 @@ impl<'a> Linter<'a> {
                     // `batch.key`'s `{parent.…}` paths read this object.
                     let Some(mapping) = mapping else { continue };
                     for placeholder in batch.key.placeholders().filter(|p| p.root == Root::Parent) {
-                        if let Walked::Missing(at, segment, pointer) = self.walk(shape, &placeholder.path) {
+                        if let Walked::Missing(at, segment, pointer) =
+                            self.walk(shape, &placeholder.path)
+                        {
                             self.warn(
                                 mapping,
                                 format!(
@@ -365,7 +392,10 @@ impl<'a> Linter<'a> {
                 self.push(
                     Severity::Warning,
                     location,
-                    format!("`{key}` is `{field_ty}` but {what} is {text} in the schema ({})", found.pointer),
+                    format!(
+                        "`{key}` is `{field_ty}` but {what} is {text} in the schema ({})",
+                        found.pointer
+                    ),
                 );
                 continue;
             }
@@ -375,7 +405,11 @@ impl<'a> Linter<'a> {
                     location.clone(),
                     format!(
                         "`{key}` is non-null but {what} is not required{} in the schema ({})",
-                        if found.nullable { " (and nullable)" } else { "" },
+                        if found.nullable {
+                            " (and nullable)"
+                        } else {
+                            ""
+                        },
                         found.pointer
                     ),
                 );
@@ -408,7 +442,9 @@ impl<'a> Linter<'a> {
                     required = false;
                     classify(self.doc, items.node, &items.pointer)
                 }
-                Kind::Array(_) => return Walked::Missing(at, segment.clone(), current.pointer.clone()),
+                Kind::Array(_) => {
+                    return Walked::Missing(at, segment.clone(), current.pointer.clone())
+                }
                 Kind::Any(_) | Kind::Union { .. } => return Walked::Unknown,
                 _ => return Walked::Missing(at, segment.clone(), current.pointer.clone()),
             };
@@ -469,7 +505,10 @@ fn operations(doc: &Document) -> Vec<Op<'_>> {
             continue;
         };
         for (method, node) in entries {
-            if !matches!(method.as_str(), "get" | "put" | "post" | "delete" | "patch" | "head" | "options" | "trace") {
+            if !matches!(
+                method.as_str(),
+                "get" | "put" | "post" | "delete" | "patch" | "head" | "options" | "trace"
+            ) {
                 continue;
             }
             out.push(Op {
@@ -526,7 +565,9 @@ fn server_prefixes(doc: &Document) -> Vec<Vec<String>> {
                 continue;
             };
             let path = match url.find("://") {
-                Some(scheme) => url[scheme + 3..].find('/').map_or("", |i| &url[scheme + 3 + i..]),
+                Some(scheme) => url[scheme + 3..]
+                    .find('/')
+                    .map_or("", |i| &url[scheme + 3 + i..]),
                 None => url,
             };
             let path = path.trim_end_matches('/');
@@ -546,7 +587,11 @@ fn same_shape(op: &[String], mapping: &[String], prefixes: &[Vec<String>]) -> bo
     })
 }
 
-fn find<'o, 'a>(ops: &'o [Op<'a>], prefixes: &[Vec<String>], call: &CallSpec) -> Option<&'o Op<'a>> {
+fn find<'o, 'a>(
+    ops: &'o [Op<'a>],
+    prefixes: &[Vec<String>],
+    call: &CallSpec,
+) -> Option<&'o Op<'a>> {
     let method = call.method.as_str().to_ascii_lowercase();
     let shape = shape_of(path_part(&call.path_text));
     ops.iter()

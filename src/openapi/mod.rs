@@ -54,14 +54,23 @@ pub fn import(
     }
     let document = Document::load(spec).map_err(|err| err.to_string())?;
     let project = import::generate(&document, service, url);
-    let source = spec
-        .file_name()
-        .map_or_else(|| spec.display().to_string(), |n| n.to_string_lossy().into_owned());
+    let source = spec.file_name().map_or_else(
+        || spec.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    );
     let written = write::write_files(out, &project, &source, force)?;
     Ok(Imported {
         written,
-        queries: project.operations.iter().filter(|o| o.root == "Query").count(),
-        mutations: project.operations.iter().filter(|o| o.root == "Mutation").count(),
+        queries: project
+            .operations
+            .iter()
+            .filter(|o| o.root == "Query")
+            .count(),
+        mutations: project
+            .operations
+            .iter()
+            .filter(|o| o.root == "Mutation")
+            .count(),
         notes: project.notes,
     })
 }

@@ -67,7 +67,13 @@ fn lower_start(word: &str) -> String {
     chars
         .iter()
         .enumerate()
-        .map(|(i, c)| if i < lower { c.to_ascii_lowercase() } else { *c })
+        .map(|(i, c)| {
+            if i < lower {
+                c.to_ascii_lowercase()
+            } else {
+                *c
+            }
+        })
         .collect()
 }
 

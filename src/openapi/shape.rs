@@ -146,7 +146,21 @@ fn classify_depth<'a>(
         let all_of = child(&shape.pointer, "allOf");
         let own_keys = node.as_object().map_or(0, |map| {
             map.keys()
-                .filter(|k| !matches!(k.as_str(), "allOf" | "description" | "nullable" | "deprecated" | "title" | "example" | "examples" | "readOnly" | "writeOnly" | "default"))
+                .filter(|k| {
+                    !matches!(
+                        k.as_str(),
+                        "allOf"
+                            | "description"
+                            | "nullable"
+                            | "deprecated"
+                            | "title"
+                            | "example"
+                            | "examples"
+                            | "readOnly"
+                            | "writeOnly"
+                            | "default"
+                    )
+                })
                 .count()
         });
         if members.len() == 1 && own_keys == 0 {
@@ -233,7 +247,9 @@ fn is_null_schema(doc: &Document, node: &Node, pointer: &str) -> bool {
     };
     match node.get("type") {
         Some(Node::String(t)) if t == "null" => return true,
-        Some(Node::Array(types)) if !types.is_empty() && types.iter().all(|t| t.as_str() == Some("null")) => {
+        Some(Node::Array(types))
+            if !types.is_empty() && types.iter().all(|t| t.as_str() == Some("null")) =>
+        {
             return true
         }
         _ => {}
@@ -427,7 +443,15 @@ fn is_constraint_only(doc: &Document, node: &Node, pointer: &str) -> bool {
         !map.keys().any(|k| {
             matches!(
                 k.as_str(),
-                "type" | "properties" | "items" | "enum" | "const" | "allOf" | "oneOf" | "anyOf" | "additionalProperties"
+                "type"
+                    | "properties"
+                    | "items"
+                    | "enum"
+                    | "const"
+                    | "allOf"
+                    | "oneOf"
+                    | "anyOf"
+                    | "additionalProperties"
             )
         })
     })
@@ -449,7 +473,9 @@ mod tests {
     fn all_of_merges_properties_and_required_across_members() {
         let d = doc("openapi: 3.0.3\ncomponents:\n  schemas:\n    Pet:\n      type: object\n      required: [id]\n      properties:\n        id: {type: integer}\n        name: {type: string}\n    Cat:\n      allOf:\n        - $ref: '#/components/schemas/Pet'\n        - type: object\n          required: [name]\n          properties:\n            hunts: {type: boolean}\n");
         let cat = shape_of(&d, "#/components/schemas/Cat");
-        let Kind::Object(props) = cat.kind else { panic!("object: {cat:?}") };
+        let Kind::Object(props) = cat.kind else {
+            panic!("object: {cat:?}")
+        };
         let summary: Vec<(&str, bool)> = props.iter().map(|p| (p.name, p.required)).collect();
         assert_eq!(summary, [("id", true), ("name", true), ("hunts", false)]);
         assert_eq!(cat.component.as_deref(), Some("Cat"));
@@ -471,8 +497,17 @@ mod tests {
         let b = shape_of(&d, "#/components/schemas/B");
         assert!(b.nullable);
         assert_eq!(b.component.as_deref(), Some("A"));
-        assert!(matches!(shape_of(&d, "#/components/schemas/C").kind, Kind::Union { discriminator: None, .. }));
-        assert!(matches!(shape_of(&d, "#/components/schemas/D").kind, Kind::Any(_)));
+        assert!(matches!(
+            shape_of(&d, "#/components/schemas/C").kind,
+            Kind::Union {
+                discriminator: None,
+                ..
+            }
+        ));
+        assert!(matches!(
+            shape_of(&d, "#/components/schemas/D").kind,
+            Kind::Any(_)
+        ));
         let e = shape_of(&d, "#/components/schemas/E");
         assert!(e.nullable);
         assert!(matches!(&e.kind, Kind::Enum(values) if values == &["a", "b"]));
@@ -480,9 +515,11 @@ mod tests {
 
     #[test]
     fn nullable_is_read_in_3_0_only() {
-        let d = doc("openapi: 3.0.3\ncomponents:\n  schemas:\n    A: {type: string, nullable: true}\n");
+        let d =
+            doc("openapi: 3.0.3\ncomponents:\n  schemas:\n    A: {type: string, nullable: true}\n");
         assert!(shape_of(&d, "#/components/schemas/A").nullable);
-        let d = doc("openapi: 3.1.0\ncomponents:\n  schemas:\n    A: {type: string, nullable: true}\n");
+        let d =
+            doc("openapi: 3.1.0\ncomponents:\n  schemas:\n    A: {type: string, nullable: true}\n");
         assert!(!shape_of(&d, "#/components/schemas/A").nullable);
     }
 

@@ -38,7 +38,9 @@ pub fn sdl(project: &Project, source: &str) -> String {
         let _ = writeln!(out, "type {root} {{");
         if fields.is_empty() {
             // GraphQL needs a field; see docs/OPENAPI.md.
-            out.push_str("  \"The document has no GET operation: always null.\"\n  _empty: Boolean\n");
+            out.push_str(
+                "  \"The document has no GET operation: always null.\"\n  _empty: Boolean\n",
+            );
         }
         for (i, op) in fields.iter().enumerate() {
             if i > 0 {
@@ -407,7 +409,8 @@ pub fn write_files(
         (&sdl_path, sdl(project, source)),
         (&toml_path, services_toml(project, source)),
     ] {
-        std::fs::write(path, text).map_err(|err| format!("cannot write {}: {err}", path.display()))?;
+        std::fs::write(path, text)
+            .map_err(|err| format!("cannot write {}: {err}", path.display()))?;
     }
     Ok(vec![toml_path, sdl_path])
 }

@@ -95,23 +95,35 @@ async fn petstore_3_0_yaml_is_imported_checked_and_serves_a_get_and_a_post() {
     let base = format!("{}/v2", upstream.uri());
     let project = Project::import(&fixture("petstore-3.0.yaml"), "petstore", &base);
     project.check().expect("`conflux check` accepts the import");
+    let findings =
+        conflux::openapi::lint::check(&project.config(), "petstore", &fixture("petstore-3.0.yaml"))
+            .expect("the lint runs");
+    assert!(findings.is_empty(), "{findings:?}");
     // One entry per operation, in the document's order; names from operationId.
-    assert!(project.toml.contains(
-        r#""Query.getPetById" = { service = "petstore", get = "/pet/{args.petId}" }"#
-    ));
+    assert!(project
+        .toml
+        .contains(r#""Query.getPetById" = { service = "petstore", get = "/pet/{args.petId}" }"#));
     assert!(project.toml.contains(
         r#""Mutation.placeOrder" = { service = "petstore", post = "/store/order", body = "{args.input}" }"#
     ));
-    let order = project.sdl.find("findPetsByStatus").expect("findPetsByStatus");
+    let order = project
+        .sdl
+        .find("findPetsByStatus")
+        .expect("findPetsByStatus");
     assert!(order < project.sdl.find("getUserByName").expect("getUserByName"));
     // Descriptions, required → non-null, the enum, ids, the deprecation.
-    assert!(project.sdl.contains("\"Returns a single pet\"\n  getPetById("));
+    assert!(project
+        .sdl
+        .contains("\"Returns a single pet\"\n  getPetById("));
     assert!(project.sdl.contains("petId: ID!"));
-    assert!(project.sdl.contains("enum PetStatus {\n  available\n  pending\n  sold\n}"));
+    assert!(project
+        .sdl
+        .contains("enum PetStatus {\n  available\n  pending\n  sold\n}"));
     assert!(project.sdl.contains("): [Pet!] @deprecated"));
     // The header parameter is listed with its pointer.
     assert!(
-        project.notes.iter().any(|n| n.starts_with("#/paths/~1pet~1{petId}/delete/parameters/0: header parameter `api_key`")),
+        project.notes.iter().any(|n| n
+            .starts_with("#/paths/~1pet~1{petId}/delete/parameters/0: header parameter `api_key`")),
         "{:?}",
         project.notes
     );
@@ -126,7 +138,9 @@ async fn petstore_3_0_yaml_is_imported_checked_and_serves_a_get_and_a_post() {
         .await;
     Mock::given(method("POST"))
         .and(path("/v2/store/order"))
-        .respond_with(json_reply(json!({"id": 5, "petId": 7, "quantity": 2, "status": "placed", "complete": false})))
+        .respond_with(json_reply(
+            json!({"id": 5, "petId": 7, "quantity": 2, "status": "placed", "complete": false}),
+        ))
         .mount(&upstream)
         .await;
     Mock::given(method("DELETE"))
@@ -224,11 +238,17 @@ async fn petstore_3_1_json_is_imported_checked_and_serves_query_parameters_and_a
 #[tokio::test]
 async fn petstore_expanded_all_of_is_merged_and_served() {
     let upstream = MockServer::start().await;
-    let project = Project::import(&fixture("petstore-expanded-3.0.yaml"), "pets", &upstream.uri());
+    let project = Project::import(
+        &fixture("petstore-expanded-3.0.yaml"),
+        "pets",
+        &upstream.uri(),
+    );
     project.check().expect("`conflux check` accepts the import");
     // Pet = allOf [NewPet, {id}]: both members' properties, both required lists.
     assert!(
-        project.sdl.contains("type Pet {\n  name: String!\n  tag: String\n  id: ID!\n}"),
+        project
+            .sdl
+            .contains("type Pet {\n  name: String!\n  tag: String\n  id: ID!\n}"),
         "{}",
         project.sdl
     );
@@ -294,7 +314,12 @@ async fn the_github_api_description_imports_and_checks_in_bounded_time_and_serve
         total < Duration::from_secs(120),
         "import + check took {total:?}"
     );
-    let entries = project.toml.matches("\n\"Query.").count() + project.toml.matches("\n\"Mutation.").count();
+    // The import passes its own lint: the same rules read the document.
+    let findings =
+        conflux::openapi::lint::check(&project.config(), "github", &spec).expect("the lint runs");
+    assert!(findings.is_empty(), "{findings:?}");
+    let entries =
+        project.toml.matches("\n\"Query.").count() + project.toml.matches("\n\"Mutation.").count();
     assert!(entries > 1000, "{entries} resolver entries");
     assert!(project.sdl.contains("type FullRepository {"));
 
@@ -308,7 +333,9 @@ async fn the_github_api_description_imports_and_checks_in_bounded_time_and_serve
     Mock::given(method("POST"))
         .and(path("/repos/octo/hello/issues"))
         .respond_with(
-            ResponseTemplate::new(201).set_body_json(json!({"id": 9, "number": 42, "title": "Broken", "labels": ["bug"]})),
+            ResponseTemplate::new(201).set_body_json(
+                json!({"id": 9, "number": 42, "title": "Broken", "labels": ["bug"]}),
+            ),
         )
         .mount(&upstream)
         .await;
@@ -413,11 +440,31 @@ async fn unions_json_values_and_renamed_keys_are_generated_and_served() {
     let upstream = MockServer::start().await;
     let project = Project::import(&spec, "shapes", &upstream.uri());
     project.check().expect("`conflux check` accepts the import");
-    assert!(project.sdl.contains("union Shape = Circle | Square"), "{}", project.sdl);
+    assert!(
+        project.sdl.contains("union Shape = Circle | Square"),
+        "{}",
+        project.sdl
+    );
     assert!(project.toml.contains("[types.Shape]\ndiscriminator = \"kind\"\nmap = { round = \"Circle\", Square = \"Square\" }"), "{}", project.toml);
-    assert!(project.sdl.contains("getItem(itemId: String!): Item"), "{}", project.sdl);
-    assert!(project.toml.contains(r#""Item.displayName" = { from = "display-name" }"#), "{}", project.toml);
-    assert!(project.toml.contains(r#"body = { display-name = "{args.input.displayName}", extra = "{args.input.extra}" }"#), "{}", project.toml);
+    assert!(
+        project.sdl.contains("getItem(itemId: String!): Item"),
+        "{}",
+        project.sdl
+    );
+    assert!(
+        project
+            .toml
+            .contains(r#""Item.displayName" = { from = "display-name" }"#),
+        "{}",
+        project.toml
+    );
+    assert!(
+        project.toml.contains(
+            r#"body = { display-name = "{args.input.displayName}", extra = "{args.input.extra}" }"#
+        ),
+        "{}",
+        project.toml
+    );
     for pointer in [
         "#/paths/~1items~1{item-id}/get/parameters/1: header parameter `X-Trace`",
         "#/paths/~1items/head: HEAD operations cannot be mapped",
@@ -436,9 +483,9 @@ async fn unions_json_values_and_renamed_keys_are_generated_and_served() {
         .await;
     Mock::given(method("POST"))
         .and(path("/items"))
-        .respond_with(
-            ResponseTemplate::new(201).set_body_json(json!({"id": 13, "display-name": "Box", "shape": {"kind": "Square", "side": 1.5}})),
-        )
+        .respond_with(ResponseTemplate::new(201).set_body_json(
+            json!({"id": 13, "display-name": "Box", "shape": {"kind": "Square", "side": 1.5}}),
+        ))
         .mount(&upstream)
         .await;
     let gateway = project.serve().await;
@@ -469,7 +516,17 @@ fn the_binary_lists_what_is_not_mapped_and_refuses_to_overwrite_without_force() 
     let dir = TempDir::new();
     let spec = fixture("petstore-3.0.yaml");
     let spec = spec.to_str().expect("a UTF-8 path");
-    let args = ["import", "openapi", spec, "--service", "pets", "--url", "http://127.0.0.1:9/v2", "--out", "out"];
+    let args = [
+        "import",
+        "openapi",
+        spec,
+        "--service",
+        "pets",
+        "--url",
+        "http://127.0.0.1:9/v2",
+        "--out",
+        "out",
+    ];
 
     let (code, stderr) = conflux(dir.path(), &args);
     assert_eq!(code, 0, "{stderr}");
@@ -483,20 +540,29 @@ fn the_binary_lists_what_is_not_mapped_and_refuses_to_overwrite_without_force() 
     let (code, stderr) = conflux(dir.path(), &args);
     assert_eq!(code, 1);
     assert!(stderr.contains("already exist"), "{stderr}");
-    assert_eq!(std::fs::read_to_string(dir.path().join("out/services.toml")).expect("kept"), "# mine\n");
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("out/services.toml")).expect("kept"),
+        "# mine\n"
+    );
 
     let mut forced = args.to_vec();
     forced.push("--force");
     let (code, stderr) = conflux(dir.path(), &forced);
     assert_eq!(code, 0, "{stderr}");
-    assert_eq!(std::fs::read_to_string(dir.path().join("out/services.toml")).expect("rewritten"), written);
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("out/services.toml")).expect("rewritten"),
+        written
+    );
 }
 
 #[test]
 fn broken_documents_are_refused_with_their_line_or_pointer() {
     let dir = TempDir::new();
     dir.write("broken.yaml", "openapi: 3.0.3\npaths:\n  /a:\n    get: [\n");
-    dir.write("broken.json", "{\"openapi\": \"3.1.0\",\n \"paths\": {\"/a\": }\n}");
+    dir.write(
+        "broken.json",
+        "{\"openapi\": \"3.1.0\",\n \"paths\": {\"/a\": }\n}",
+    );
     dir.write("swagger.yaml", "swagger: '2.0'\npaths: {}\n");
     dir.write(
         "dangling.yaml",
@@ -504,18 +570,40 @@ fn broken_documents_are_refused_with_their_line_or_pointer() {
     );
     let run = |file: &str| {
         let out = format!("{file}.out");
-        conflux(dir.path(), &["import", "openapi", file, "--service", "s", "--url", "http://127.0.0.1:9", "--out", &out])
+        conflux(
+            dir.path(),
+            &[
+                "import",
+                "openapi",
+                file,
+                "--service",
+                "s",
+                "--url",
+                "http://127.0.0.1:9",
+                "--out",
+                &out,
+            ],
+        )
     };
 
     let (code, stderr) = run("broken.yaml");
     assert_eq!(code, 1);
-    assert!(stderr.starts_with("broken.yaml:5:1: invalid YAML") || stderr.starts_with("broken.yaml:4:"), "{stderr}");
+    assert!(
+        stderr.starts_with("broken.yaml:5:1: invalid YAML") || stderr.starts_with("broken.yaml:4:"),
+        "{stderr}"
+    );
     let (code, stderr) = run("broken.json");
     assert_eq!(code, 1);
-    assert!(stderr.starts_with("broken.json:2:18: invalid JSON"), "{stderr}");
+    assert!(
+        stderr.starts_with("broken.json:2:18: invalid JSON"),
+        "{stderr}"
+    );
     let (code, stderr) = run("swagger.yaml");
     assert_eq!(code, 1);
-    assert!(stderr.contains("Swagger 2.0") && stderr.contains("(at #/swagger)"), "{stderr}");
+    assert!(
+        stderr.contains("Swagger 2.0") && stderr.contains("(at #/swagger)"),
+        "{stderr}"
+    );
     // A reference to nothing is listed, and the rest still imports.
     let (code, stderr) = run("dangling.yaml");
     assert_eq!(code, 0, "{stderr}");
@@ -579,7 +667,10 @@ fn lint_run(toml: &str, sdl: &str) -> (i32, Vec<String>) {
     let spec = fixture("petstore-3.0.yaml");
     let arg = format!("pets={}", spec.display());
     let (code, stderr) = conflux(dir.path(), &["check", "--openapi", &arg]);
-    let lines = stderr.lines().map(|l| l.replace(&spec.display().to_string(), "petstore-3.0.yaml")).collect();
+    let lines = stderr
+        .lines()
+        .map(|l| l.replace(&spec.display().to_string(), "petstore-3.0.yaml"))
+        .collect();
     (code, lines)
 }
 
@@ -602,25 +693,84 @@ fn check_with_openapi_reports_each_error_and_warning_at_its_line_and_column() {
     let (code, lines) = lint_run(LINT_TOML, LINT_SDL);
     assert_eq!(code, 1, "{}", lines.join("\n"));
     let at = |needle: &str| format!("services.toml:{}: ", position(LINT_TOML, needle));
-    let sdl_at = |needle: &str| format!("schema/schema.graphql:{}: warning: ", position(LINT_SDL, needle));
+    let sdl_at = |needle: &str| {
+        format!(
+            "schema/schema.graphql:{}: warning: ",
+            position(LINT_SDL, needle)
+        )
+    };
 
     // Errors.
-    assert_line(&lines, &at("\"Query.animal\""), &["GET /animals/{args.id}", "not an operation"]);
-    assert_line(&lines, &at("\"Query.byStatus\""), &["required query parameter `status`", "#/paths/~1pet~1findByStatus/get/parameters/0"]);
-    assert_line(&lines, &at("\"Mutation.add\""), &["requires a request body", "#/paths/~1pet/post/requestBody"]);
+    assert_line(
+        &lines,
+        &at("\"Query.animal\""),
+        &["GET /animals/{args.id}", "not an operation"],
+    );
+    assert_line(
+        &lines,
+        &at("\"Query.byStatus\""),
+        &[
+            "required query parameter `status`",
+            "#/paths/~1pet~1findByStatus/get/parameters/0",
+        ],
+    );
+    assert_line(
+        &lines,
+        &at("\"Mutation.add\""),
+        &["requires a request body", "#/paths/~1pet/post/requestBody"],
+    );
     // Warnings.
     let warn = |needle: &str| format!("{}warning: ", at(needle));
-    assert_line(&lines, &warn("\"Query.pet\""), &["query parameter `verbose` is not declared"]);
-    assert_line(&lines, &warn("\"Query.petName\""), &["`select = \"nickname\"`", "#/components/schemas/Pet"]);
+    assert_line(
+        &lines,
+        &warn("\"Query.pet\""),
+        &["query parameter `verbose` is not declared"],
+    );
+    assert_line(
+        &lines,
+        &warn("\"Query.petName\""),
+        &["`select = \"nickname\"`", "#/components/schemas/Pet"],
+    );
     assert_line(&lines, &warn("\"Query.pets\""), &["`Pet`", "a list"]);
-    assert_line(&lines, &warn("\"Pet.kind\""), &["`from = \"category.kind\"`", "`kind` (after `category`)", "#/components/schemas/Category"]);
-    assert_line(&lines, &warn("\"Order.pet\""), &["`batch.key` `{parent.petIdentifier}`", "#/components/schemas/Order"]);
+    assert_line(
+        &lines,
+        &warn("\"Pet.kind\""),
+        &[
+            "`from = \"category.kind\"`",
+            "`kind` (after `category`)",
+            "#/components/schemas/Category",
+        ],
+    );
+    assert_line(
+        &lines,
+        &warn("\"Order.pet\""),
+        &[
+            "`batch.key` `{parent.petIdentifier}`",
+            "#/components/schemas/Order",
+        ],
+    );
     // Fields without a mapping are reported at the field in the SDL.
-    assert_line(&lines, &sdl_at("id: ID!\n  name"), &["`Pet.id` is non-null", "not required"]);
-    assert_line(&lines, &sdl_at("nickname: String"), &["`Pet.nickname`", "not a property"]);
-    assert_line(&lines, &warn("\"Order.pet\""), &["`match = \"ident\"`", "batched items"]);
+    assert_line(
+        &lines,
+        &sdl_at("id: ID!\n  name"),
+        &["`Pet.id` is non-null", "not required"],
+    );
+    assert_line(
+        &lines,
+        &sdl_at("nickname: String"),
+        &["`Pet.nickname`", "not a property"],
+    );
+    assert_line(
+        &lines,
+        &warn("\"Order.pet\""),
+        &["`match = \"ident\"`", "batched items"],
+    );
     // `name` is required in the schema: no warning.
-    assert!(!lines.iter().any(|l| l.contains("`Pet.name`")), "{}", lines.join("\n"));
+    assert!(
+        !lines.iter().any(|l| l.contains("`Pet.name`")),
+        "{}",
+        lines.join("\n")
+    );
 }
 
 #[test]
@@ -634,9 +784,27 @@ url = "http://127.0.0.1:9/v2"
     let sdl = "type Query {\n  pet(id: ID!): Pet\n}\n\ntype Pet {\n  name: String!\n  nickname: String\n}\n";
     let (code, lines) = lint_run(toml, sdl);
     assert_eq!(code, 0, "{}", lines.join("\n"));
-    assert_line(&lines, &format!("services.toml:{}: warning: ", position(toml, "\"Query.pet\"")), &["`verbose`"]);
-    assert_line(&lines, &format!("schema/schema.graphql:{}: warning: ", position(sdl, "nickname")), &["`Pet.nickname`"]);
-    assert!(lines.iter().any(|l| l.ends_with(": ok")), "{}", lines.join("\n"));
+    assert_line(
+        &lines,
+        &format!(
+            "services.toml:{}: warning: ",
+            position(toml, "\"Query.pet\"")
+        ),
+        &["`verbose`"],
+    );
+    assert_line(
+        &lines,
+        &format!(
+            "schema/schema.graphql:{}: warning: ",
+            position(sdl, "nickname")
+        ),
+        &["`Pet.nickname`"],
+    );
+    assert!(
+        lines.iter().any(|l| l.ends_with(": ok")),
+        "{}",
+        lines.join("\n")
+    );
 
     // An unknown service is an error of its own.
     let dir = TempDir::new();
