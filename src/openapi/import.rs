@@ -418,7 +418,11 @@ impl<'a> Generator<'a> {
         let flag = |key: &str| own.flag(key) || node.flag(key);
         match mode {
             Mode::Output => {
-                !flag("writeOnly") && !(needs_rename(prop.name) && prop.name.contains('.'))
+                {
+                    // A key with a `.` cannot be a `from` path.
+                    let unreadable = needs_rename(prop.name) && prop.name.contains('.');
+                    !flag("writeOnly") && !unreadable
+                }
             }
             Mode::Body | Mode::Argument => !flag("readOnly"),
         }

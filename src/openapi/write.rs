@@ -279,6 +279,9 @@ pub fn services_toml(project: &Project, source: &str) -> String {
         let _ = writeln!(out, "map = {{ {} }}", entries.join(", "));
     }
     out.push_str("\n[resolvers]\n");
+    if !project.operations.iter().any(|op| op.root == "Query") {
+        out.push_str("# The document has no GET operation; GraphQL needs a query field.\n\"Query._empty\" = { from = \"_empty\" }\n\n");
+    }
     for (i, op) in project.operations.iter().enumerate() {
         if i > 0 {
             out.push('\n');
