@@ -15,6 +15,7 @@
 //! - [`execute`]: per-operation state (call de-duplication), the planned executor for
 //!   queries, async-graphql's resolver for the rest, and the call semantics both share.
 //! - [`http`]: the axum router: `/graphql` (POST, GET, GraphiQL), `/healthz`, `/readyz`, `/metrics`.
+//! - [`openapi`]: `conflux import openapi` (a project from an OpenAPI document) and `check --openapi` (mappings linted against one).
 //! - [`reload`]: the live configuration, swapped atomically on SIGHUP or a file change.
 //! - [`telemetry`]: request ids, W3C trace context, Prometheus metrics.
 //! - [`tls`]: HTTPS for clients (certificate rotated on reload) and TLS/mTLS to the services, with rustls.
@@ -33,6 +34,7 @@ pub mod execute;
 pub mod fetch;
 pub mod gateway;
 pub mod http;
+pub mod openapi;
 pub mod reload;
 pub mod schema;
 pub mod telemetry;

@@ -58,12 +58,54 @@ enum Command {
     Check {
         #[arg(long, default_value = "services.toml")]
         config: PathBuf,
+        /// Also lint every mapping of service NAME against the OpenAPI
+        /// document SPEC (repeatable).
+        #[arg(long = "openapi", value_name = "NAME=SPEC", value_parser = parse_openapi_arg)]
+        openapi: Vec<(String, PathBuf)>,
+    },
+    /// Write a project generated from an API description.
+    Import {
+        #[command(subcommand)]
+        source: ImportSource,
     },
     /// Print the merged schema as served, with Conflux's directives.
     PrintSchema {
         #[arg(long, default_value = "services.toml")]
         config: PathBuf,
     },
+}
+
+#[derive(Subcommand)]
+enum ImportSource {
+    /// From an OpenAPI 3.0/3.1 document (JSON or YAML): services.toml and
+    /// schema/NAME.graphql in DIR; refuses to overwrite without --force.
+    Openapi {
+        /// The OpenAPI document.
+        spec: PathBuf,
+        /// The service's name in services.toml (and the schema file's).
+        #[arg(long)]
+        service: String,
+        /// The service's base URL (with the API's base path, if any).
+        #[arg(long)]
+        url: String,
+        /// Where to write the project (created when missing).
+        #[arg(long, default_value = ".")]
+        out: PathBuf,
+        /// Overwrite existing files.
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+fn parse_openapi_arg(text: &str) -> Result<(String, PathBuf), String> {
+    match text.split_once('=') {
+        Some((name, spec)) if !name.is_empty() && !spec.is_empty() => {
+            Ok((name.to_owned(), PathBuf::from(spec)))
+        }
+        _ => Err(format!(
+            "`{text}`: expected NAME=SPEC, e.g. petstore=petstore.yaml"
+        )),
+    }
 }
 
 fn main() -> ExitCode {
@@ -82,16 +124,17 @@ fn main() -> ExitCode {
         init_logging(cli.log_format, None);
     }
     match cli.command {
-        Command::Check { config } => match gateway::load(&config) {
-            Ok(_) => {
-                eprintln!("{}: ok", config.display());
-                ExitCode::SUCCESS
-            }
-            Err(problems) => {
-                eprint!("{problems}");
-                ExitCode::FAILURE
-            }
-        },
+        Command::Check { config, openapi } => check(&config, &openapi),
+        Command::Import {
+            source:
+                ImportSource::Openapi {
+                    spec,
+                    service,
+                    url,
+                    out,
+                    force,
+                },
+        } => import_openapi(&spec, &service, &url, &out, force),
         Command::PrintSchema { config } => match gateway::load(&config) {
             Ok(loaded) => {
                 print!("{}", conflux::schema::print::print(&loaded.sdl));
@@ -125,6 +168,76 @@ fn main() -> ExitCode {
                 let _ = tracer.shutdown();
             }
             code
+        }
+    }
+}
+
+/// `conflux check`: every problem of the configuration, then the OpenAPI
+/// lints; warnings alone keep the exit code 0.
+fn check(config: &std::path::Path, openapi: &[(String, PathBuf)]) -> ExitCode {
+    let mut failed = false;
+    if let Err(problems) = gateway::load(config) {
+        eprint!("{problems}");
+        failed = true;
+    }
+    for (service, spec) in openapi {
+        match conflux::openapi::lint::check(config, service, spec) {
+            Ok(findings) => {
+                for finding in findings {
+                    eprintln!("{finding}");
+                    failed |= finding.severity == conflux::openapi::lint::Severity::Error;
+                }
+            }
+            Err(problem) => {
+                eprintln!("{problem}");
+                failed = true;
+            }
+        }
+    }
+    if failed {
+        ExitCode::FAILURE
+    } else {
+        eprintln!("{}: ok", config.display());
+        ExitCode::SUCCESS
+    }
+}
+
+/// `conflux import openapi`: writes the project, lists on stderr what the
+/// document holds that is not mapped, each with its JSON pointer.
+fn import_openapi(
+    spec: &std::path::Path,
+    service: &str,
+    url: &str,
+    out: &std::path::Path,
+    force: bool,
+) -> ExitCode {
+    match conflux::openapi::import(spec, service, url, out, force) {
+        Ok(imported) => {
+            for note in &imported.notes {
+                eprintln!("{}: {note}", spec.display());
+            }
+            let written: Vec<String> = imported
+                .written
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect();
+            eprintln!(
+                "wrote {}: {} queries, {} mutations; {} parts of the document not mapped{}",
+                written.join(" and "),
+                imported.queries,
+                imported.mutations,
+                imported.notes.len(),
+                if imported.notes.is_empty() {
+                    ""
+                } else {
+                    " (listed above)"
+                }
+            );
+            ExitCode::SUCCESS
+        }
+        Err(problem) => {
+            eprintln!("{problem}");
+            ExitCode::FAILURE
         }
     }
 }

@@ -16,6 +16,7 @@ use sonic_rs::JsonValueTrait;
 
 use super::operation::{CallLabel, OperationState};
 use crate::batch::{key_text, BatchId, BatchItems, Grouped};
+use crate::connector::coerce::{OutputKind, ScalarKind};
 use crate::connector::request::{self, render_value, ClientContext};
 use crate::connector::template::{value_at, Placeholder, Root, Scope};
 use crate::error::{ErrorCode, FieldError};
@@ -176,6 +177,10 @@ async fn answer_now(scope: &FieldScope<'_>, state: &OperationState) -> FieldAnsw
                 held: Held::Selected(selected),
                 stale,
             },
+            (CallOutcome::Success, stale) => FieldAnswer::Value {
+                held: Held::Owned(Json::from(true)),
+                stale,
+            },
             (CallOutcome::NotFound, _) => not_found(binding, &call.service.name),
             (CallOutcome::NoCall(placeholder), _) => missing_value(binding, &placeholder, scope),
             (CallOutcome::Failed(err), _) => FieldAnswer::Failed(err),
@@ -190,7 +195,7 @@ async fn answer_now(scope: &FieldScope<'_>, state: &OperationState) -> FieldAnsw
                     CallOutcome::Value(selected) if selected.get().is_object() => {
                         deep_merge(&mut merged, json::to_serde(selected.get()))
                     }
-                    CallOutcome::Value(_) => {
+                    CallOutcome::Value(_) | CallOutcome::Success => {
                         return FieldAnswer::Failed(
                             bad_response(
                                 binding,
@@ -443,6 +448,10 @@ impl Scope for WithKeys<'_> {
 /// What one call of a field came to.
 enum CallOutcome {
     Value(Selected),
+    /// A 2xx answer without a body (or `null`) to a `Boolean` field with no
+    /// `select`: `true`, the call succeeded (what `conflux import openapi`
+    /// maps an operation without a JSON answer to; docs/OPENAPI.md).
+    Success,
     NotFound,
     NoCall(Placeholder),
     Failed(FieldError),
@@ -475,6 +484,16 @@ async fn fetch(
     };
     let outcome = match &*fetched.answer {
         UpstreamAnswer::NotFound => CallOutcome::NotFound,
+        UpstreamAnswer::Json { value, .. }
+            if value.is_null()
+                && call.spec.select.is_none()
+                && matches!(
+                    scope.binding.output.kind,
+                    OutputKind::Scalar(ScalarKind::Boolean)
+                ) =>
+        {
+            CallOutcome::Success
+        }
         UpstreamAnswer::Json { .. } => CallOutcome::Value(Selected {
             answer: fetched.answer.clone(),
             path: call.spec.select.clone(),

@@ -17,6 +17,7 @@ mod hostile_upstreams;
 mod http_surface;
 mod mapping;
 mod one_engine;
+mod openapi;
 mod operations;
 mod resilience;
 mod schema_constructs;
