@@ -1,4 +1,4 @@
-//! Error codes: the stable strings of SPEC §5, and the one conversion of a
+//! Error codes: the stable strings of docs/ERRORS.md, and the one conversion of a
 //! field failure into a GraphQL error.
 //!
 //! Messages are written for API clients: they name the service and the

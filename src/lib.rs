@@ -12,8 +12,8 @@
 //! - [`auth`]: JWT verification (secret, PEM, JWKS) and the `@authenticated`/`@requiresScopes` rules.
 //! - [`batch`]: keys of a batched field collected across the operation, one call per batch.
 //! - [`fetch`]: response cache (memory or Redis), cross-client coalescing, stale-if-error.
-//! - [`execute`]: per-operation state (call de-duplication), the planned executor for
-//!   queries, async-graphql's resolver for the rest, and the call semantics both share.
+//! - [`execute`]: per-operation state (call de-duplication), input coercion, and the one
+//!   engine every operation runs on (`execute::planned`), with the call semantics it uses.
 //! - [`http`]: the axum router: `/graphql` (POST, GET, GraphiQL), `/healthz`, `/readyz`, `/metrics`.
 //! - [`openapi`]: `conflux import openapi` (a project from an OpenAPI document) and `check --openapi` (mappings linted against one).
 //! - [`reload`]: the live configuration, swapped atomically on SIGHUP or a file change.

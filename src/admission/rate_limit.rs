@@ -1,4 +1,4 @@
-//! `[rate_limit]` (SPEC §3): a token bucket per client key (`ip`, or the
+//! `[rate_limit]` (docs/CONFIG.md): a token bucket per client key (`ip`, or the
 //! JWT `sub` falling back to the ip), `per_second` refill, `burst` size.
 //!
 //! Backends: `memory` (governor's keyed GCRA limiter, per instance) and

@@ -1,5 +1,5 @@
 //! Batching: keys of one batched field, collected across the whole
-//! operation, fetched in as few calls as `max` allows (SPEC §3 `batch`).
+//! operation, fetched in as few calls as `max` allows (docs/CONFIG.md `batch`).
 //!
 //! Why not async-graphql's `DataLoader` or the `dataloader` crate: both
 //! decide when to fire with a timer or by spawning tasks, so keys that

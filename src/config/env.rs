@@ -1,5 +1,5 @@
 //! `${VAR}` and `${VAR:-default}` in every string of `services.toml`,
-//! replaced from the environment at load (SPEC §3).
+//! replaced from the environment at load (docs/CONFIG.md).
 //!
 //! Done on the parsed TOML tree, not on the text, so a variable's value can
 //! never change the TOML structure and every error points at its string.

@@ -1,5 +1,5 @@
 //! `services.toml`: raw TOML → `${VAR}` interpolation → typed raw model
-//! (unknown keys collected) → validated [`Config`] (SPEC §3).
+//! (unknown keys collected) → validated [`Config`] (docs/CONFIG.md).
 //!
 //! Every step keeps going after a problem and returns all of them, each
 //! with `FILE:LINE:COL`, so `conflux check` shows the whole list at once.

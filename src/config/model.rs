@@ -45,7 +45,7 @@ pub struct TelemetryConfig {
     pub metrics: bool,
     /// Send W3C `traceparent`/`tracestate` upstream.
     pub propagate_trace_context: bool,
-    /// OTLP collector; accepted, export not implemented yet (logged).
+    /// OTLP/HTTP collector spans are exported to (`telemetry::otlp`).
     pub otlp_endpoint: Option<String>,
 }
 

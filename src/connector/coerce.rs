@@ -1,4 +1,4 @@
-//! Upstream JSON → values of the field's schema type (SPEC §3 "Upstream
+//! Upstream JSON → values of the field's schema type (docs/CONFIG.md "Upstream
 //! responses"): `ID` from a string or an integer, `Int` from an integer in
 //! range, `Float` from a number, enums from their name, custom scalars
 //! passed through. A mismatch is `UPSTREAM_BAD_RESPONSE`.

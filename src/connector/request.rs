@@ -34,7 +34,7 @@ pub struct UpstreamRequest {
 }
 
 impl UpstreamRequest {
-    /// Identical GETs within an operation are sent once (SPEC §3).
+    /// Identical GETs within an operation are sent once (docs/CONFIG.md).
     pub fn is_deduplicable(&self) -> bool {
         self.method == Method::GET
     }
@@ -163,7 +163,7 @@ pub fn build<'s>(
         '?'
     };
     for (name, value) in &spec.query {
-        // SPEC: a query parameter whose value is absent or null is left out.
+        // docs/CONFIG.md: a query parameter whose value is absent or null is left out.
         let Some(value) = value.render_query_value(scope) else {
             continue;
         };
@@ -260,7 +260,7 @@ pub fn render_body(body: &BodyTemplate, scope: &dyn Scope) -> Option<Value> {
 }
 
 /// Fills a text template as a JSON value: one placeholder alone keeps its
-/// JSON type (SPEC §3 `body`), anything else is a string.
+/// JSON type (docs/CONFIG.md `body`), anything else is a string.
 pub fn render_value(template: &Template, scope: &dyn Scope) -> Option<Value> {
     match template.single_placeholder() {
         Some(placeholder) => scope.lookup(placeholder).map(|v| v.into_owned()),

@@ -1,6 +1,6 @@
 //! Templates: `{args.id}`, `{parent.user.id}`, `{claims.sub}`,
 //! `{headers.accept-language}` and `{keys}` inside paths, query values,
-//! headers and bodies (SPEC §3 "Templates").
+//! headers and bodies (docs/CONFIG.md "Templates").
 //!
 //! A template is parsed once at start-up into literal and placeholder parts;
 //! per request it is only filled in, never re-parsed.
@@ -139,7 +139,7 @@ impl Template {
 
     /// Fills the template as part of a URL path: every value is
     /// percent-encoded, literals are kept as written. `Err` names the first
-    /// placeholder that is absent or null (SPEC: no call is made then).
+    /// placeholder that is absent or null (docs/CONFIG.md: no call is made then).
     /// A value never changes which endpoint is called: a path segment that
     /// a value made `.` or `..` has its dots encoded (`%2E`), and nothing
     /// resolves dot-segments after this.

@@ -1,7 +1,6 @@
-//! What a field with a call comes to: the call semantics of SPEC §3 (a 404,
-//! a path placeholder without a value, `merge`, `batch`, `request_timeout_ms`)
-//! in one place, shared by the planned executor and the async-graphql
-//! resolver.
+//! What a field with a call comes to: the call semantics of docs/CONFIG.md
+//! (a 404, a path placeholder without a value, `merge`, `batch`,
+//! `request_timeout_ms`) in one place, for the engine's resolve phase.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -204,7 +203,7 @@ async fn answer_now(scope: &FieldScope<'_>, state: &OperationState) -> FieldAnsw
                             .from_service(&call.service.name),
                         )
                     }
-                    // SPEC: a 404 from any of them applies to the whole field.
+                    // docs/CONFIG.md: a 404 from any of them applies to the whole field.
                     CallOutcome::NotFound => return not_found(binding, &call.service.name),
                     CallOutcome::NoCall(placeholder) => {
                         return missing_value(binding, &placeholder, scope)
@@ -373,7 +372,7 @@ pub async fn fetch_batch(
         let fetched = match answer {
             Ok(fetched) => fetched,
             Err(err) => {
-                // SPEC `stale_if_error_s`: when every key of the failed
+                // docs/CONFIG.md `stale_if_error_s`: when every key of the failed
                 // call has a stale entry, those stand in, marked stale.
                 let texts: Vec<String> = chunk.iter().map(key_text).collect();
                 if texts.iter().all(|t| stale_entries.contains_key(t)) {
@@ -520,7 +519,7 @@ impl Selected {
     }
 }
 
-/// SPEC: 404 makes a nullable field null without an error.
+/// docs/CONFIG.md: 404 makes a nullable field null without an error.
 fn not_found(binding: &Binding, service: &str) -> FieldAnswer {
     if binding.output.non_null {
         let mut err = FieldError::new(
@@ -535,7 +534,7 @@ fn not_found(binding: &Binding, service: &str) -> FieldAnswer {
     }
 }
 
-/// SPEC: a path placeholder without a value makes no call; the field is
+/// docs/CONFIG.md: a path placeholder without a value makes no call; the field is
 /// null, or `MISSING_VALUE` when it is non-null.
 fn missing_value(binding: &Binding, placeholder: &Placeholder, scope: &FieldScope) -> FieldAnswer {
     if placeholder.root == Root::Claims && scope.claims.is_none() {

@@ -1,5 +1,5 @@
 //! State that lives for one GraphQL operation: the client's headers, and
-//! the calls already made, so identical GETs are sent once (SPEC §3).
+//! the calls already made, so identical GETs are sent once (docs/CONFIG.md).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};

@@ -1,4 +1,4 @@
-//! The response cache behind `cache_ttl_s` (SPEC §3 `[cache]`): entries
+//! The response cache behind `cache_ttl_s` (docs/CONFIG.md `[cache]`): entries
 //! keyed by the whole upstream request as sent, in memory (moka, bounded by
 //! `max_entries`) or in Redis (shared by every gateway instance).
 //!

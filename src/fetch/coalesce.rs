@@ -1,4 +1,4 @@
-//! Coalescing (SPEC §3 `coalesce`): identical GETs in flight at the same
+//! Coalescing (docs/CONFIG.md `coalesce`): identical GETs in flight at the same
 //! moment from different client requests are sent once and the answer
 //! shared. "Identical" is the whole request as sent, headers included, so
 //! two users' calls carrying their own identity never merge.

@@ -1,4 +1,4 @@
-//! Which media type a client wants (GraphQL over HTTP, SPEC §2).
+//! Which media type a client wants (GraphQL over HTTP, README "HTTP surface").
 
 use axum::http::header::ACCEPT;
 use axum::http::HeaderMap;

@@ -1,4 +1,4 @@
-//! The HTTP surface (SPEC §2): `/graphql` (POST, GET, GraphiQL),
+//! The HTTP surface (README "HTTP surface"): `/graphql` (POST, GET, GraphiQL),
 //! `/graphiql/*` assets, `/healthz`, `/readyz`.
 
 mod cors;

@@ -1,5 +1,5 @@
 //! Answers: one operation's outcome, and the JSON response with the status
-//! and media type GraphQL over HTTP asks for (SPEC §2).
+//! and media type GraphQL over HTTP asks for (README "HTTP surface").
 
 use async_graphql::ServerError;
 use axum::http::header::CONTENT_TYPE;
@@ -47,7 +47,7 @@ impl Outcome {
 
     /// Appends the response object's JSON to `out`: `data`, `errors`,
     /// `extensions`, each only when present. Written by hand because the
-    /// planned executor's `data` is JSON text already.
+    /// engine's `data` is JSON text already.
     pub fn write_body(&self, out: &mut Vec<u8>) -> serde_json::Result<()> {
         match &self.data {
             Some(begun) => out.extend_from_slice(begun),
@@ -83,7 +83,7 @@ impl Outcome {
             (true, ResponseMedia::Json) => StatusCode::OK,
             _ => self.status,
         };
-        // The planned executor's `data` is most of the body: the body is
+        // The engine's `data` is most of the body: the body is
         // finished in its buffer, not copied.
         let written = match &mut self.data {
             Some(begun) => {

@@ -53,7 +53,7 @@ pub fn parse_request(json: Value) -> Result<GraphqlRequest, String> {
 }
 
 /// A GET request's parameters as a request object: `variables` and
-/// `extensions` are JSON-encoded (SPEC §2).
+/// `extensions` are JSON-encoded (README "HTTP surface").
 pub fn from_query_params(params: &HashMap<String, String>) -> Result<GraphqlRequest, String> {
     let mut object = serde_json::Map::new();
     for key in ["query", "operationName"] {

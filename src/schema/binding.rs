@@ -175,7 +175,7 @@ fn input_defaults(schema: &SchemaModel) -> InputDefaults {
     defaults
 }
 
-/// The access rule of `type_name.field`, from every place SPEC §4 allows a
+/// The access rule of `type_name.field`, from every place README "Authentication and authorization" allows a
 /// directive: the field, the interface fields it implements, the type it
 /// returns.
 fn access_rule(

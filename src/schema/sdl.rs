@@ -13,7 +13,7 @@ use indexmap::IndexMap;
 
 use crate::config::{Diagnostic, Diagnostics, Location, SchemaFile};
 
-/// The directives Conflux declares itself (SPEC §4); schemas use them
+/// The directives Conflux declares itself (README "Authentication and authorization"); schemas use them
 /// without declaring them.
 pub const CONFLUX_DIRECTIVES: &str = r#""""
 The caller must present a valid token.

@@ -1,4 +1,4 @@
-//! What operators see (SPEC §1 `--log-format`, §2 `/metrics`, §3
+//! What operators see (README "Operating Conflux"
 //! `[telemetry]`): request ids and W3C trace context, Prometheus metrics,
 //! the per-request log line, and OTLP span export.
 

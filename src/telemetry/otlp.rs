@@ -1,4 +1,4 @@
-//! OTLP trace export (SPEC §3 `[telemetry].otlp_endpoint`): spans per
+//! OTLP trace export (docs/CONFIG.md `[telemetry].otlp_endpoint`): spans per
 //! GraphQL operation and per upstream call, sent over OTLP/HTTP (protobuf)
 //! to `<otlp_endpoint>/v1/traces`. Off by default; when off no span is
 //! created at all, so it costs nothing.

@@ -1,4 +1,4 @@
-//! Request ids and W3C trace context (SPEC §3 `propagate_trace_context`).
+//! Request ids and W3C trace context (docs/CONFIG.md `propagate_trace_context`).
 //!
 //! A request id comes from the client's `x-request-id` (when it is a sane
 //! token) or is made up; it is returned to the client and sent upstream.

@@ -1,5 +1,5 @@
 //! TLS to the services: `https://` URLs are verified against the system's
-//! trusted roots, host name included (SPEC §3); a service's `tls.ca_file`
+//! trusted roots, host name included (docs/CONFIG.md); a service's `tls.ca_file`
 //! replaces those roots with a private CA, and `client_cert_file` +
 //! `client_key_file` present a client certificate (mutual TLS).
 //!
@@ -120,7 +120,7 @@ pub fn configure(
     tls: Option<&ServiceTlsConfig>,
 ) -> reqwest::ClientBuilder {
     // The system's roots, not the bundle compiled into the binary: an
-    // operator trusts and distrusts CAs in one place (SPEC §3).
+    // operator trusts and distrusts CAs in one place (docs/CONFIG.md).
     let mut builder = builder.tls_built_in_webpki_certs(false);
     let Some(tls) = tls else {
         return builder;

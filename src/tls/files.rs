@@ -1,6 +1,6 @@
 //! The PEM files a `tls` table names, read and checked at load: a file
 //! that is missing, not PEM, or a key that does not match its certificate
-//! is a `check` error naming the file (SPEC §3), never a surprise at the
+//! is a `check` error naming the file (docs/CONFIG.md), never a surprise at the
 //! first handshake.
 
 use std::fmt;

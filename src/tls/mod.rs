@@ -1,4 +1,4 @@
-//! TLS at both edges, with rustls (SPEC §3 `[server].tls`, a service's
+//! TLS at both edges, with rustls (docs/CONFIG.md `[server].tls`, a service's
 //! `tls` table):
 //!
 //! - [`files`]: PEM certificates and keys read and checked at load, every

@@ -42,7 +42,7 @@ impl UpstreamFailure {
         }
     }
 
-    /// May an idempotent call try again, on another instance (SPEC §3:
+    /// May an idempotent call try again, on another instance (docs/CONFIG.md:
     /// connect error, timeout of one attempt, 502/503/504)?
     pub fn is_retryable(&self) -> bool {
         matches!(

@@ -14,7 +14,7 @@ use tokio::time::MissedTickBehavior;
 use super::instance::Instance;
 use crate::config::HealthCheckConfig;
 
-/// How long one check may take (SPEC §3).
+/// How long one check may take (docs/CONFIG.md).
 pub const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The last health check's verdict on an instance.

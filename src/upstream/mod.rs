@@ -1,4 +1,4 @@
-//! The HTTP client to the REST services (SPEC §3 `urls` … `max_concurrency`).
+//! The HTTP client to the REST services (docs/CONFIG.md `urls` … `max_concurrency`).
 //!
 //! A call goes [`UpstreamClient::send`] → [`service::Service::send`]: wait
 //! for a `max_concurrency` place, let the [`balance::Balancer`] pick among

@@ -491,12 +491,8 @@ async fn a_client_that_goes_away_mid_request_leaves_no_request_in_flight() {
         json_reply(json!({"id": "1", "name": "Ann"})).set_delay(Duration::from_secs(3)),
     )
     .await;
-    let gateway = ProcessGateway::start(
-        &redirect_config(""),
-        SDL,
-        &[("users", &users.uri())],
-    )
-    .await;
+    let gateway =
+        ProcessGateway::start(&redirect_config(""), SDL, &[("users", &users.uri())]).await;
 
     let client = reqwest::Client::builder()
         .timeout(Duration::from_millis(500))
@@ -518,5 +514,9 @@ async fn a_client_that_goes_away_mid_request_leaves_no_request_in_flight() {
         tokio::time::sleep(Duration::from_millis(100)).await;
         seen = requests_in_flight(&gateway).await;
     }
-    assert_eq!(seen, Some(0.0), "conflux_requests_in_flight after the client left");
+    assert_eq!(
+        seen,
+        Some(0.0),
+        "conflux_requests_in_flight after the client left"
+    );
 }

@@ -1,4 +1,4 @@
-//! The planned executor's first phase: walk the upstream JSON along the
+//! The engine's first phase: walk the upstream JSON along the
 //! plan and make every call the operation needs — sibling fields and list
 //! items concurrently, a list's batched fields for all its items at once —
 //! keeping each answer under (parent object, field). Nothing is shaped or

@@ -98,7 +98,10 @@ fn object(out: &mut String, plan: &ObjectPlan, depth: usize, whole: &OperationPl
     for field in &plan.fields {
         let indent = "  ".repeat(depth);
         let line = match &field.kind {
-            FieldKind::Typename => "__typename".to_owned(),
+            FieldKind::Typename => {
+                let _ = writeln!(out, "{indent}{}", field.key);
+                continue;
+            }
             FieldKind::Introspection => "introspection".to_owned(),
             FieldKind::Field { binding, feeds, .. } => {
                 let source = match &binding.source {
@@ -108,7 +111,7 @@ fn object(out: &mut String, plan: &ObjectPlan, depth: usize, whole: &OperationPl
                     BoundSource::Merge(calls) => format!("merge of {}", calls.len()),
                     BoundSource::Batch(batch) => format!("batch {}", batch.id),
                 };
-                let mut line = format!("{source}");
+                let mut line = source;
                 if !feeds.is_empty() {
                     let feeds: Vec<&str> = feeds.iter().map(|f| &**f).collect();
                     let _ = write!(line, "; feeds {}", feeds.join(", "));
@@ -168,7 +171,7 @@ me: call /users/{args.id}; feeds Order.product; args id=\"1\"
     product: batch Order.product
       name: key name
   name: key name
-user: call /users/{args.id}; feeds Order.product; args id=\"2\"
+user: call /users/{args.id}; args id=\"2\"
   name: key name
 "
     );
@@ -216,10 +219,9 @@ b: call /orders; args filter=$$f
     );
     // Per request: the variable's coerced value, the SDL default for the
     // argument left out.
-    let document = async_graphql::parser::parse_query(
-        "query($f: Filter) { b: orders(filter: $f) { id } }",
-    )
-    .expect("parses");
+    let document =
+        async_graphql::parser::parse_query("query($f: Filter) { b: orders(filter: $f) { id } }")
+            .expect("parses");
     let DocumentOperations::Single(operation) = &document.operations else {
         panic!("one operation");
     };

@@ -1,4 +1,4 @@
-//! The planned executor's second phase: one synchronous pass over the plan
+//! The engine's second phase: one synchronous pass over the plan
 //! and the upstream JSON, writing the response's `data` straight from the
 //! borrowed values (leaves checked and coerced on the way), with the calls'
 //! answers looked up from the first phase.
