@@ -111,7 +111,7 @@ pub struct OperationPlan {
     pub serial: bool,
     /// The root's `__schema`/`__type` fields as a document of their own
     /// (with the fragments and variables they use), for async-graphql.
-    pub introspection: Option<ExecutableDocument>,
+    pub introspection: Option<Introspection>,
     /// Coerces the arguments that hold variables, per request.
     pub inputs: Arc<InputTypes>,
     /// Fields in the plan (ids are `0..field_count`).
@@ -358,8 +358,10 @@ pub fn plan(
         root: true,
     };
     let root = planner.object(root_type, &[&operation.selection_set.node])?;
-    let introspection = (!planner.introspection.is_empty())
-        .then(|| introspection_document(document, operation, &planner.introspection));
+    let introspection = (!planner.introspection.is_empty()).then(|| Introspection {
+        document: introspection_document(document, operation, &planner.introspection),
+        answered: std::sync::OnceLock::new(),
+    });
     Ok(OperationPlan {
         root,
         serial: operation.ty == OperationType::Mutation,
@@ -370,6 +372,25 @@ pub fn plan(
         depends_on_variables: planner.depends_on_variables,
         last_body_len: AtomicUsize::new(0),
     })
+}
+
+/// The root's introspection fields, answered by async-graphql.
+pub struct Introspection {
+    pub document: ExecutableDocument,
+    /// The answer, once given, when it reads no variable: the schema does
+    /// not change under a plan, so the document is validated and run once,
+    /// not per request (GraphiQL asks the same question at every load).
+    pub answered: std::sync::OnceLock<Arc<async_graphql::Response>>,
+}
+
+impl Introspection {
+    /// Whether the answer is the same for every request.
+    pub fn is_constant(&self) -> bool {
+        match &self.document.operations {
+            DocumentOperations::Single(op) => op.node.variable_definitions.is_empty(),
+            DocumentOperations::Multiple(_) => false,
+        }
+    }
 }
 
 /// A query of the root's introspection fields alone, with the fragments

@@ -270,7 +270,9 @@ cancel: call /orders/{args.id}; args id=\"o1\"
         snapshot(&query),
         "t: introspection\nuser: call /users/{args.id}; args id=$$u\n  id: key id\n"
     );
-    let document = query.introspection.as_ref().expect("an introspection part");
+    let introspection = query.introspection.as_ref().expect("an introspection part");
+    assert!(!introspection.is_constant(), "it reads `$t`");
+    let document = &introspection.document;
     let DocumentOperations::Single(operation) = &document.operations else {
         panic!("one operation");
     };
