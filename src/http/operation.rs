@@ -159,6 +159,9 @@ async fn execute(
                 format!("the document nests brackets deeper than {MAX_NESTING} levels"),
             )
         }
+        Err(DocumentError::Refused(refusal)) => {
+            return Outcome::document_error(refusal.code, refusal.message)
+        }
         Err(DocumentError::Syntax(err)) => {
             let message = format!(
                 "syntax error: {}",
