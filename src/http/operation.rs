@@ -68,6 +68,7 @@ pub async fn run(
         executor,
         upstream_calls,
         operation_name,
+        operation_chosen,
     } = report;
     let duration = started.elapsed();
     let codes: Vec<&str> = outcome.errors.iter().filter_map(code_of).collect();
@@ -78,11 +79,12 @@ pub async fn run(
     } else {
         "partial"
     };
-    metrics::request(
-        &metrics::operation_label(operation_name.as_deref()),
-        result,
-        duration,
-    );
+    let label = if operation_chosen {
+        metrics::operation_label(operation_name.as_deref())
+    } else {
+        metrics::UNKNOWN_OPERATION.to_owned()
+    };
+    metrics::request(&label, result, duration);
     tracing::info!(
         target: "conflux::request",
         request_id = client.trace.request_id.to_str().unwrap_or("-"),
@@ -113,6 +115,10 @@ struct Report {
     /// The operation's name: `operationName`, else the name the document
     /// gives its only operation (as Apollo Router names it).
     operation_name: Option<String>,
+    /// The document has the operation `operation_name` names (or its only
+    /// one): only then is the name a metric label, so that a client cannot
+    /// make up label values.
+    operation_chosen: bool,
 }
 
 impl Default for Report {
@@ -122,6 +128,7 @@ impl Default for Report {
             executor: "-",
             upstream_calls: 0,
             operation_name: None,
+            operation_chosen: false,
         }
     }
 }
@@ -191,6 +198,7 @@ async fn execute(
             )
         }
     };
+    report.operation_chosen = operation.is_some();
     let Some(operation) = operation else {
         return Outcome::document_error(
             ErrorCode::GraphqlValidationFailed,
