@@ -14,7 +14,7 @@ use std::hint::black_box;
 use std::path::Path;
 use std::sync::Arc;
 
-use conflux::admission::documents::DocumentCache;
+use conflux::admission::documents::{DocumentCache, DOCUMENT_CACHE_BYTES};
 use conflux::admission::limits;
 use conflux::batch::key_text;
 use conflux::connector::coerce::{write_leaf, EnumValues, OutputKind, ScalarKind};
@@ -261,7 +261,7 @@ fn batch_keys(c: &mut Criterion) {
 fn documents(c: &mut Criterion) {
     let mut group = c.benchmark_group("documents");
     let query: Arc<str> = Arc::from(FLAGSHIP);
-    let cache = DocumentCache::new(1_000);
+    let cache = DocumentCache::new(DOCUMENT_CACHE_BYTES);
     assert!(cache.parse(&query).is_ok(), "the flagship query parses");
     group.bench_function("parse, cached (flagship)", |b| {
         b.iter(|| cache.parse(black_box(&query)).is_ok())

@@ -23,7 +23,7 @@ use tower::ServiceExt;
 
 use crate::reload::LiveGateway;
 
-use crate::admission::documents::DocumentCache;
+use crate::admission::documents::{DocumentCache, DOCUMENT_CACHE_BYTES};
 use crate::admission::persisted::PersistedQueries;
 use crate::admission::rate_limit::RateLimiter;
 use crate::auth::Authenticator;
@@ -57,9 +57,6 @@ pub struct Admission {
     pub rate_limiter: Option<RateLimiter>,
     pub rate_key: RateKey,
 }
-
-/// Parsed documents kept: a frontend has a fixed, small set of operations.
-const DOCUMENT_CACHE_CAPACITY: u64 = 1_000;
 
 /// Loads and validates everything (what `conflux check` runs). Call it
 /// inside a tokio runtime to have a configured JWKS fetched in the
@@ -121,7 +118,7 @@ pub fn load(path: &Path) -> Result<Gateway, Diagnostics> {
     };
     let persisted = &config.persisted_queries;
     let admission = Admission {
-        documents: DocumentCache::new(DOCUMENT_CACHE_CAPACITY),
+        documents: DocumentCache::new(DOCUMENT_CACHE_BYTES),
         persisted: PersistedQueries::new(
             persisted.apq,
             persisted.only_safelisted,

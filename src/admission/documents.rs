@@ -1,10 +1,19 @@
 //! A bounded cache of parsed documents: a repeated query (the common case
 //! for a frontend's fixed set of operations) is parsed once. (Validation
 //! and planning are cached with the plan, `execute::planned::Plans`.)
+//! A document is cached only once it has passed the checks every later
+//! step relies on: its nesting (before parsing) and its size with
+//! fragments expanded (`expansion`).
 
 use std::sync::Arc;
 
-use async_graphql::parser::types::ExecutableDocument;
+use async_graphql::parser::types::{ExecutableDocument, Selection, SelectionSet};
+use async_graphql::parser::Positioned;
+use async_graphql_value::{ConstValue, Value as InputValue};
+
+use super::cache::ByteBoundedCache;
+use super::expansion;
+use super::limits::Refusal;
 
 /// Deepest syntactic nesting accepted (selection sets, and list/object
 /// values inside arguments). Far above any real operation and above
@@ -16,18 +25,29 @@ pub const MAX_NESTING: usize = 64;
 /// frontend's fixed operations, and would crowd the cache.
 const MAX_CACHED_QUERY_BYTES: usize = 64 * 1024;
 
+/// What the cache may hold, in estimated bytes of parsed documents (see
+/// [`estimated_bytes`]): hundreds of ordinary operations. A count of
+/// entries alone was no bound: a parsed document takes 20 to 70 times its
+/// text (measured), so 1,000 documents of 64 KiB could hold gigabytes.
+pub const DOCUMENT_CACHE_BYTES: u64 = 32 * 1024 * 1024;
+
 pub struct DocumentCache {
-    documents: moka::sync::Cache<Arc<str>, Arc<ExecutableDocument>>,
+    documents: ByteBoundedCache<Arc<str>, Arc<ExecutableDocument>>,
 }
 
 impl DocumentCache {
-    pub fn new(capacity: u64) -> Self {
+    /// A cache holding at most `max_bytes` of estimated parsed documents
+    /// (0: none).
+    pub fn new(max_bytes: u64) -> Self {
         DocumentCache {
-            documents: moka::sync::Cache::new(capacity),
+            documents: ByteBoundedCache::new(max_bytes, |query, document| {
+                estimated_bytes(query, document)
+            }),
         }
     }
 
-    /// The parsed document for `query`, parsed now when not cached.
+    /// The parsed document for `query`, parsed and checked now when not
+    /// cached.
     pub fn parse(&self, query: &Arc<str>) -> Result<Arc<ExecutableDocument>, DocumentError> {
         if let Some(document) = self.documents.get(query) {
             return Ok(document);
@@ -37,6 +57,7 @@ impl DocumentCache {
         }
         let document =
             async_graphql::parser::parse_query(&**query).map_err(DocumentError::Syntax)?;
+        expansion::check(&document).map_err(DocumentError::Refused)?;
         let document = Arc::new(document);
         if query.len() <= MAX_CACHED_QUERY_BYTES {
             self.documents.insert(query.clone(), document.clone());
@@ -49,6 +70,80 @@ pub enum DocumentError {
     Syntax(async_graphql::parser::Error),
     /// Nested deeper than [`MAX_NESTING`].
     TooDeep,
+    /// Refused by `expansion::check`.
+    Refused(Refusal),
+}
+
+/// Bytes a parsed document is counted for in the cache, its text
+/// included. An overestimate by design: the parser's nodes measured 110 to
+/// 700 bytes each (a field ~330, a list item ~120, a directive with its
+/// argument ~700), Vec growth included, so each is counted 512.
+pub fn estimated_bytes(query: &str, document: &ExecutableDocument) -> usize {
+    let mut nodes = 0;
+    for (_, operation) in document.operations.iter() {
+        let operation = &operation.node;
+        nodes += 1;
+        for definition in &operation.variable_definitions {
+            nodes += 1 + definition.node.directives.len();
+            if let Some(default) = &definition.node.default_value {
+                nodes += const_value_nodes(&default.node);
+            }
+        }
+        nodes += operation.directives.len() + selection_nodes(&operation.selection_set);
+    }
+    for fragment in document.fragments.values() {
+        nodes += 1 + fragment.node.directives.len() + selection_nodes(&fragment.node.selection_set);
+    }
+    query.len() + nodes * NODE_BYTES
+}
+
+/// Bytes each node of a parsed document is counted for.
+const NODE_BYTES: usize = 512;
+
+/// Selections, arguments, directives and values in `set`, nested ones
+/// included (the nesting was bounded before parsing).
+fn selection_nodes(set: &Positioned<SelectionSet>) -> usize {
+    let mut nodes = 0;
+    for selection in &set.node.items {
+        nodes += 1;
+        for directive in selection.node.directives() {
+            nodes += 1;
+            for (_, value) in &directive.node.arguments {
+                nodes += value_nodes(&value.node);
+            }
+        }
+        nodes += match &selection.node {
+            Selection::Field(field) => {
+                let field = &field.node;
+                let arguments: usize = field
+                    .arguments
+                    .iter()
+                    .map(|(_, value)| value_nodes(&value.node))
+                    .sum();
+                arguments + selection_nodes(&field.selection_set)
+            }
+            Selection::InlineFragment(inline) => selection_nodes(&inline.node.selection_set),
+            Selection::FragmentSpread(_) => 0,
+        };
+    }
+    nodes
+}
+
+/// An argument value: itself and what it holds.
+fn value_nodes(value: &InputValue) -> usize {
+    1 + match value {
+        InputValue::List(items) => items.iter().map(value_nodes).sum(),
+        InputValue::Object(fields) => fields.values().map(value_nodes).sum(),
+        _ => 0,
+    }
+}
+
+fn const_value_nodes(value: &ConstValue) -> usize {
+    1 + match value {
+        ConstValue::List(items) => items.iter().map(const_value_nodes).sum(),
+        ConstValue::Object(fields) => fields.values().map(const_value_nodes).sum(),
+        _ => 0,
+    }
 }
 
 /// Whether `{`, `[` or `(` nest deeper than `limit` in a GraphQL document,

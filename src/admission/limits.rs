@@ -9,7 +9,8 @@ use async_graphql::parser::Positioned;
 use async_graphql::Value as GqlValue;
 use serde_json::Value;
 
-use super::documents::MAX_NESTING;
+use std::collections::HashMap;
+
 use crate::config::Limits;
 use crate::error::ErrorCode;
 
@@ -21,7 +22,7 @@ pub struct Refusal {
 }
 
 impl Refusal {
-    fn new(code: ErrorCode, message: impl Into<String>) -> Refusal {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Refusal {
         Refusal {
             code,
             message: message.into(),
@@ -38,7 +39,9 @@ pub struct Measured {
 }
 
 /// Checks `operation` of `document` against `limits`. `variables` fill
-/// `first`/`limit` arguments given as variables.
+/// `first`/`limit` arguments given as variables. The document has passed
+/// `expansion::check` (no cycles, bounded nesting and size); each fragment
+/// is measured once, so the walk is linear in the document's text.
 pub fn check(
     document: &ExecutableDocument,
     operation: &OperationDefinition,
@@ -58,137 +61,136 @@ pub fn check(
         document,
         variables,
         defaults,
-        limits,
-        introspection,
-        aliases: 0,
-        depth: 0,
-        visits: 0,
-        fragments: Vec::new(),
+        fragments: HashMap::new(),
     };
-    let complexity = walker.selection_set(&operation.selection_set, 0)?;
-    if complexity > limits.max_complexity {
-        return Err(too_complex(complexity, limits));
+    let measure = walker.selection_set(&operation.selection_set)?;
+    if measure.introspection && !introspection {
+        return Err(Refusal::new(
+            ErrorCode::IntrospectionDisabled,
+            "introspection is disabled on this gateway",
+        ));
+    }
+    if measure.depth > u64::from(limits.max_depth) {
+        return Err(Refusal::new(
+            ErrorCode::QueryTooDeep,
+            format!("the query is deeper than the limit of {}", limits.max_depth),
+        ));
+    }
+    if measure.aliases > u64::from(limits.max_aliases) {
+        return Err(Refusal::new(
+            ErrorCode::TooManyAliases,
+            format!("the query has more than {} aliases", limits.max_aliases),
+        ));
+    }
+    if measure.complexity > limits.max_complexity {
+        return Err(Refusal::new(
+            ErrorCode::QueryTooComplex,
+            format!(
+                "the query's complexity {} is over the limit of {}",
+                measure.complexity, limits.max_complexity
+            ),
+        ));
     }
     Ok(Measured {
-        depth: walker.depth,
-        complexity,
-        aliases: walker.aliases,
+        depth: u32::try_from(measure.depth).unwrap_or(u32::MAX),
+        complexity: measure.complexity,
+        aliases: u32::try_from(measure.aliases).unwrap_or(u32::MAX),
     })
 }
 
-fn too_complex(complexity: u64, limits: &Limits) -> Refusal {
-    Refusal::new(
-        ErrorCode::QueryTooComplex,
-        format!(
-            "the query's complexity {complexity} is over the limit of {}",
-            limits.max_complexity
-        ),
-    )
+/// What a selection set comes to with its fragments expanded.
+#[derive(Debug, Clone, Copy, Default)]
+struct Measure {
+    /// Deepest field nesting (`__typename` counts 0).
+    depth: u64,
+    /// Each field 1, its selection's count times its `first`/`limit`
+    /// (`__typename` counts 0).
+    complexity: u64,
+    aliases: u64,
+    /// `__schema` or `__type` is selected.
+    introspection: bool,
+}
+
+impl Measure {
+    /// Selections side by side: their counts add up.
+    fn add(&mut self, other: Measure) {
+        self.depth = self.depth.max(other.depth);
+        self.complexity = self.complexity.saturating_add(other.complexity);
+        self.aliases = self.aliases.saturating_add(other.aliases);
+        self.introspection |= other.introspection;
+    }
 }
 
 struct Walker<'a> {
     document: &'a ExecutableDocument,
     variables: Option<&'a Value>,
     /// Default values of the operation's variables, for those not given.
-    defaults: std::collections::HashMap<&'a str, GqlValue>,
-    limits: &'a Limits,
-    introspection: bool,
-    aliases: u32,
-    /// Deepest field nesting seen.
-    depth: u32,
-    /// Fields visited with fragments expanded. Every visited field adds at
-    /// least 1 to complexity, so this bounds the walk of fragment bombs.
-    visits: u64,
-    /// Fragments being expanded, to refuse cycles instead of recursing.
-    fragments: Vec<&'a str>,
+    defaults: HashMap<&'a str, GqlValue>,
+    /// Fragments measured so far; `None` while one is being measured.
+    fragments: HashMap<&'a str, Option<Measure>>,
 }
 
 impl<'a> Walker<'a> {
-    fn selection_set(
-        &mut self,
-        set: &'a Positioned<SelectionSet>,
-        depth: u32,
-    ) -> Result<u64, Refusal> {
-        let mut cost: u64 = 0;
+    fn selection_set(&mut self, set: &'a Positioned<SelectionSet>) -> Result<Measure, Refusal> {
+        let mut measure = Measure::default();
         for selection in &set.node.items {
             match &selection.node {
                 Selection::Field(field) => {
                     let field = &field.node;
                     let name = field.name.node.as_str();
                     if name == "__typename" {
+                        // Free for depth and complexity, but an alias all
+                        // the same.
+                        measure.aliases += u64::from(field.alias.is_some());
                         continue;
                     }
-                    if !self.introspection && (name == "__schema" || name == "__type") {
-                        return Err(Refusal::new(
-                            ErrorCode::IntrospectionDisabled,
-                            "introspection is disabled on this gateway",
-                        ));
-                    }
-                    if field.alias.is_some() {
-                        self.aliases += 1;
-                        if self.aliases > self.limits.max_aliases {
-                            return Err(Refusal::new(
-                                ErrorCode::TooManyAliases,
-                                format!(
-                                    "the query has more than {} aliases",
-                                    self.limits.max_aliases
-                                ),
-                            ));
-                        }
-                    }
-                    let field_depth = depth + 1;
-                    self.depth = self.depth.max(field_depth);
-                    if field_depth > self.limits.max_depth {
-                        return Err(Refusal::new(
-                            ErrorCode::QueryTooDeep,
-                            format!(
-                                "the query is deeper than the limit of {}",
-                                self.limits.max_depth
-                            ),
-                        ));
-                    }
-                    self.visits += 1;
-                    if self.visits > self.limits.max_complexity {
-                        return Err(too_complex(self.visits, self.limits));
-                    }
-                    let children = self.selection_set(&field.selection_set, field_depth)?;
-                    let multiplier = self.multiplier(field);
-                    cost = cost
-                        .saturating_add(1)
-                        .saturating_add(children.saturating_mul(multiplier));
+                    let children = self.selection_set(&field.selection_set)?;
+                    measure.add(Measure {
+                        depth: children.depth + 1,
+                        complexity: children
+                            .complexity
+                            .saturating_mul(self.multiplier(field))
+                            .saturating_add(1),
+                        aliases: children.aliases + u64::from(field.alias.is_some()),
+                        introspection: children.introspection
+                            || name == "__schema"
+                            || name == "__type",
+                    });
                 }
                 Selection::FragmentSpread(spread) => {
                     let name = spread.node.fragment_name.node.as_str();
-                    if self.fragments.contains(&name) {
-                        return Err(Refusal::new(
-                            ErrorCode::GraphqlValidationFailed,
-                            format!("fragment `{name}` spreads itself"),
-                        ));
-                    }
-                    // An unknown fragment is left to validation.
-                    let Some(fragment) = self.document.fragments.get(name) else {
-                        continue;
-                    };
-                    // Spreads do not add field depth, but each is a level of
-                    // recursion here and in the executor.
-                    if self.fragments.len() >= MAX_NESTING {
-                        return Err(Refusal::new(
-                            ErrorCode::QueryTooDeep,
-                            format!("fragments spread inside each other more than {MAX_NESTING} levels deep"),
-                        ));
-                    }
-                    self.fragments.push(name);
-                    let inner = self.selection_set(&fragment.node.selection_set, depth)?;
-                    self.fragments.pop();
-                    cost = cost.saturating_add(inner);
+                    measure.add(self.fragment(name)?);
                 }
                 Selection::InlineFragment(inline) => {
-                    let inner = self.selection_set(&inline.node.selection_set, depth)?;
-                    cost = cost.saturating_add(inner);
+                    measure.add(self.selection_set(&inline.node.selection_set)?);
                 }
             }
         }
-        Ok(cost)
+        Ok(measure)
+    }
+
+    /// Fragment `name`'s measure, walked the first time only.
+    fn fragment(&mut self, name: &'a str) -> Result<Measure, Refusal> {
+        match self.fragments.get(name) {
+            Some(Some(measure)) => return Ok(*measure),
+            // `expansion::check` refuses cycles first; this only keeps the
+            // walk finite on its own.
+            Some(None) => {
+                return Err(Refusal::new(
+                    ErrorCode::GraphqlValidationFailed,
+                    format!("fragment `{name}` spreads itself"),
+                ))
+            }
+            None => {}
+        }
+        // An unknown fragment is left to validation.
+        let Some(fragment) = self.document.fragments.get(name) else {
+            return Ok(Measure::default());
+        };
+        self.fragments.insert(name, None);
+        let measure = self.selection_set(&fragment.node.selection_set)?;
+        self.fragments.insert(name, Some(measure));
+        Ok(measure)
     }
 
     /// A `first` or `limit` argument (literal or variable, > 0) multiplies
@@ -293,6 +295,25 @@ mod tests {
             ErrorCode::IntrospectionDisabled
         );
         assert!(measure("{ __typename }", None).is_ok());
+    }
+
+    #[test]
+    fn each_fragment_is_walked_once() {
+        // 2^60 `__typename`s expanded: only a walk that measures each
+        // fragment once returns.
+        let mut query = String::from("{ ...F0 }");
+        for i in 0..60 {
+            query.push_str(&format!(
+                " fragment F{i} on Q {{ ...F{} ...F{} }}",
+                i + 1,
+                i + 1
+            ));
+        }
+        query.push_str(" fragment F60 on Q { __typename x: __typename }");
+        let err = measure(&query, None).expect_err("aliases");
+        assert_eq!(err.code, ErrorCode::TooManyAliases);
+        let m = measure(&query.replace("x: __typename", ""), None).expect("free");
+        assert_eq!((m.depth, m.complexity, m.aliases), (0, 0, 0));
     }
 
     #[test]

@@ -2,7 +2,9 @@
 //! requests never reach an upstream (SPEC §3 `[limits]`, `[rate_limit]`,
 //! `[persisted_queries]`; codes in §5).
 
+pub mod cache;
 pub mod documents;
+pub mod expansion;
 pub mod limits;
 pub mod persisted;
 pub mod rate_limit;

@@ -11,10 +11,14 @@ use std::sync::Arc;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
+use super::cache::ByteBoundedCache;
 use crate::error::ErrorCode;
 
-/// Registered APQ documents kept at most; least recently used go first.
-const APQ_CAPACITY: u64 = 10_000;
+/// What the APQ store may hold, in bytes: each registered document's text
+/// and hash. Thousands of ordinary documents; 10,000 entries alone were no
+/// bound (10,000 documents of 1 MB would be 10 GB). Rarely used ones go
+/// first.
+pub const APQ_STORE_BYTES: u64 = 8 * 1024 * 1024;
 
 pub struct PersistedQueries {
     apq: bool,
@@ -22,7 +26,7 @@ pub struct PersistedQueries {
     /// sha256 (lowercase hex) → document, from the `safelist` file.
     safelist: HashMap<String, Arc<str>>,
     /// Documents registered through APQ.
-    registered: moka::sync::Cache<String, Arc<str>>,
+    registered: ByteBoundedCache<String, Arc<str>>,
 }
 
 /// Why a request's document is refused, and whether HTTP says 200 (the
@@ -91,7 +95,9 @@ impl PersistedQueries {
                 .into_iter()
                 .map(|(hash, query)| (hash.to_ascii_lowercase(), Arc::from(query)))
                 .collect(),
-            registered: moka::sync::Cache::new(APQ_CAPACITY),
+            registered: ByteBoundedCache::new(APQ_STORE_BYTES, |hash, query| {
+                hash.len() + query.len()
+            }),
         }
     }
 

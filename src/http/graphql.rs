@@ -4,6 +4,7 @@
 //! through `operation::run`.
 
 use std::collections::HashMap;
+use std::error::Error as _;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -12,6 +13,7 @@ use axum::extract::{ConnectInfo, Query, Request, State};
 use axum::http::header::{ALLOW, AUTHORIZATION, CONTENT_LENGTH, RETRY_AFTER, WWW_AUTHENTICATE};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
+use http_body_util::LengthLimitError;
 use serde_json::Value;
 
 use super::graphiql;
@@ -175,7 +177,19 @@ async fn post(gateway: &Gateway, client: &Client, claims: Option<Claims>, body: 
     let bytes: Bytes = match tokio::time::timeout(timeout, axum::body::to_bytes(body, limit)).await
     {
         Ok(Ok(bytes)) => bytes,
-        Ok(Err(_)) => return too_large(limit, media),
+        Ok(Err(err)) if err.source().is_some_and(|e| e.is::<LengthLimitError>()) => {
+            return too_large(limit, media)
+        }
+        // The body could not be read to its end: the client closed it
+        // short of its `Content-Length`, or its chunked encoding broke.
+        Ok(Err(err)) => {
+            return request_error(
+                StatusCode::BAD_REQUEST,
+                ErrorCode::BadRequest,
+                format!("the request body could not be read to its end: {err}"),
+                media,
+            )
+        }
         Err(_elapsed) => {
             return request_error(
                 StatusCode::REQUEST_TIMEOUT,

@@ -63,6 +63,7 @@ pub async fn run(
         kind,
         upstream_calls,
         operation_name,
+        operation_chosen,
     } = report;
     let duration = started.elapsed();
     let codes: Vec<&str> = outcome.errors.iter().filter_map(code_of).collect();
@@ -73,11 +74,12 @@ pub async fn run(
     } else {
         "partial"
     };
-    metrics::request(
-        &metrics::operation_label(operation_name.as_deref()),
-        result,
-        duration,
-    );
+    let label = if operation_chosen {
+        metrics::operation_label(operation_name.as_deref())
+    } else {
+        metrics::UNKNOWN_OPERATION.to_owned()
+    };
+    metrics::request(&label, result, duration);
     tracing::info!(
         target: "conflux::request",
         request_id = client.trace.request_id.to_str().unwrap_or("-"),
@@ -104,6 +106,10 @@ struct Report {
     /// The operation's name: `operationName`, else the name the document
     /// gives its only operation (as Apollo Router names it).
     operation_name: Option<String>,
+    /// The document has the operation `operation_name` names (or its only
+    /// one): only then is the name a metric label, so that a client cannot
+    /// make up label values.
+    operation_chosen: bool,
 }
 
 impl Default for Report {
@@ -112,6 +118,7 @@ impl Default for Report {
             kind: "-",
             upstream_calls: 0,
             operation_name: None,
+            operation_chosen: false,
         }
     }
 }
@@ -149,6 +156,9 @@ async fn execute(
                 format!("the document nests brackets deeper than {MAX_NESTING} levels"),
             )
         }
+        Err(DocumentError::Refused(refusal)) => {
+            return Outcome::document_error(refusal.code, refusal.message)
+        }
         Err(DocumentError::Syntax(err)) => {
             let message = format!(
                 "syntax error: {}",
@@ -178,6 +188,7 @@ async fn execute(
             )
         }
     };
+    report.operation_chosen = operation.is_some();
     let Some(operation) = operation else {
         return Outcome::document_error(
             ErrorCode::GraphqlValidationFailed,

@@ -19,6 +19,7 @@ mod write;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
+use crate::admission::cache::ByteBoundedCache;
 use crate::upstream::json::Json;
 use async_graphql::parser::types::{ExecutableDocument, OperationDefinition};
 use async_graphql::{ServerError, Variables};
@@ -30,13 +31,16 @@ use write::Writer;
 
 use super::operation::OperationState;
 
-/// Documents planned, at most (a frontend has a fixed, small set).
-const PLAN_CACHE_CAPACITY: u64 = 1_000;
+/// What the plan cache may hold, in estimated bytes: each entry's query
+/// text (up to `max_body_bytes`) and its plan
+/// ([`OperationPlan::estimated_bytes`]). A count of entries alone was no
+/// bound: 150 distinct 0.9 MB documents held 136 MiB.
+pub const PLAN_CACHE_BYTES: u64 = 16 * 1024 * 1024;
 
 /// Plans by (query text, operation name).
 pub struct Plans {
     schema: PlanSchema,
-    cache: moka::sync::Cache<(Arc<str>, Option<String>), Arc<Prepared>>,
+    cache: ByteBoundedCache<(Arc<str>, Option<String>), Arc<Prepared>>,
 }
 
 /// What a document's operation is prepared as.
@@ -71,7 +75,14 @@ impl Plans {
     pub fn new(schema: PlanSchema) -> Self {
         Plans {
             schema,
-            cache: moka::sync::Cache::new(PLAN_CACHE_CAPACITY),
+            cache: ByteBoundedCache::new(PLAN_CACHE_BYTES, |(query, name), prepared| {
+                let plan = match &**prepared {
+                    Prepared::Plan(plan) => plan.estimated_bytes(),
+                    Prepared::PlanPerRequest => 0,
+                    Prepared::Refused(errors) => errors.iter().map(|e| e.message.len() + 128).sum(),
+                };
+                query.len() + name.as_ref().map_or(0, String::len) + plan
+            }),
         }
     }
 

@@ -128,6 +128,71 @@ pub struct OperationPlan {
     pub last_body_len: AtomicUsize,
 }
 
+impl OperationPlan {
+    /// Roughly the heap this plan holds, for the plan cache's byte bound: a
+    /// field measured about 180 bytes (its node, response key, its place in
+    /// its object's maps) and a call's arguments about 400 more, Vec growth
+    /// included; counted [`FIELD_BYTES`] and [`ARGS_BYTES`], plus the text
+    /// of the argument values (a literal is copied into the plan).
+    pub fn estimated_bytes(&self) -> usize {
+        let arguments: usize = self
+            .args
+            .iter()
+            .flatten()
+            .map(|args| {
+                let values: usize = args
+                    .given
+                    .iter()
+                    .map(|(name, value)| {
+                        name.len()
+                            + match value {
+                                GivenArg::Const(value) => const_bytes(value),
+                                GivenArg::Variable(value) => value_bytes(value),
+                            }
+                    })
+                    .sum();
+                ARGS_BYTES + values
+            })
+            .sum();
+        self.field_count * FIELD_BYTES + arguments
+    }
+}
+
+const FIELD_BYTES: usize = 256;
+const ARGS_BYTES: usize = 512;
+
+/// An argument value's estimated heap: a node each, and its strings.
+fn value_bytes(value: &InputValue) -> usize {
+    const NODE_BYTES: usize = 128;
+    NODE_BYTES
+        + match value {
+            InputValue::String(text) => text.len(),
+            InputValue::Enum(name) | InputValue::Variable(name) => name.len(),
+            InputValue::List(items) => items.iter().map(value_bytes).sum(),
+            InputValue::Object(fields) => fields
+                .iter()
+                .map(|(name, value)| name.len() + value_bytes(value))
+                .sum(),
+            _ => 0,
+        }
+}
+
+/// A coerced argument value's estimated heap, as [`value_bytes`].
+fn const_bytes(value: &GqlValue) -> usize {
+    const NODE_BYTES: usize = 128;
+    NODE_BYTES
+        + match value {
+            GqlValue::String(text) => text.len(),
+            GqlValue::Enum(name) => name.len(),
+            GqlValue::List(items) => items.iter().map(const_bytes).sum(),
+            GqlValue::Object(fields) => fields
+                .iter()
+                .map(|(name, value)| name.len() + const_bytes(value))
+                .sum(),
+            _ => 0,
+        }
+}
+
 /// A selection on one object type, fields in response order.
 pub struct ObjectPlan {
     pub type_name: Arc<str>,
