@@ -9,6 +9,7 @@ mod calls;
 pub mod operation;
 pub mod planned;
 mod rules;
+pub mod run;
 pub mod variables;
 
 use async_graphql::ServerError;

@@ -19,7 +19,7 @@ use serde_json::Value;
 use super::graphiql;
 use super::media::{wants_html, ResponseMedia};
 use super::operation;
-use super::outcome::{batch_response, request_error, too_large, Outcome};
+use super::outcome::{batch_response, request_error, too_large};
 use super::request::{from_query_params, parse_request};
 use super::Client;
 use crate::admission::rate_limit::retry_after_seconds;
@@ -241,16 +241,19 @@ async fn post(gateway: &Gateway, client: &Client, claims: Option<Claims>, body: 
                     Ok(request) => {
                         operation::run(gateway, client, claims.clone(), request, false).await
                     }
-                    Err(message) => Outcome::request_error(ErrorCode::BadRequest, message),
+                    Err(message) => {
+                        crate::execute::run::Outcome::request_error(ErrorCode::BadRequest, message)
+                    }
                 }
             });
             let outcomes = futures::future::join_all(operations).await;
             batch_response(&outcomes, media)
         }
         single => match parse_request(single) {
-            Ok(request) => operation::run(gateway, client, claims, request, false)
-                .await
-                .into_response(media),
+            Ok(request) => operation::respond(
+                operation::run(gateway, client, claims, request, false).await,
+                media,
+            ),
             Err(message) => request_error(
                 StatusCode::BAD_REQUEST,
                 ErrorCode::BadRequest,
@@ -283,9 +286,10 @@ async fn get(gateway: &Gateway, uri: &Uri, client: &mut Client) -> Response {
         Err(refused) => return refused,
     };
     match from_query_params(&params) {
-        Ok(request) => operation::run(gateway, client, claims, request, true)
-            .await
-            .into_response(media),
+        Ok(request) => operation::respond(
+            operation::run(gateway, client, claims, request, true).await,
+            media,
+        ),
         Err(message) => request_error(
             StatusCode::BAD_REQUEST,
             ErrorCode::BadRequest,

@@ -1,104 +1,32 @@
-//! Answers: one operation's outcome, and the JSON response with the status
-//! and media type GraphQL over HTTP asks for (README "HTTP surface").
+//! Answers: one operation's outcome as a JSON response with the status and
+//! media type GraphQL over HTTP asks for (README "HTTP surface").
 
-use async_graphql::ServerError;
 use axum::http::header::CONTENT_TYPE;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde_json::Value;
 
 use super::media::ResponseMedia;
 use crate::error::ErrorCode;
-use crate::execute::with_code;
+use crate::execute::run::{Outcome, Refusal};
 
-/// What one operation produced, and how HTTP should answer it alone.
-pub struct Outcome {
-    pub status: StatusCode,
-    /// The response body begun by the engine — `{"data":` and the JSON of
-    /// `data` (`planned::Executed`) — to which the rest is appended. `None`
-    /// for a request error: the operation never ran, so the response has
-    /// no `data` entry (GraphQL over HTTP).
-    pub data: Option<Vec<u8>>,
-    pub errors: Vec<ServerError>,
-    /// A document that failed to parse or validate, or was refused by
-    /// `[limits]`: answered 200 to legacy `application/json` clients.
-    pub document_error: bool,
-    /// `extensions.conflux`: paths served stale, the call waterfall.
-    pub extensions: Option<Value>,
+/// The status an outcome is answered with.
+pub fn status_of(refusal: Option<Refusal>, media: ResponseMedia) -> StatusCode {
+    match refusal {
+        None | Some(Refusal::Answered) => StatusCode::OK,
+        Some(Refusal::Request) => StatusCode::BAD_REQUEST,
+        // Legacy clients treat any 4xx as a network failure.
+        Some(Refusal::Document) if media == ResponseMedia::Json => StatusCode::OK,
+        Some(Refusal::Document) => StatusCode::BAD_REQUEST,
+        Some(Refusal::MethodNotAllowed) => StatusCode::METHOD_NOT_ALLOWED,
+    }
 }
 
-impl Outcome {
-    pub fn request_error(code: ErrorCode, message: impl Into<String>) -> Outcome {
-        Outcome {
-            status: StatusCode::BAD_REQUEST,
-            data: None,
-            errors: vec![with_code(ServerError::new(message, None), code)],
-            document_error: false,
-            extensions: None,
-        }
-    }
-
-    pub fn document_error(code: ErrorCode, message: impl Into<String>) -> Outcome {
-        Outcome {
-            document_error: true,
-            ..Outcome::request_error(code, message)
-        }
-    }
-
-    /// Appends the response object's JSON to `out`: `data`, `errors`,
-    /// `extensions`, each only when present. Written by hand because the
-    /// engine's `data` is JSON text already.
-    pub fn write_body(&self, out: &mut Vec<u8>) -> serde_json::Result<()> {
-        match &self.data {
-            Some(begun) => out.extend_from_slice(begun),
-            None => out.push(b'{'),
-        }
-        self.write_body_end(out)
-    }
-
-    /// Appends what follows `data` in the response object: `errors` and
-    /// `extensions` when present, and the closing brace.
-    fn write_body_end(&self, out: &mut Vec<u8>) -> serde_json::Result<()> {
-        let mut first = self.data.is_none();
-        let mut key = |out: &mut Vec<u8>, name: &[u8]| {
-            if !std::mem::take(&mut first) {
-                out.push(b',');
-            }
-            out.extend_from_slice(name);
-        };
-        if !self.errors.is_empty() {
-            key(out, b"\"errors\":");
-            serde_json::to_writer(&mut *out, &self.errors)?;
-        }
-        if let Some(extensions) = &self.extensions {
-            key(out, b"\"extensions\":");
-            serde_json::to_writer(&mut *out, extensions)?;
-        }
-        out.push(b'}');
-        Ok(())
-    }
-
-    pub fn into_response(mut self, media: ResponseMedia) -> Response {
-        let status = match (self.document_error, media) {
-            (true, ResponseMedia::Json) => StatusCode::OK,
-            _ => self.status,
-        };
-        // The engine's `data` is most of the body: the body is
-        // finished in its buffer, not copied.
-        let written = match &mut self.data {
-            Some(begun) => {
-                let mut body = std::mem::take(begun);
-                self.write_body_end(&mut body).map(|()| body)
-            }
-            _ => {
-                let mut body = Vec::new();
-                self.write_body(&mut body).map(|()| body)
-            }
-        };
-        match written {
-            Ok(body) => bytes_response(status, body, media),
-            Err(err) => serialization_failed(err),
-        }
+/// One operation's response.
+pub fn response(outcome: Outcome, media: ResponseMedia) -> Response {
+    let status = status_of(outcome.refusal, media);
+    match outcome.into_body() {
+        Ok(body) => bytes_response(status, body, media),
+        Err(err) => serialization_failed(err),
     }
 }
 
@@ -133,11 +61,10 @@ pub fn request_error(
     message: impl Into<String>,
     media: ResponseMedia,
 ) -> Response {
-    Outcome {
-        status,
-        ..Outcome::request_error(code, message)
+    match Outcome::request_error(code, message).into_body() {
+        Ok(body) => bytes_response(status, body, media),
+        Err(err) => serialization_failed(err),
     }
-    .into_response(media)
 }
 
 fn bytes_response(status: StatusCode, body: Vec<u8>, media: ResponseMedia) -> Response {

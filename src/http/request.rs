@@ -6,14 +6,7 @@ use std::collections::HashMap;
 
 use serde_json::Value;
 
-/// One GraphQL request as the client sent it.
-pub struct GraphqlRequest {
-    /// Absent for an APQ hash-only request.
-    pub query: Option<String>,
-    pub operation_name: Option<String>,
-    pub variables: Option<Value>,
-    pub extensions: Option<Value>,
-}
+pub use crate::execute::run::GraphqlRequest;
 
 /// Checks the shape of one request object; the message says what is wrong.
 pub fn parse_request(json: Value) -> Result<GraphqlRequest, String> {

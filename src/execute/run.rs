@@ -1,0 +1,350 @@
+//! One GraphQL request through the engine: persisted query lookup, the
+//! cached parse, choosing the operation, `[limits]`, variable coercion, the
+//! plan, execution, and the response object — `data`, `errors`,
+//! `extensions` — written as one body. The HTTP layer only maps an
+//! [`Outcome`] to a status and a media type.
+
+use std::sync::Arc;
+
+use async_graphql::parser::types::{DocumentOperations, OperationType};
+use async_graphql::ServerError;
+use http::HeaderMap;
+use serde_json::{json, Value};
+
+use super::operation::{OperationState, RequestContext};
+use super::{planned, with_code};
+use crate::admission::documents::{DocumentError, MAX_NESTING};
+use crate::admission::limits;
+use crate::auth::Claims;
+use crate::error::ErrorCode;
+use crate::gateway::Gateway;
+use crate::telemetry::trace::RequestTrace;
+
+/// One GraphQL request as the client sent it.
+pub struct GraphqlRequest {
+    /// Absent for an APQ hash-only request.
+    pub query: Option<String>,
+    pub operation_name: Option<String>,
+    pub variables: Option<Value>,
+    pub extensions: Option<Value>,
+}
+
+/// Who sent the request, as far as execution needs to know.
+pub struct Caller<'a> {
+    /// For `forward_headers` and `{headers.…}`.
+    pub headers: &'a HeaderMap,
+    /// Request id and trace context, sent upstream.
+    pub trace: &'a RequestTrace,
+    /// Answer the call waterfall (`conflux-debug: 1` with `[server].debug`).
+    pub debug: bool,
+    /// The verified token's claims.
+    pub claims: Option<Claims>,
+    /// Sent with GET: only queries may run.
+    pub over_get: bool,
+}
+
+/// Why an operation did not run; the HTTP layer turns it into a status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// The request itself is wrong (400).
+    Request,
+    /// The document failed to parse or validate, or `[limits]` refused it:
+    /// 400, or 200 for legacy `application/json` clients.
+    Document,
+    /// A mutation over GET (405).
+    MethodNotAllowed,
+    /// Answered with an error a client acts on, with 200 (APQ's
+    /// `PersistedQueryNotFound`).
+    Answered,
+}
+
+/// What one operation produced.
+pub struct Outcome {
+    /// `None`: the operation ran.
+    pub refusal: Option<Refusal>,
+    /// The response body begun by the engine — `{"data":` and the JSON of
+    /// `data` (`planned::Executed`) — to which the rest is appended. `None`
+    /// when the operation never ran: the response has no `data` entry
+    /// (GraphQL over HTTP).
+    data: Option<Vec<u8>>,
+    pub errors: Vec<ServerError>,
+    /// `extensions.conflux`: paths served stale, the call waterfall.
+    extensions: Option<Value>,
+}
+
+impl Outcome {
+    /// A request refused before anything ran.
+    pub fn request_error(code: ErrorCode, message: impl Into<String>) -> Outcome {
+        Outcome {
+            refusal: Some(Refusal::Request),
+            data: None,
+            errors: vec![with_code(ServerError::new(message, None), code)],
+            extensions: None,
+        }
+    }
+
+    pub fn document_error(code: ErrorCode, message: impl Into<String>) -> Outcome {
+        Outcome {
+            refusal: Some(Refusal::Document),
+            ..Outcome::request_error(code, message)
+        }
+    }
+
+    /// `ok`, `partial` (field errors) or `refused` (nothing ran).
+    pub fn result(&self) -> &'static str {
+        if self.data.is_none() {
+            "refused"
+        } else if self.errors.is_empty() {
+            "ok"
+        } else {
+            "partial"
+        }
+    }
+
+    /// Appends the response object's JSON to `out`: `data`, `errors`,
+    /// `extensions`, each only when present. Written by hand because the
+    /// engine's `data` is JSON text already.
+    pub fn write_body(&self, out: &mut Vec<u8>) -> serde_json::Result<()> {
+        match &self.data {
+            Some(begun) => out.extend_from_slice(begun),
+            None => out.push(b'{'),
+        }
+        self.write_body_end(out, self.data.is_some())
+    }
+
+    /// Appends what follows `data` in the response object: `errors` and
+    /// `extensions` when present, and the closing brace.
+    fn write_body_end(&self, out: &mut Vec<u8>, after_data: bool) -> serde_json::Result<()> {
+        let mut first = !after_data;
+        let mut key = |out: &mut Vec<u8>, name: &[u8]| {
+            if !std::mem::take(&mut first) {
+                out.push(b',');
+            }
+            out.extend_from_slice(name);
+        };
+        if !self.errors.is_empty() {
+            key(out, b"\"errors\":");
+            serde_json::to_writer(&mut *out, &self.errors)?;
+        }
+        if let Some(extensions) = &self.extensions {
+            key(out, b"\"extensions\":");
+            serde_json::to_writer(&mut *out, extensions)?;
+        }
+        out.push(b'}');
+        Ok(())
+    }
+
+    /// The response object's JSON. The engine's `data` is most of the
+    /// body: it is finished in its buffer, not copied.
+    pub fn into_body(mut self) -> serde_json::Result<Vec<u8>> {
+        match self.data.take() {
+            Some(mut body) => self.write_body_end(&mut body, true).map(|()| body),
+            None => {
+                let mut body = Vec::new();
+                self.write_body(&mut body).map(|()| body)
+            }
+        }
+    }
+}
+
+/// What the log line needs from the execution.
+pub struct Report {
+    /// `query`, `mutation`, or `-` when the operation never got that far.
+    pub kind: &'static str,
+    pub upstream_calls: usize,
+    /// The operation's name: `operationName`, else the name the document
+    /// gives its only operation (as Apollo Router names it).
+    pub operation_name: Option<String>,
+    /// The document has the operation `operation_name` names (or its only
+    /// one): only then is the name a metric label, so that a client cannot
+    /// make up label values.
+    pub operation_chosen: bool,
+}
+
+impl Default for Report {
+    fn default() -> Self {
+        Report {
+            kind: "-",
+            upstream_calls: 0,
+            operation_name: None,
+            operation_chosen: false,
+        }
+    }
+}
+
+/// Runs one GraphQL request: everything between the HTTP layer and the
+/// engine, and the response object written as one body. `report` gets what
+/// the request's log line and metrics say of it.
+pub async fn run(
+    gateway: &Gateway,
+    caller: Caller<'_>,
+    request: GraphqlRequest,
+    report: &mut Report,
+) -> Outcome {
+    let Caller {
+        headers,
+        trace,
+        debug,
+        claims,
+        over_get,
+    } = caller;
+    let admission = &gateway.admission;
+    let query = match admission
+        .persisted
+        .resolve(request.query, request.extensions.as_ref())
+    {
+        Ok(query) => query,
+        Err(refusal) => {
+            return Outcome {
+                refusal: Some(if refusal.bad_request {
+                    Refusal::Request
+                } else {
+                    Refusal::Answered
+                }),
+                ..Outcome::request_error(refusal.code, refusal.message)
+            }
+        }
+    };
+    let document = match admission.documents.parse(&query) {
+        Ok(document) => document,
+        Err(DocumentError::TooDeep) => {
+            return Outcome::document_error(
+                ErrorCode::QueryTooDeep,
+                format!("the document nests brackets deeper than {MAX_NESTING} levels"),
+            )
+        }
+        Err(DocumentError::Refused(refusal)) => {
+            return Outcome::document_error(refusal.code, refusal.message)
+        }
+        Err(DocumentError::Syntax(err)) => {
+            let message = format!(
+                "syntax error: {}",
+                crate::schema::sdl::syntax_message(&err.to_string())
+            );
+            let mut error = ServerError::new(message, None);
+            error.locations = err.positions().collect();
+            return Outcome {
+                errors: vec![with_code(error, ErrorCode::GraphqlParseFailed)],
+                ..Outcome::document_error(ErrorCode::GraphqlParseFailed, "")
+            };
+        }
+    };
+    report.operation_name = request.operation_name.clone();
+    let operation = match (&document.operations, request.operation_name.as_deref()) {
+        (DocumentOperations::Single(op), None) => Some(op),
+        (DocumentOperations::Single(_), Some(_)) => None,
+        (DocumentOperations::Multiple(ops), Some(name)) => ops.get(name),
+        (DocumentOperations::Multiple(ops), None) if ops.len() == 1 => {
+            report.operation_name = ops.keys().next().map(|name| name.to_string());
+            ops.values().next()
+        }
+        (DocumentOperations::Multiple(_), None) => {
+            return Outcome::document_error(
+                ErrorCode::GraphqlValidationFailed,
+                "the document has several operations: give `operationName`",
+            )
+        }
+    };
+    report.operation_chosen = operation.is_some();
+    let Some(operation) = operation else {
+        return Outcome::document_error(
+            ErrorCode::GraphqlValidationFailed,
+            format!(
+                "the document has no operation named `{}`",
+                request.operation_name.as_deref().unwrap_or_default()
+            ),
+        );
+    };
+    if let Err(refusal) = limits::check(
+        &document,
+        &operation.node,
+        request.variables.as_ref(),
+        &gateway.config.limits,
+        gateway.config.server.introspection,
+    ) {
+        return Outcome::document_error(refusal.code, refusal.message);
+    }
+    let operation_type = operation.node.ty;
+    if over_get && operation_type != OperationType::Query {
+        return Outcome {
+            refusal: Some(Refusal::MethodNotAllowed),
+            ..Outcome::request_error(
+                ErrorCode::MethodNotAllowed,
+                "only queries may be sent with GET; use POST",
+            )
+        };
+    }
+
+    report.kind = match operation_type {
+        OperationType::Query => "query",
+        OperationType::Mutation => "mutation",
+        OperationType::Subscription => "subscription",
+    };
+    let timeout = gateway.config.limits.request_timeout;
+    let state = Arc::new(OperationState::new(
+        gateway.fetcher.clone(),
+        RequestContext {
+            headers: headers.clone(),
+            claims,
+            deadline: tokio::time::Instant::now() + timeout,
+            trace: trace.clone(),
+            propagate_trace: gateway.config.telemetry.propagate_trace_context,
+            debug,
+        },
+    ));
+    let variables = match gateway
+        .plans
+        .coerce_variables(&operation.node, request.variables)
+    {
+        Ok(variables) => variables,
+        Err(message) => {
+            return Outcome::document_error(ErrorCode::GraphqlValidationFailed, message)
+        }
+    };
+    let plan = gateway
+        .plans
+        .plan(
+            &gateway.schema,
+            &gateway.bindings,
+            &query,
+            request.operation_name.as_deref(),
+            &document,
+            &operation.node,
+            &variables,
+        )
+        .await;
+    let plan = match plan {
+        Ok(plan) => plan,
+        Err(errors) => {
+            return Outcome {
+                refusal: Some(Refusal::Document),
+                data: None,
+                errors: (*errors).clone(),
+                extensions: None,
+            }
+        }
+    };
+    let executed =
+        planned::execute(&plan, &state, &operation.node, &variables, &gateway.schema).await;
+    report.upstream_calls = state.stats.upstream_calls();
+    Outcome {
+        refusal: None,
+        data: Some(executed.begun_body),
+        errors: executed.errors,
+        extensions: conflux_extensions(&state),
+    }
+}
+
+/// `extensions.conflux`: paths served stale, and the call waterfall when
+/// asked for.
+fn conflux_extensions(state: &OperationState) -> Option<serde_json::Value> {
+    let mut conflux = serde_json::Map::new();
+    let stale = state.take_stale_paths();
+    if !stale.is_empty() {
+        conflux.insert("stale".to_owned(), json!(stale));
+    }
+    if let Some(calls) = state.stats.records() {
+        conflux.insert("calls".to_owned(), json!(calls));
+    }
+    (!conflux.is_empty()).then(|| json!({ "conflux": conflux }))
+}
