@@ -363,7 +363,9 @@ impl Service {
         headers: http::HeaderMap,
         deadline: Instant,
     ) -> Result<Reply, SendError> {
-        let mut url = first.clone();
+        // Where the call goes now: `first` until a redirect is taken (the
+        // common case allocates no second URL).
+        let mut redirected: Option<reqwest::Url> = None;
         let mut method = request.method.clone();
         let mut body = request.body.as_ref();
         let mut headers = headers;
@@ -373,14 +375,15 @@ impl Service {
         let mut foreign = false;
         let mut hops = 0;
         loop {
+            let url = redirected.as_ref().unwrap_or(&first);
             let direct = match &self.direct {
                 Some(direct) if hops == 0 && instance.direct => Some(direct),
-                Some(direct) if hops > 0 && Direct::carries(&url) => Some(direct),
+                Some(direct) if hops > 0 && Direct::carries(url) => Some(direct),
                 _ => None,
             };
             let call = Outgoing {
                 method: &method,
-                url: &url,
+                url,
                 verbatim: verbatim.as_ref(),
                 // Moved, not cloned: a redirect builds its own from the
                 // request's.
@@ -414,9 +417,9 @@ impl Service {
             }
             foreign |= !same_origin(&redirect.url, &first);
             body = body.filter(|_| redirect.keep_body);
-            headers = redirect.headers(&url, request.headers.clone(), body.is_some(), foreign);
+            headers = redirect.headers(url, request.headers.clone(), body.is_some(), foreign);
             method = redirect.method.clone();
-            url = redirect.url.clone();
+            redirected = Some(redirect.url.clone());
             verbatim = None;
             hops += 1;
         }

@@ -116,14 +116,7 @@ impl Plans {
                 // The operation's first request: validate and plan it now,
                 // and use that plan for this request too.
                 let planned = match validate(executor, query, operation_name, document).await {
-                    Ok(()) => plan::plan(&self.schema, bindings, document, operation, variables)
-                        .map(Arc::new)
-                        .map_err(|plan::Unplannable(message)| {
-                            Arc::new(vec![super::with_code(
-                                ServerError::new(message, None),
-                                crate::error::ErrorCode::GraphqlValidationFailed,
-                            )])
-                        }),
+                    Ok(()) => self.plan_now(bindings, document, operation, variables),
                     Err(errors) => Err(Arc::new(errors)),
                 };
                 let prepared = match &planned {
@@ -137,18 +130,30 @@ impl Plans {
         };
         match &*prepared {
             Prepared::Plan(plan) => Ok(plan.clone()),
-            Prepared::PlanPerRequest => {
-                plan::plan(&self.schema, bindings, document, operation, variables)
-                    .map(Arc::new)
-                    .map_err(|plan::Unplannable(message)| {
-                        Arc::new(vec![super::with_code(
-                            ServerError::new(message, None),
-                            crate::error::ErrorCode::GraphqlValidationFailed,
-                        )])
-                    })
-            }
+            Prepared::PlanPerRequest => self.plan_now(bindings, document, operation, variables),
             Prepared::Refused(errors) => Err(errors.clone()),
         }
+    }
+}
+
+impl Plans {
+    /// Plans a valid operation; what no plan answers (a subscription) is
+    /// refused like an invalid document.
+    fn plan_now(
+        &self,
+        bindings: &crate::schema::Bindings,
+        document: &ExecutableDocument,
+        operation: &OperationDefinition,
+        variables: &Variables,
+    ) -> Result<Arc<OperationPlan>, Arc<Vec<ServerError>>> {
+        plan::plan(&self.schema, bindings, document, operation, variables)
+            .map(Arc::new)
+            .map_err(|plan::Unplannable(message)| {
+                Arc::new(vec![super::with_code(
+                    ServerError::new(message, None),
+                    crate::error::ErrorCode::GraphqlValidationFailed,
+                )])
+            })
     }
 }
 
