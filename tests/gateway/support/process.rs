@@ -167,6 +167,11 @@ impl ProcessGateway {
     pub fn is_running(&mut self) -> bool {
         self.serving.is_running()
     }
+
+    /// The process id, e.g. to read `/proc/<pid>/status`.
+    pub fn pid(&self) -> u32 {
+        self.serving.child.id()
+    }
 }
 
 /// The `127.0.0.1:PORT` of the gateway's "conflux is serving" line (over
