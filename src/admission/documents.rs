@@ -78,7 +78,7 @@ pub enum DocumentError {
 /// included. An overestimate by design: the parser's nodes measured 110 to
 /// 700 bytes each (a field ~330, a list item ~120, a directive with its
 /// argument ~700), Vec growth included, so each is counted 512.
-pub fn estimated_bytes(query: &str, document: &ExecutableDocument) -> usize {
+fn estimated_bytes(query: &str, document: &ExecutableDocument) -> usize {
     let mut nodes = 0;
     for (_, operation) in document.operations.iter() {
         let operation = &operation.node;
@@ -195,7 +195,20 @@ fn nesting_exceeds(text: &str, limit: usize) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::nesting_exceeds;
+    use super::{estimated_bytes, nesting_exceeds, NODE_BYTES};
+
+    #[test]
+    fn a_document_is_counted_by_its_nodes_and_its_text() {
+        let count = |query: &str| {
+            let document = async_graphql::parser::parse_query(query).expect("parses");
+            estimated_bytes(query, &document)
+        };
+        // The operation, 3 selections, 1 argument holding a 2-item list.
+        let query = "{ a(x: [1, 2]) { b } c }";
+        assert_eq!(count(query), query.len() + 7 * NODE_BYTES);
+        let commented = format!("{{ a }} # {}", "x".repeat(10_000));
+        assert_eq!(count(&commented), commented.len() + 2 * NODE_BYTES);
+    }
 
     #[test]
     fn counts_brackets_outside_strings_and_comments() {

@@ -7,9 +7,10 @@
 //! overlapping-fields rule walks the fragments under every selection set
 //! again, for every operation and fragment of the document, even unused
 //! ones), the planner and the executor. A fragment spreading the next one
-//! twice, 41 levels deep, is 3 KB of text and 2^41 selections expanded: it
-//! kept a core busy until the process was killed. So a document is refused
-//! here, right after parsing and before any of those, when
+//! twice, 41 levels deep, is under 2 KB of text and 2^41 selections
+//! expanded: it kept a core busy until the process was killed. So a
+//! document is refused here, right after parsing and before any of those,
+//! when
 //! - a fragment spreads itself, directly or through others (it would
 //!   expand forever): `GRAPHQL_VALIDATION_FAILED`;
 //! - its selection sets nest deeper than [`MAX_NESTING`] with fragments
@@ -30,9 +31,10 @@ use crate::error::ErrorCode;
 /// Selections — fields (`__typename` too), fragment spreads and inline
 /// fragments — a document may hold with its fragments expanded, counted
 /// over its operations and the fragments they do not use (validation walks
-/// those too). Ten times what the default `max_complexity` lets an
-/// operation select, so no document `[limits]` accepts comes near it; and a
-/// bound on the work of every later step.
+/// those too). Ten times the default `max_complexity`: an operation within
+/// the default limits has at most 10,000 fields, and a real one adds a few
+/// `__typename`s, spreads and inline fragments to them. A fixed bound,
+/// whatever `[limits]` says, on the work of every later step.
 pub const MAX_EXPANDED_SELECTIONS: u64 = 100_000;
 
 /// Refuses `document` when it cannot be expanded within bounds (see the

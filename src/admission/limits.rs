@@ -1,6 +1,8 @@
-//! `[limits]` on a parsed operation (SPEC §3, §5): depth, complexity and
+//! `[limits]` on a parsed operation (docs/CONFIG.md, docs/ERRORS.md): depth, complexity and
 //! aliases counted with fragments expanded, and `introspection = false`.
 //! Runs before execution, so a refused document costs no upstream call.
+
+use std::collections::HashMap;
 
 use async_graphql::parser::types::{
     ExecutableDocument, OperationDefinition, Selection, SelectionSet,
@@ -8,8 +10,6 @@ use async_graphql::parser::types::{
 use async_graphql::parser::Positioned;
 use async_graphql::Value as GqlValue;
 use serde_json::Value;
-
-use std::collections::HashMap;
 
 use crate::config::Limits;
 use crate::error::ErrorCode;
@@ -141,7 +141,9 @@ impl<'a> Walker<'a> {
                     if name == "__typename" {
                         // Free for depth and complexity, but an alias all
                         // the same.
-                        measure.aliases += u64::from(field.alias.is_some());
+                        measure.aliases = measure
+                            .aliases
+                            .saturating_add(u64::from(field.alias.is_some()));
                         continue;
                     }
                     let children = self.selection_set(&field.selection_set)?;
@@ -151,7 +153,9 @@ impl<'a> Walker<'a> {
                             .complexity
                             .saturating_mul(self.multiplier(field))
                             .saturating_add(1),
-                        aliases: children.aliases + u64::from(field.alias.is_some()),
+                        aliases: children
+                            .aliases
+                            .saturating_add(u64::from(field.alias.is_some())),
                         introspection: children.introspection
                             || name == "__schema"
                             || name == "__type",

@@ -1,5 +1,5 @@
 //! Admission: everything that refuses work before execution, so refused
-//! requests never reach an upstream (SPEC §3 `[limits]`, `[rate_limit]`,
+//! requests never reach an upstream (docs/CONFIG.md `[limits]`, `[rate_limit]`,
 //! `[persisted_queries]`; codes in §5).
 
 pub mod cache;

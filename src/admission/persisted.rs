@@ -1,4 +1,4 @@
-//! Persisted queries (SPEC §3 `[persisted_queries]`, §5): Apollo's
+//! Persisted queries (docs/CONFIG.md `[persisted_queries]`, docs/ERRORS.md): Apollo's
 //! automatic persisted queries protocol and an operator's safelist.
 //!
 //! A request carries `extensions.persistedQuery = {version: 1, sha256Hash}`,

@@ -1,5 +1,5 @@
 //! `/graphql`: GraphQL over HTTP — POST (single or batched), GET (queries
-//! only), GraphiQL for browsers — with the statuses and codes of SPEC §2/§5.
+//! only), GraphiQL for browsers — with the statuses and codes of README "HTTP surface" and docs/ERRORS.md.
 //! Authentication and the rate limit come first; each operation then runs
 //! through `operation::run`.
 
@@ -123,7 +123,7 @@ async fn admit(gateway: &Gateway, client: &mut Client) -> Result<Option<Claims>,
     Ok(claims)
 }
 
-/// Verifies the request's token before anything runs (SPEC §2, §3 `[auth]`):
+/// Verifies the request's token before anything runs (README "HTTP surface", docs/CONFIG.md `[auth]`):
 /// an invalid token, or a missing one when required, is 401.
 async fn authenticate(
     gateway: &Gateway,

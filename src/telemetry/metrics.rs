@@ -1,4 +1,4 @@
-//! Prometheus metrics (SPEC §2 `/metrics`, `[telemetry].metrics`), through
+//! Prometheus metrics (README "Metrics", `[telemetry].metrics`), through
 //! the `metrics` facade and its Prometheus exporter. Until the recorder is
 //! installed every call here is a no-op, so metrics cost nothing when off.
 //!

@@ -12,6 +12,7 @@ mod check;
 mod execution;
 mod graphql_semantics;
 mod hostile;
+mod hostile_documents;
 mod hostile_process;
 mod hostile_upstreams;
 mod http_surface;
