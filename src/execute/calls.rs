@@ -186,13 +186,13 @@ async fn answer_now(scope: &FieldScope<'_>, state: &OperationState) -> FieldAnsw
         },
         BoundSource::Merge(calls) => {
             let answers = join_all(calls.iter().map(|call| fetch(call, scope, state))).await;
-            let mut merged = Value::Object(Default::default());
+            let mut merged = Json::new_object();
             let mut any_stale = false;
             for ((answer, stale), call) in answers.into_iter().zip(calls) {
                 any_stale |= stale;
                 match answer {
                     CallOutcome::Value(selected) if selected.get().is_object() => {
-                        deep_merge(&mut merged, json::to_serde(selected.get()))
+                        json::deep_merge(&mut merged, selected.get())
                     }
                     CallOutcome::Value(_) | CallOutcome::Success => {
                         return FieldAnswer::Failed(
@@ -212,7 +212,7 @@ async fn answer_now(scope: &FieldScope<'_>, state: &OperationState) -> FieldAnsw
                 }
             }
             FieldAnswer::Value {
-                held: Held::Owned(json::from_serde(&merged)),
+                held: Held::Owned(merged),
                 stale: any_stale,
             }
         }
@@ -558,22 +558,4 @@ pub fn bad_response(binding: &Binding, message: &str) -> FieldError {
         ErrorCode::UpstreamBadResponse,
         format!("`{}`: {message}", binding.name),
     )
-}
-
-fn deep_merge(into: &mut Value, from: Value) {
-    match (into, from) {
-        (Value::Object(into), Value::Object(from)) => {
-            for (key, value) in from {
-                match into.get_mut(&key) {
-                    Some(existing @ Value::Object(_)) if value.is_object() => {
-                        deep_merge(existing, value)
-                    }
-                    _ => {
-                        into.insert(key, value);
-                    }
-                }
-            }
-        }
-        (into, from) => *into = from,
-    }
 }

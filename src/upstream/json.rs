@@ -184,6 +184,40 @@ pub fn get<'v>(value: &'v Json, key: &str) -> Option<&'v Json> {
         .last()
 }
 
+/// Merges `from` into `into`: objects key by key at every depth, later
+/// values winning; anything else replaces. A key an upstream object
+/// repeats ends up once, with its last value, as [`get`] reads it.
+/// (`merge` mappings: no copy into another JSON model and back.)
+pub fn deep_merge(into: &mut Json, from: &Json) {
+    use sonic_rs::JsonValueMutTrait;
+    let (Some(target), Some(source)) = (into.as_object_mut(), from.as_object()) else {
+        *into = merged_copy(from);
+        return;
+    };
+    for (key, value) in source.iter() {
+        match target.get_mut(&key) {
+            Some(existing) if existing.is_object() && value.is_object() => {
+                deep_merge(existing, value)
+            }
+            _ => {
+                target.insert(key, merged_copy(value));
+            }
+        }
+    }
+}
+
+/// `value` copied, its objects merged into fresh ones (so without repeated
+/// keys), anything else as it is.
+fn merged_copy(value: &Json) -> Json {
+    if value.is_object() {
+        let mut copy = Json::new_object();
+        deep_merge(&mut copy, value);
+        copy
+    } else {
+        value.clone()
+    }
+}
+
 /// The value at `path` below `value` (object keys, or list indices).
 pub fn at<'v>(mut value: &'v Json, path: &[String]) -> Option<&'v Json> {
     for segment in path {
@@ -265,6 +299,25 @@ pub fn from_serde(value: &serde_json::Value) -> Json {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn deep_merge_merges_objects_at_every_depth_later_winning() {
+        let mut merged = Json::new_object();
+        for text in [
+            r#"{"b":1,"a":{"x":1,"y":[1]},"d":{"k":1,"k":2}}"#,
+            r#"{"a":{"y":[2],"z":3},"b":{"n":1},"c":null}"#,
+        ] {
+            deep_merge(&mut merged, &parse(text.as_bytes()).expect("json"));
+        }
+        // Later values win, objects merge at every depth, a repeated key
+        // is there once (the field order of a response is the query's).
+        let text = sonic_rs::to_string(&merged).expect("text");
+        assert_eq!(text.matches("\"k\"").count(), 1, "{text}");
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(&text).expect("json"),
+            serde_json::json!({"b": {"n": 1}, "a": {"x": 1, "y": [2], "z": 3}, "d": {"k": 2}, "c": null})
+        );
+    }
 
     #[test]
     fn converts_both_ways_keeping_numbers_and_key_order() {
