@@ -47,7 +47,7 @@ pub const LARGE_USER: &str = "u200";
 /// Items in the large answer's first variant; variant k has k more.
 pub const LARGE_ITEMS: usize = 2500;
 
-pub const WORKLOADS: [Workload; 4] = [
+pub const WORKLOADS: [Workload; 6] = [
     Workload {
         name: "flagship",
         query: "query Flagship($user: ID!) { user(id: $user) { name orders(first: 3) { id status product { name reviews { rating author { name } } } } } featuredProducts { name price { amount currency } } }",
@@ -72,6 +72,18 @@ pub const WORKLOADS: [Workload; 4] = [
         about: "2,500-2,755 orders with a batched product each, about 0.55 MiB of JSON (3 calls)",
         variants: 256,
     },
+    Workload {
+        name: "variables",
+        query: "query Variables($user: ID!, $sort: OrderSort, $filter: OrderFilter) { user(id: $user) { name orders(first: 3, sort: $sort, filter: $filter) { id status quantity product { name reviews { rating author { name } } } } } }",
+        about: "a user's orders with an enum and an input-object variable (sort: OLDEST, filter: { status: DELIVERED }, minQuantity from its default), 3 batched levels below (5 calls); users u1..u200",
+        variants: 200,
+    },
+    Workload {
+        name: "literals",
+        query: "query Literals($user: ID!) { user(id: $user) { name orders(first: 3, sort: OLDEST, filter: { status: DELIVERED }) { id status quantity product { name reviews { rating author { name } } } } } }",
+        about: "the variables workload with its enum and input object written inline (5 calls); users u1..u200",
+        variants: 200,
+    },
 ];
 
 pub fn workload(name: &str) -> Option<&'static Workload> {
@@ -91,6 +103,11 @@ pub fn variables(workload: &Workload, k: usize) -> Option<serde_json::Value> {
             "o1": format!("o{}", k + 1), "o2": format!("o{}", k + 201), "o3": format!("o{}", k + 401),
         }),
         "large" => serde_json::json!({ "first": LARGE_ITEMS + k }),
+        // `minQuantity` is left to the input type's default.
+        "variables" => serde_json::json!({
+            "user": user(k), "sort": "OLDEST", "filter": { "status": "DELIVERED" },
+        }),
+        "literals" => serde_json::json!({ "user": user(k) }),
         _ => return None,
     })
 }
@@ -200,6 +217,52 @@ struct Variables<'a> {
     #[serde(borrow)]
     o3: Option<Text<'a>>,
     first: Option<u32>,
+    sort: Option<Sort>,
+    filter: Option<FilterVar>,
+}
+
+/// `OrderFilter` as a variable; `minQuantity` has a default in the input type.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct FilterVar {
+    #[serde(default)]
+    status: Option<Status>,
+    /// Absent: the input type's default; `null`: left out of the call.
+    #[serde(default = "FilterVar::default_min_quantity")]
+    min_quantity: Option<i32>,
+}
+
+impl FilterVar {
+    /// `minQuantity: Int = 1` in schema/shop.graphql.
+    fn default_min_quantity() -> Option<i32> {
+        Some(1)
+    }
+}
+
+/// What a user's orders are asked for beyond `first`: `sort` and the
+/// `OrderFilter`'s fields, each query parameter left out when absent
+/// (as services.toml's `User.orders` maps them).
+struct OrdersArgs {
+    sort: Option<Sort>,
+    status: Option<Status>,
+    min_quantity: Option<i32>,
+}
+
+impl OrdersArgs {
+    /// The query parameters after `userId` and `limit`, in services.toml's order.
+    fn query(&self) -> String {
+        let mut out = String::new();
+        if let Some(sort) = self.sort {
+            let _ = write!(out, "&sort={}", sort.as_str());
+        }
+        if let Some(status) = self.status {
+            let _ = write!(out, "&status={}", status.as_str());
+        }
+        if let Some(min) = self.min_quantity {
+            let _ = write!(out, "&minQuantity={min}");
+        }
+        out
+    }
 }
 
 fn var<'v, T>(name: &str, value: &'v Option<T>) -> Result<&'v T, String> {
@@ -226,6 +289,30 @@ async fn graphql(State(floor): State<Arc<Floor>>, body: Bytes) -> Response {
         Some(2) => floor.repeated().await,
         Some(3) => match var("first", &vars.first) {
             Ok(first) => floor.large(*first).await,
+            Err(err) => Err(err),
+        },
+        Some(4) => match var("user", &vars.user) {
+            Ok(user) => {
+                let filter = vars.filter.as_ref();
+                let args = OrdersArgs {
+                    sort: vars.sort,
+                    status: filter.and_then(|f| f.status),
+                    min_quantity: filter.and_then(|f| f.min_quantity),
+                };
+                floor.user_orders(user, &args).await
+            }
+            Err(err) => Err(err),
+        },
+        // The literals' values, read from the query text it matched.
+        Some(5) => match var("user", &vars.user) {
+            Ok(user) => {
+                let args = OrdersArgs {
+                    sort: Some(Sort::OLDEST),
+                    status: Some(Status::DELIVERED),
+                    min_quantity: FilterVar::default_min_quantity(),
+                };
+                floor.user_orders(user, &args).await
+            }
             Err(err) => Err(err),
         },
         _ => {
@@ -279,6 +366,22 @@ impl Tier {
             Tier::STANDARD => "STANDARD",
             Tier::SILVER => "SILVER",
             Tier::GOLD => "GOLD",
+        }
+    }
+}
+
+#[derive(Deserialize, Clone, Copy)]
+#[allow(clippy::upper_case_acronyms)]
+enum Sort {
+    NEWEST,
+    OLDEST,
+}
+
+impl Sort {
+    fn as_str(self) -> &'static str {
+        match self {
+            Sort::NEWEST => "NEWEST",
+            Sort::OLDEST => "OLDEST",
         }
     }
 }
@@ -483,8 +586,30 @@ impl Floor {
         Ok(out.0)
     }
 
+    /// `user(id: $user) { name orders(first: 3, sort: …, filter: …) { id status quantity product { name reviews { rating author { name } } } } }`
+    async fn user_orders(&self, id: &str, args: &OrdersArgs) -> Result<Vec<u8>, String> {
+        let user = self.orders_tree(id, &args.query(), true).await?;
+        let mut out = Out::with_capacity(32 + user.len());
+        out.raw("{\"data\":{\"user\":");
+        out.bytes(&user);
+        out.raw("}}");
+        Ok(out.0)
+    }
+
     /// `user(id) { name orders(first: 3) { id status product { name reviews { rating author { name } } } } }`
     async fn flagship_user(&self, id: &str) -> Result<Vec<u8>, String> {
+        self.orders_tree(id, "", false).await
+    }
+
+    /// `user(id) { name orders(first: 3…) { id status [quantity] product { name reviews { rating author { name } } } } }`:
+    /// `orders_query` follows `limit=3` in the orders call, `quantity` adds
+    /// that field after `status`.
+    async fn orders_tree(
+        &self,
+        id: &str,
+        orders_query: &str,
+        quantity: bool,
+    ) -> Result<Vec<u8>, String> {
         let up = &self.upstreams;
         let Some(user) = self.get(format!("{}/users/{}", up.users, enc(id))).await? else {
             return Ok(b"null".to_vec());
@@ -492,7 +617,7 @@ impl Floor {
         let user: UserOut<'_> = parse("user", &user)?;
         let page = self
             .get(format!(
-                "{}/orders?userId={}&limit=3",
+                "{}/orders?userId={}&limit=3{orders_query}",
                 up.orders,
                 enc(&user.id)
             ))
@@ -563,6 +688,10 @@ impl Floor {
             out.str(&order.id);
             out.raw(",\"status\":");
             out.str(order.status.as_str());
+            if quantity {
+                out.raw(",\"quantity\":");
+                out.int(*field("Order.quantity", &order.quantity)?);
+            }
             out.raw(",\"product\":");
             match product_of(order) {
                 None => out.raw("null"),

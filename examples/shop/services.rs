@@ -474,6 +474,72 @@ struct OrdersQuery {
     #[serde(rename = "userId")]
     user_id: Option<String>,
     limit: Option<String>,
+    /// `NEWEST` (the default) or `OLDEST`.
+    sort: Option<String>,
+    /// Only orders in this status (`PENDING`, `SHIPPED`, `DELIVERED`, `CANCELLED`).
+    status: Option<String>,
+    /// Only orders of at least this many items.
+    #[serde(rename = "minQuantity")]
+    min_quantity: Option<String>,
+}
+
+const ORDER_STATUSES: [&str; 4] = ["PENDING", "SHIPPED", "DELIVERED", "CANCELLED"];
+
+/// The conditions of `GET /orders` besides `limit`, checked once per request.
+struct OrderFilter<'a> {
+    oldest_first: bool,
+    user_id: Option<&'a str>,
+    status: Option<&'static str>,
+    min_quantity: u64,
+}
+
+impl<'a> OrderFilter<'a> {
+    fn parse(query: &'a OrdersQuery) -> Result<Self, ApiError> {
+        let oldest_first = match query.sort.as_deref() {
+            None | Some("NEWEST") => false,
+            Some("OLDEST") => true,
+            Some(_) => return Err(ApiError::bad_request("sort must be NEWEST or OLDEST")),
+        };
+        let status =
+            match query.status.as_deref() {
+                None => None,
+                Some(raw) => Some(ORDER_STATUSES.into_iter().find(|s| *s == raw).ok_or_else(
+                    || {
+                        ApiError::bad_request(
+                            "status must be PENDING, SHIPPED, DELIVERED or CANCELLED",
+                        )
+                    },
+                )?),
+            };
+        let min_quantity = match query.min_quantity.as_deref() {
+            None => 0,
+            Some(raw) => raw
+                .trim()
+                .parse::<u64>()
+                .map_err(|_| ApiError::bad_request("minQuantity must be a non-negative integer"))?,
+        };
+        Ok(Self {
+            oldest_first,
+            user_id: query.user_id.as_deref(),
+            status,
+            min_quantity,
+        })
+    }
+
+    fn keeps(&self, order: &Order) -> bool {
+        self.user_id.is_none_or(|id| order.user_id == id)
+            && self.status.is_none_or(|s| order.status == s)
+            && order.quantity >= self.min_quantity
+    }
+
+    /// The orders it keeps, newest (highest id) or oldest first.
+    fn apply<'o>(&'o self, orders: &'o [Order]) -> Box<dyn Iterator<Item = &'o Order> + 'o> {
+        if self.oldest_first {
+            Box::new(orders.iter().filter(|o| self.keeps(o)))
+        } else {
+            Box::new(orders.iter().rev().filter(|o| self.keeps(o)))
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -507,20 +573,17 @@ async fn list_orders(
     ApiQuery(query): ApiQuery<OrdersQuery>,
 ) -> Result<Response, ApiError> {
     let limit = parse_limit(query.limit.as_deref(), 10)?;
+    let filter = OrderFilter::parse(&query)?;
     let orders = store.read().unwrap_or_else(|e| e.into_inner());
     // Newest first is reverse id order. A linear scan over ~1000 orders is
     // cheap enough that an index per user is not worth it.
-    Ok(match query.user_id {
-        Some(user_id) => {
-            let mut mine = orders.iter().rev().filter(|o| o.user_id == user_id);
-            let items: Vec<Order> = mine.by_ref().take(limit).cloned().collect();
-            let total = items.len() + mine.count();
-            Json(OrderPage { items, total }).into_response()
-        }
-        None => {
-            let newest: Vec<Order> = orders.iter().rev().take(limit).cloned().collect();
-            Json(newest).into_response()
-        }
+    let mut kept = filter.apply(&orders);
+    let items: Vec<Order> = kept.by_ref().take(limit).cloned().collect();
+    Ok(if filter.user_id.is_some() {
+        let total = items.len() + kept.count();
+        Json(OrderPage { items, total }).into_response()
+    } else {
+        Json(items).into_response()
     })
 }
 
