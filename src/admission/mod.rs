@@ -1,6 +1,6 @@
 //! Admission: everything that refuses work before execution, so refused
 //! requests never reach an upstream (docs/CONFIG.md `[limits]`, `[rate_limit]`,
-//! `[persisted_queries]`; codes in §5).
+//! `[persisted_queries]`; codes in docs/ERRORS.md).
 
 pub mod cache;
 pub mod documents;

@@ -4,8 +4,7 @@
 //! Why not async-graphql's `DataLoader` or the `dataloader` crate: both
 //! decide when to fire with a timer or by spawning tasks, so keys that
 //! arrive over several scheduler turns end up in many small batches, and a
-//! single key pays the delay (PERFORMANCE.md measured 9-200 calls where 2
-//! suffice). The executor polls all siblings of a list in one task, so here
+//! single key pays the delay (measured: 9-200 calls where 2 suffice). The executor polls all siblings of a list in one task, so here
 //! the first key of a batch yields once to that task: every sibling polled
 //! in the same turn adds its key. Then the batch waits for every call still
 //! in flight that can give it keys (its field's parents reached through

@@ -1,6 +1,6 @@
-//! Admission: what refuses work before execution. SPEC §2 (statuses, media
-//! types, 429 + `Retry-After`), §3 (`[limits]`, `[rate_limit]`,
-//! `[persisted_queries]`, `[server].introspection`, `cors_origins`) and §5
+//! Admission: what refuses work before execution. README "HTTP surface" (statuses, media
+//! types, 429 + `Retry-After`), docs/CONFIG.md (`[limits]`, `[rate_limit]`,
+//! `[persisted_queries]`, `[server].introspection`, `cors_origins`) and docs/ERRORS.md
 //! (codes).
 //!
 //! Every refused request is also checked to have reached no upstream: the
@@ -153,7 +153,7 @@ fn assert_refused(reply: &Reply, status: u16, code: &str) {
 
 /// A document refused by `[limits]` (or failing validation): 400 for a
 /// client accepting `application/graphql-response+json`, 200 for a legacy
-/// `application/json` client, the same error body both times (SPEC §2).
+/// `application/json` client, the same error body both times (README "HTTP surface").
 async fn assert_document_refused(gateway: &TestGateway, body: &Value, code: &str) {
     let modern = gateway
         .post_raw(body.to_string(), &[("accept", GRAPHQL_RESPONSE_JSON)])
@@ -204,7 +204,7 @@ async fn a_query_one_level_deeper_than_max_depth_is_query_too_deep_and_calls_not
         "QUERY_TOO_DEEP",
     )
     .await;
-    // SPEC's own example has depth 3: refused under max_depth = 2.
+    // docs/CONFIG.md's own example has depth 3: refused under max_depth = 2.
     let shallow = self::gateway(&users, "[limits]\nmax_depth = 2").await;
     assert_query_refused(
         &shallow,
@@ -526,7 +526,7 @@ async fn a_batch_at_max_batch_runs_and_one_more_is_batch_too_large_calling_nothi
         let over = gateway
             .post_raw(json!([one, two, one]).to_string(), &[("accept", accept)])
             .await;
-        // A batch-level problem is 4xx whatever the media type (SPEC §2).
+        // A batch-level problem is 4xx whatever the media type (README "HTTP surface").
         assert_refused(&over, 400, "BATCH_TOO_LARGE");
     }
     assert_no_upstream_calls(&users, "batch too large").await;

@@ -1,5 +1,5 @@
-//! JWT authentication, end to end: SPEC §2 (the bearer token, 401), §3
-//! (`[auth]`, `claims_headers`, `{claims.…}` templates, `check`) and §4
+//! JWT authentication, end to end: README "HTTP surface" (the bearer token, 401), docs/CONFIG.md
+//! (`[auth]`, `claims_headers`, `{claims.…}` templates, `check`) and README "Authentication and authorization"
 //! (`@authenticated`, `@requiresScopes`).
 //!
 //! Tokens are signed in the test with `jsonwebtoken` and the key pairs of

@@ -1,4 +1,4 @@
-//! SPEC §3 `batch`: keys collected across the operation, one call per
+//! docs/CONFIG.md `batch`: keys collected across the operation, one call per
 //! `max` keys, items matched back by `match`.
 
 use std::time::{Duration, Instant};

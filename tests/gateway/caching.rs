@@ -1,4 +1,4 @@
-//! SPEC §3 `[cache]`, a field's `cache_ttl_s` / `stale_if_error_s` and a
+//! docs/CONFIG.md `[cache]`, a field's `cache_ttl_s` / `stale_if_error_s` and a
 //! service's `coalesce`: upstream answers served from the response cache
 //! (memory or a shared Redis), keyed by the whole upstream request as sent;
 //! identical in-flight GETs from different clients sent once; a stale entry
@@ -224,7 +224,7 @@ async fn each_forwarded_authorization_gets_its_own_cache_entry() {
 
 #[tokio::test]
 async fn per_request_trace_headers_do_not_split_cache_entries() {
-    // SPEC §3: the key is every header but `traceparent`, `tracestate` and
+    // docs/CONFIG.md: the key is every header but `traceparent`, `tracestate` and
     // `x-request-id`, which differ on every request.
     let products = products_service(ProductById::default()).await;
     let gateway = product_gateway(
@@ -938,7 +938,7 @@ async fn a_gateway_whose_cache_redis_is_unreachable_from_the_start_serves() {
 
 #[test]
 fn check_and_print_schema_accept_a_redis_cache_config_without_reaching_redis() {
-    // SPEC §1: `check` validates without serving (exit 0 when valid); the
+    // README "The command line": `check` validates without serving (exit 0 when valid); the
     // Redis of `[cache]` is a runtime dependency, not something to reach or
     // need a runtime for at check time.
     let nowhere = closed_port_url().replace("http://", "redis://");

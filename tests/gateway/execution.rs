@@ -1,4 +1,4 @@
-//! SPEC §3, last paragraphs: sibling fields and list items resolve
+//! docs/CONFIG.md, last paragraphs: sibling fields and list items resolve
 //! concurrently, top-level mutation fields one after another in document
 //! order, and identical GETs within one operation are made once.
 //!

@@ -1,5 +1,5 @@
 //! GraphQL execution semantics (GraphQL spec "Execution" and "Response",
-//! SPEC §3 "Upstream responses", §5), pinned against the real gateway and
+//! docs/CONFIG.md "Upstream responses", docs/ERRORS.md), pinned against the real gateway and
 //! real upstreams so that a new executor must answer exactly as this one:
 //! merged response keys, aliases, `@skip`/`@include`, fragments and type
 //! conditions, argument and variable defaults, null propagation, leaf

@@ -520,3 +520,22 @@ async fn a_client_that_goes_away_mid_request_leaves_no_request_in_flight() {
         "conflux_requests_in_flight after the client left"
     );
 }
+
+#[tokio::test]
+async fn a_redirect_loop_stops_after_ten_hops() {
+    let users = MockServer::start().await;
+    // Answers 302 back to itself, forever.
+    let reply = redirected_query("", &users, format!("{}/users/1", users.uri())).await;
+
+    let body = reply.json();
+    assert_eq!(
+        body["errors"][0]["extensions"]["code"], "UPSTREAM_ERROR",
+        "{body}"
+    );
+    assert_eq!(body["errors"][0]["extensions"]["status"], 302);
+    assert_eq!(
+        received(&users).await.len(),
+        11,
+        "the first call and ten redirects, then the 3xx is the answer"
+    );
+}

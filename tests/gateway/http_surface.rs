@@ -1,4 +1,4 @@
-//! SPEC §2: the HTTP surface — POST and GET /graphql, batches, request
+//! README "HTTP surface": the HTTP surface — POST and GET /graphql, batches, request
 //! errors and their statuses, media types, GraphiQL, /healthz.
 
 use reqwest::Method;

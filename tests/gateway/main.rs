@@ -1,4 +1,4 @@
-//! Conflux integration tests, written against SPEC.md §1, §2, §3 and §5.
+//! Conflux integration tests, written against README.md and docs/ (CONFIG.md, ERRORS.md).
 //! Every test starts its own gateway (in-process on port 0, or the real
 //! binary) in front of wiremock upstreams.
 

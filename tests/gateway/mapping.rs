@@ -1,4 +1,4 @@
-//! SPEC §3 "Resolver mappings" and "Templates": every row of the mapping
+//! docs/CONFIG.md "Resolver mappings" and "Templates": every row of the mapping
 //! table except `batch`, checked on what the client gets AND on what the
 //! upstream received.
 

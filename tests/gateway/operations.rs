@@ -1,5 +1,5 @@
-//! Operating Conflux (issue 7; SPEC §1 `--hot-reload`, SIGHUP and
-//! `--log-format`, §2 `/metrics`, §3 `[telemetry]` and `[server].debug`):
+//! Operating Conflux (issue 7; README "The command line" `--hot-reload`, SIGHUP and
+//! `--log-format`, README "Metrics", docs/CONFIG.md `[telemetry]` and `[server].debug`):
 //! request ids and W3C trace context reaching the upstreams, Prometheus
 //! series that move by exactly the right amounts, the JSON log lines,
 //! reloads under traffic, and the debug waterfall.

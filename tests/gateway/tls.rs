@@ -1,4 +1,4 @@
-//! SPEC §3 `[server].tls` and a service's `tls` table (issue 9): HTTPS for
+//! docs/CONFIG.md `[server].tls` and a service's `tls` table (issue 9): HTTPS for
 //! clients over HTTP/1.1 and HTTP/2 by ALPN, a certificate rotated by a
 //! reload for new connections only, private CAs and mutual TLS to the
 //! services, and `check` naming a bad TLS file.

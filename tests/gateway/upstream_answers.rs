@@ -1,4 +1,4 @@
-//! SPEC §3 "Upstream responses" and §5: what each kind of upstream answer
+//! docs/CONFIG.md "Upstream responses" and docs/ERRORS.md: what each kind of upstream answer
 //! becomes — null, a located field error with its code, service and
 //! status, a coerced value — and that no upstream detail leaks.
 

@@ -1,9 +1,9 @@
 //! The engine: how every operation runs. An operation is planned once per
 //! document (cached), then each request makes its calls (`resolve`) and
 //! writes the response JSON straight from the upstream values (`write`) —
-//! no future, map or value per field (PERFORMANCE.md in `bench/`: that
-//! per-field cost is what keeps generic executors 2-40x behind hand-written
-//! code). Queries and mutations run here alike, whatever their variables
+//! no future, map or value per field: that per-field cost is what keeps
+//! generic executors 2-40x behind hand-written code (README "Performance",
+//! bench/README.md). Queries and mutations run here alike, whatever their variables
 //! and directives.
 //!
 //! async-graphql stays for what it is good at: it validates each document

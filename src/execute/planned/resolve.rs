@@ -242,8 +242,8 @@ impl<'p> Resolution<'p> {
     }
 
     /// Answers the batched fields of `plan` for every item of a list in
-    /// one go: all keys registered at once, one load per field (PERFORMANCE
-    /// .md: batching is decided when the list arrives).
+    /// one go: all keys registered at once, one load per field (batching
+    /// is decided when the list arrives).
     async fn preload_batches(&self, plan: &ObjectPlan, items: &[Json]) {
         for field in &plan.fields {
             let FieldKind::Field { binding, .. } = &field.kind else {

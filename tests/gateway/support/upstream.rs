@@ -76,7 +76,7 @@ pub fn body_json(request: &Request) -> Value {
 
 /// `METHOD /path?a=1&b=2` of each received request, for readable
 /// asserts: the path as sent, the query parameters decoded and sorted (the
-/// SPEC sets no order and allows any valid encoding).
+/// docs set no order and allows any valid encoding).
 pub fn request_lines(requests: &[Request]) -> Vec<String> {
     requests
         .iter()
