@@ -13,7 +13,10 @@
 //! scheduler turn.
 //!
 //! The binding decides that a field is batched (`BoundSource::Batch`); this
-//! module only collects keys and hands each batch to the caller's fetch.
+//! module collects keys and hands each batch to the caller's fetch, which
+//! is [`fetch::fetch`]: the batch's calls and its per-key cache.
+
+pub mod fetch;
 
 use std::future::Future;
 use std::sync::{Arc, Mutex};

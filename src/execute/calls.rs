@@ -3,7 +3,6 @@
 //! `request_timeout_ms`) in one place, for the engine's resolve phase.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use async_graphql::{Name, Value as GqlValue};
@@ -14,17 +13,16 @@ use serde_json::Value;
 use sonic_rs::JsonValueTrait;
 
 use super::operation::{CallLabel, OperationState};
-use crate::batch::{key_text, BatchId, BatchItems, Grouped};
+use crate::batch::{key_text, BatchId, Grouped};
 use crate::connector::coerce::{OutputKind, ScalarKind};
 use crate::connector::request::{self, render_value, ClientContext};
 use crate::connector::template::{value_at, Placeholder, Root, Scope};
 use crate::error::{ErrorCode, FieldError};
-use crate::fetch::cache::{now_ms, Entry};
 use crate::schema::binding::{BoundBatch, BoundCall, BoundSource};
 use crate::schema::FieldBinding as Binding;
 use crate::telemetry::trace::RequestTrace;
 use crate::upstream::json::{self, Json};
-use crate::upstream::{CacheDirectives, UpstreamAnswer};
+use crate::upstream::UpstreamAnswer;
 
 /// A field's arguments (variables substituted, SDL defaults added).
 pub type Args = IndexMap<Name, GqlValue>;
@@ -110,7 +108,7 @@ impl<'a> FieldScope<'a> {
         }
     }
 
-    fn client(&self) -> ClientContext<'_> {
+    pub fn client(&self) -> ClientContext<'_> {
         ClientContext {
             headers: self.headers,
             claims: self.claims,
@@ -279,169 +277,14 @@ pub fn batch_answer(found: &[Grouped], text: String) -> FieldAnswer {
     }
 }
 
-/// One batch: keys with a fresh per-key cache entry are answered from it;
-/// the rest go `max` keys per call, the calls made concurrently, every item
-/// grouped under the text of its `match` field (and cached per key).
+/// One batch of the field bound as `batch`, fetched by `batch::fetch`.
 pub async fn fetch_batch(
     batch: &BoundBatch,
     keys: Vec<Value>,
     scope: &FieldScope<'_>,
     state: &OperationState,
 ) -> crate::batch::BatchOutcome {
-    let spec = &batch.spec;
-    let build = |keys: &[Value]| {
-        let keys = Value::Array(keys.to_vec());
-        let scope = WithKeys {
-            inner: scope,
-            keys: &keys,
-        };
-        request::build(
-            &spec.call,
-            &batch.service,
-            &scope,
-            &scope.inner.client(),
-            batch.timeout,
-        )
-        .map_err(|p| {
-            FieldError::new(
-                ErrorCode::MissingValue,
-                format!("the batched call needs a value for `{p}`"),
-            )
-        })
-    };
-    let mut grouped = BatchItems::default();
-    grouped.by_key.reserve(keys.len());
-    // Per-key cache entries are keyed by the call that would fetch that one
-    // key alone, so they carry the same identity (headers included).
-    let mut cache_keys: Vec<String> = Vec::new();
-    let mut stale_entries: HashMap<String, Json> = HashMap::new();
-    let mut missing = Vec::with_capacity(keys.len());
-    match batch.cache {
-        Some(_) => {
-            let now = now_ms();
-            for key in keys {
-                let cache_key = build(std::slice::from_ref(&key))?
-                    .identity()
-                    .fingerprint(&batch.service.name);
-                let entry = state.fetcher.lookup(&cache_key).await;
-                match entry.as_deref() {
-                    Some(Entry {
-                        value: Some(value), ..
-                    }) if value.is_array() && entry.as_ref().is_some_and(|e| e.is_fresh(now)) => {
-                        let items = json::items(value).unwrap_or_default();
-                        grouped.by_key.insert(key_text(&key), items.to_vec());
-                        continue;
-                    }
-                    Some(
-                        entry @ Entry {
-                            value: Some(value), ..
-                        },
-                    ) if entry.is_usable_stale(now) => {
-                        stale_entries.insert(key_text(&key), value.clone());
-                    }
-                    _ => {}
-                }
-                cache_keys.push(cache_key);
-                missing.push(key);
-            }
-        }
-        None => missing = keys,
-    }
-    let calls = missing.chunks(spec.max).map(|chunk| async {
-        let request = build(chunk)?;
-        // The per-key entries are the cache here, not the whole call.
-        state
-            .fetch(
-                &batch.service,
-                request,
-                None,
-                CallLabel {
-                    path: spec.call.path_text.clone(),
-                    batch_size: Some(chunk.len()),
-                },
-            )
-            .await
-            .map_err(|err| err.to_field_error())
-    });
-    let mut directives = CacheDirectives::default();
-    for (answer, chunk) in join_all(calls)
-        .await
-        .into_iter()
-        .zip(missing.chunks(spec.max))
-    {
-        let fetched = match answer {
-            Ok(fetched) => fetched,
-            Err(err) => {
-                // docs/CONFIG.md `stale_if_error_s`: when every key of the failed
-                // call has a stale entry, those stand in, marked stale.
-                let texts: Vec<String> = chunk.iter().map(key_text).collect();
-                if texts.iter().all(|t| stale_entries.contains_key(t)) {
-                    for text in texts {
-                        let entry = stale_entries.remove(&text);
-                        if let Some(items) = entry.as_ref().and_then(json::items) {
-                            grouped.by_key.insert(text.clone(), items.to_vec());
-                        }
-                        grouped.stale.insert(text);
-                    }
-                    continue;
-                }
-                return Err(err);
-            }
-        };
-        match &*fetched.answer {
-            // A 404 for a batch: none of its keys matched.
-            UpstreamAnswer::NotFound => continue,
-            UpstreamAnswer::Json { cache, .. } => directives = directives.strictest(*cache),
-        }
-        let list = Selected {
-            answer: fetched.answer,
-            path: spec.call.select.clone(),
-        };
-        let Some(items) = json::items(list.get()) else {
-            return Err(FieldError::new(
-                ErrorCode::UpstreamBadResponse,
-                format!(
-                    "service `{}` answered a batch with something other than a list",
-                    batch.service.name
-                ),
-            )
-            .from_service(&batch.service.name));
-        };
-        for item in items {
-            if let Some(text) = json::at(item, &spec.match_field).map(json::key_text) {
-                grouped.by_key.entry(text).or_default().push(item.clone());
-            }
-        }
-    }
-    if let Some(policy) = batch.cache {
-        for (key, cache_key) in missing.iter().zip(cache_keys) {
-            let text = key_text(key);
-            if grouped.stale.contains(&text) {
-                continue;
-            }
-            let items = grouped.by_key.get(&text).cloned().unwrap_or_default();
-            state
-                .fetcher
-                .store(cache_key, Json::from(items), directives, policy)
-                .await;
-        }
-    }
-    Ok(Arc::new(grouped))
-}
-
-/// A field's scope plus `{keys}` for one batched call.
-struct WithKeys<'a> {
-    inner: &'a FieldScope<'a>,
-    keys: &'a Value,
-}
-
-impl Scope for WithKeys<'_> {
-    fn lookup(&self, placeholder: &Placeholder) -> Option<Cow<'_, Value>> {
-        match placeholder.root {
-            Root::Keys => Some(Cow::Borrowed(self.keys)),
-            _ => self.inner.lookup(placeholder),
-        }
-    }
+    crate::batch::fetch::fetch(batch, keys, scope, &scope.client(), state).await
 }
 
 /// What one call of a field came to.

@@ -2,6 +2,10 @@
 //! the response cache (`cache_ttl_s`, `stale_if_error_s`), then coalescing
 //! of identical in-flight GETs, then the upstream client. Per-operation
 //! de-duplication sits before this, in `execute::operation`.
+//!
+//! Every cached call looks up, stores and stands in through the functions
+//! here: a single call in [`Fetcher::fetch`], a batch's per-key entries in
+//! `batch::fetch`.
 
 pub mod cache;
 pub mod coalesce;
@@ -61,16 +65,15 @@ impl Fetcher {
         policy: Option<CachePolicy>,
     ) -> Result<Fetched, UpstreamError> {
         let cached = match (&self.cache, policy) {
-            (Some(cache), Some(_)) => {
+            (Some(_), Some(policy)) => {
                 let key = request.identity().fingerprint(&service.name);
-                let entry = cache.get(&key).await;
-                Some((cache, key, entry))
+                let lookup = self.lookup(&key).await;
+                Some((key, lookup, policy))
             }
             _ => None,
         };
-        let now = now_ms();
-        if let Some((_, _, Some(entry))) = &cached {
-            if entry.is_fresh(now) {
+        match &cached {
+            Some((_, Lookup::Fresh(entry), _)) => {
                 metrics::cache("hit");
                 return Ok(Fetched {
                     answer: Arc::new(answer_of(entry)),
@@ -78,11 +81,47 @@ impl Fetcher {
                     from_cache: true,
                 });
             }
+            Some(_) => metrics::cache("miss"),
+            None => {}
         }
-        if cached.is_some() {
-            metrics::cache("miss");
+        let result = self.send(service, request).await;
+        match (result, cached) {
+            (Ok(answer), Some((key, _, policy))) => {
+                self.store(key, &answer, policy).await;
+                Ok(Fetched {
+                    answer,
+                    stale: false,
+                    from_cache: false,
+                })
+            }
+            (Ok(answer), None) => Ok(Fetched {
+                answer,
+                stale: false,
+                from_cache: false,
+            }),
+            (Err(err), Some((_, lookup, _))) => match lookup.stand_in() {
+                Some(entry) => {
+                    log_stand_in(service, &err);
+                    Ok(Fetched {
+                        answer: Arc::new(answer_of(&entry)),
+                        stale: true,
+                        from_cache: true,
+                    })
+                }
+                None => Err(err),
+            },
+            (Err(err), None) => Err(err),
         }
-        let result = if service.coalesce && request.is_deduplicable() {
+    }
+
+    /// Sends `request` upstream: coalesced with identical in-flight GETs
+    /// when the service allows.
+    pub async fn send(
+        &self,
+        service: &ServiceConfig,
+        request: UpstreamRequest,
+    ) -> Result<Arc<UpstreamAnswer>, UpstreamError> {
+        if service.coalesce && request.is_deduplicable() {
             self.coalescer
                 .send(&self.upstream, &service.name, request)
                 .await
@@ -91,62 +130,62 @@ impl Fetcher {
                 .send(&service.name, &request)
                 .await
                 .map(Arc::new)
+        }
+    }
+
+    /// What the cache holds under `key`, judged now.
+    pub async fn lookup(&self, key: &str) -> Lookup {
+        let Some(cache) = &self.cache else {
+            return Lookup::Miss;
         };
-        match (result, cached, policy) {
-            (Ok(answer), Some((cache, key, _)), Some(policy)) => {
-                if let Some(entry) = entry_for(&answer, policy, now) {
-                    cache.put(key, entry).await;
-                }
-                Ok(Fetched {
-                    answer,
-                    stale: false,
-                    from_cache: false,
-                })
-            }
-            (Ok(answer), _, _) => Ok(Fetched {
-                answer,
-                stale: false,
-                from_cache: false,
-            }),
-            (Err(err), Some((_, _, Some(entry))), _) if entry.is_usable_stale(now) => {
-                tracing::info!(service = %service.name, failure = ?err.failure, "serving a stale cache entry for a failed call");
-                metrics::cache("stale");
-                Ok(Fetched {
-                    answer: Arc::new(answer_of(&entry)),
-                    stale: true,
-                    from_cache: true,
-                })
-            }
-            (Err(err), _, _) => Err(err),
+        let now = now_ms();
+        match cache.get(key).await {
+            Some(entry) if entry.is_fresh(now) => Lookup::Fresh(entry),
+            Some(entry) => Lookup::Expired { entry, at_ms: now },
+            None => Lookup::Miss,
+        }
+    }
+
+    /// Stores `answer` under `key` as `policy` and the answer's own
+    /// `Cache-Control` allow (nothing for `no-store` or `private`).
+    pub async fn store(&self, key: String, answer: &UpstreamAnswer, policy: CachePolicy) {
+        let Some(cache) = &self.cache else {
+            return;
+        };
+        if let Some(entry) = entry_for(answer, policy, now_ms()) {
+            cache.put(key, entry).await;
         }
     }
 }
 
-impl Fetcher {
-    /// The cache entry under `key`, fresh or not (per-key batch entries).
-    pub async fn lookup(&self, key: &str) -> Option<Arc<Entry>> {
-        self.cache.as_ref()?.get(key).await
-    }
+/// A cache entry as a lookup found it.
+pub enum Lookup {
+    /// Served as the answer; no call.
+    Fresh(Arc<Entry>),
+    /// Past its `cache_ttl_s` at `at_ms`: the call is made, and the entry
+    /// may stand in if it fails ([`Lookup::stand_in`]).
+    Expired {
+        entry: Arc<Entry>,
+        at_ms: u64,
+    },
+    Miss,
+}
 
-    /// Stores `value` under `key` as `policy` and `directives` allow.
-    pub async fn store(
-        &self,
-        key: String,
-        value: crate::upstream::json::Json,
-        directives: CacheDirectives,
-        policy: CachePolicy,
-    ) {
-        let Some(cache) = &self.cache else {
-            return;
-        };
-        let answer = UpstreamAnswer::Json {
-            value,
-            cache: directives,
-        };
-        if let Some(entry) = entry_for(&answer, policy, now_ms()) {
-            cache.put(key, entry).await;
+impl Lookup {
+    /// docs/CONFIG.md `stale_if_error_s`: the entry that stands in for a
+    /// failed call, if it was within that window when looked up.
+    pub fn stand_in(self) -> Option<Arc<Entry>> {
+        match self {
+            Lookup::Expired { entry, at_ms } if entry.is_usable_stale(at_ms) => Some(entry),
+            _ => None,
         }
     }
+}
+
+/// Says that a stale entry answers a failed call.
+pub fn log_stand_in(service: &ServiceConfig, err: &UpstreamError) {
+    tracing::info!(service = %service.name, failure = ?err.failure, "serving a stale cache entry for a failed call");
+    metrics::cache("stale");
 }
 
 fn answer_of(entry: &Entry) -> UpstreamAnswer {

@@ -1,0 +1,183 @@
+//! One batch's calls (docs/CONFIG.md `batch`): keys with a fresh per-key
+//! cache entry are answered from it; the rest go `max` keys per call, the
+//! calls made concurrently, every item grouped under the text of its
+//! `match` field and cached per key. The cache is read, written and stood
+//! in from through `fetch` (`Fetcher::lookup`, `Fetcher::store`,
+//! `Lookup::stand_in`), the same functions a single call uses.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+
+use futures::future::join_all;
+use serde_json::Value;
+use sonic_rs::JsonValueTrait;
+
+use super::{key_text, BatchItems, BatchOutcome};
+use crate::connector::request::{self, ClientContext, UpstreamRequest};
+use crate::connector::template::{Placeholder, Root, Scope};
+use crate::error::{ErrorCode, FieldError};
+use crate::execute::operation::{CallLabel, OperationState};
+use crate::fetch::Lookup;
+use crate::schema::binding::BoundBatch;
+use crate::upstream::json::{self, Json};
+use crate::upstream::{CacheDirectives, UpstreamAnswer};
+
+/// Fetches the batch of `keys` for the field bound as `batch`; `scope` and
+/// `client` fill the call's other placeholders and headers.
+pub async fn fetch(
+    batch: &BoundBatch,
+    keys: Vec<Value>,
+    scope: &(dyn Scope + Sync),
+    client: &ClientContext<'_>,
+    state: &OperationState,
+) -> BatchOutcome {
+    let spec = &batch.spec;
+    let build = |keys: &[Value]| -> Result<UpstreamRequest, FieldError> {
+        let keys = Value::Array(keys.to_vec());
+        let scope = WithKeys {
+            inner: scope,
+            keys: &keys,
+        };
+        request::build(&spec.call, &batch.service, &scope, client, batch.timeout).map_err(|p| {
+            FieldError::new(
+                ErrorCode::MissingValue,
+                format!("the batched call needs a value for `{p}`"),
+            )
+        })
+    };
+    let mut grouped = BatchItems::default();
+    grouped.by_key.reserve(keys.len());
+    // Per-key cache entries are keyed by the call that would fetch that one
+    // key alone, so they carry the same identity (headers included).
+    let mut cache_keys: Vec<String> = Vec::new();
+    let mut stand_ins: foldhash::HashMap<String, Json> = foldhash::HashMap::default();
+    let mut missing = Vec::with_capacity(keys.len());
+    match batch.cache {
+        Some(_) => {
+            for key in keys {
+                let cache_key = build(std::slice::from_ref(&key))?
+                    .identity()
+                    .fingerprint(&batch.service.name);
+                match state.fetcher.lookup(&cache_key).await {
+                    Lookup::Fresh(entry) if entry.value.as_ref().is_some_and(|v| v.is_array()) => {
+                        let items = entry.value.as_ref().and_then(json::items);
+                        grouped
+                            .by_key
+                            .insert(key_text(&key), items.unwrap_or_default().to_vec());
+                        continue;
+                    }
+                    lookup => {
+                        if let Some(value) = lookup.stand_in().and_then(|e| e.value.clone()) {
+                            stand_ins.insert(key_text(&key), value);
+                        }
+                    }
+                }
+                cache_keys.push(cache_key);
+                missing.push(key);
+            }
+        }
+        None => missing = keys,
+    }
+    let calls = missing.chunks(spec.max).map(|chunk| async {
+        let request = build(chunk)?;
+        // The per-key entries are the cache here, not the whole call.
+        state
+            .fetch(
+                &batch.service,
+                request,
+                None,
+                CallLabel {
+                    path: spec.call.path_text.clone(),
+                    batch_size: Some(chunk.len()),
+                },
+            )
+            .await
+            .map_err(|err| err.to_field_error())
+    });
+    let mut directives = CacheDirectives::default();
+    for (answer, chunk) in join_all(calls)
+        .await
+        .into_iter()
+        .zip(missing.chunks(spec.max))
+    {
+        let fetched = match answer {
+            Ok(fetched) => fetched,
+            Err(err) => {
+                // docs/CONFIG.md `stale_if_error_s`: when every key of the failed
+                // call has a stale entry, those stand in, marked stale.
+                let texts: Vec<String> = chunk.iter().map(key_text).collect();
+                if texts.iter().all(|t| stand_ins.contains_key(t)) {
+                    for text in texts {
+                        let entry = stand_ins.remove(&text);
+                        if let Some(items) = entry.as_ref().and_then(json::items) {
+                            grouped.by_key.insert(text.clone(), items.to_vec());
+                        }
+                        grouped.stale.insert(text);
+                    }
+                    continue;
+                }
+                return Err(err);
+            }
+        };
+        match &*fetched.answer {
+            // A 404 for a batch: none of its keys matched.
+            UpstreamAnswer::NotFound => continue,
+            UpstreamAnswer::Json { cache, .. } => directives = directives.strictest(*cache),
+        }
+        let Some(items) = selected(&fetched.answer, spec.call.select.as_deref()) else {
+            return Err(FieldError::new(
+                ErrorCode::UpstreamBadResponse,
+                format!(
+                    "service `{}` answered a batch with something other than a list",
+                    batch.service.name
+                ),
+            )
+            .from_service(&batch.service.name));
+        };
+        for item in items {
+            if let Some(text) = json::at(item, &spec.match_field).map(json::key_text) {
+                grouped.by_key.entry(text).or_default().push(item.clone());
+            }
+        }
+    }
+    if let Some(policy) = batch.cache {
+        for (key, cache_key) in missing.iter().zip(cache_keys) {
+            let text = key_text(key);
+            if grouped.stale.contains(&text) {
+                continue;
+            }
+            let items = grouped.by_key.get(&text).cloned().unwrap_or_default();
+            let answer = UpstreamAnswer::Json {
+                value: Json::from(items),
+                cache: directives,
+            };
+            state.fetcher.store(cache_key, &answer, policy).await;
+        }
+    }
+    Ok(Arc::new(grouped))
+}
+
+/// The list of items at `select` in a batch's answer.
+fn selected<'a>(answer: &'a UpstreamAnswer, select: Option<&[String]>) -> Option<&'a [Json]> {
+    let value = answer.json()?;
+    let list = match select {
+        Some(path) => json::at(value, path).unwrap_or(&json::NULL),
+        None => value,
+    };
+    json::items(list)
+}
+
+/// A field's scope plus `{keys}` for one batched call.
+struct WithKeys<'a> {
+    inner: &'a (dyn Scope + Sync),
+    keys: &'a Value,
+}
+
+impl Scope for WithKeys<'_> {
+    fn lookup(&self, placeholder: &Placeholder) -> Option<Cow<'_, Value>> {
+        match placeholder.root {
+            Root::Keys => Some(Cow::Borrowed(self.keys)),
+            _ => self.inner.lookup(placeholder),
+        }
+    }
+}
