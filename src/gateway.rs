@@ -24,7 +24,7 @@ use tower::ServiceExt;
 use crate::reload::LiveGateway;
 
 use crate::admission::documents::{DocumentCache, DOCUMENT_CACHE_BYTES};
-use crate::admission::persisted::PersistedQueries;
+use crate::admission::persisted::{PersistedQueries, SharedStore};
 use crate::admission::rate_limit::RateLimiter;
 use crate::auth::Authenticator;
 use crate::config::{self, CacheConfig, Config, Diagnostic, Diagnostics, RateKey};
@@ -96,15 +96,19 @@ pub fn load(path: &Path) -> Result<Gateway, Diagnostics> {
         .as_ref()
         .map(|auth| Arc::new(Authenticator::new(auth, reqwest::Client::new())));
     let upstream = Arc::new(upstream);
-    let cache = match &config.cache {
-        CacheConfig::Memory { max_entries } => ResponseCache::memory(*max_entries),
-        CacheConfig::Redis { url } => ResponseCache::redis(url).map_err(|err| {
-            Diagnostics(vec![Diagnostic {
-                location: None,
-                file: None,
-                message: format!("[cache]: {err}"),
-            }])
-        })?,
+    let cache_problem = |err: String| {
+        Diagnostics(vec![Diagnostic {
+            location: None,
+            file: None,
+            message: format!("[cache]: {err}"),
+        }])
+    };
+    let (cache, shared_apq) = match &config.cache {
+        CacheConfig::Memory { max_entries } => (ResponseCache::memory(*max_entries), None),
+        CacheConfig::Redis { url } => (
+            ResponseCache::redis(url, longest_entry(&bindings)).map_err(cache_problem)?,
+            Some(SharedStore::new(url).map_err(cache_problem)?),
+        ),
     };
     let rate_limiter = match &config.rate_limit {
         Some(rate_limit) => Some(RateLimiter::new(rate_limit).map_err(|err| {
@@ -123,6 +127,7 @@ pub fn load(path: &Path) -> Result<Gateway, Diagnostics> {
             persisted.apq,
             persisted.only_safelisted,
             persisted.safelist.clone(),
+            shared_apq,
         ),
         rate_limiter,
         rate_key: config.rate_limit.as_ref().map_or(RateKey::Ip, |r| r.key),
@@ -139,6 +144,25 @@ pub fn load(path: &Path) -> Result<Gateway, Diagnostics> {
         fetcher: Arc::new(Fetcher::new(upstream.clone(), Some(cache))),
         upstream,
     })
+}
+
+/// The longest any cache entry can be served: `cache_ttl_s` plus the longer
+/// of `stale_if_error_s` and `stale_while_revalidate_s`, over every field.
+fn longest_entry(bindings: &crate::schema::Bindings) -> Duration {
+    use crate::schema::binding::BoundSource;
+    let policies = bindings
+        .values()
+        .flat_map(|binding| match &binding.source {
+            BoundSource::Call(call) => vec![call.cache],
+            BoundSource::Merge(calls) => calls.iter().map(|call| call.cache).collect(),
+            BoundSource::Batch(batch) => vec![batch.cache],
+            BoundSource::ParentKey(_) | BoundSource::From(_) => Vec::new(),
+        })
+        .flatten();
+    policies
+        .map(|p| p.ttl + p.stale_if_error.max(p.stale_while_revalidate))
+        .max()
+        .unwrap_or_default()
 }
 
 /// Serves `gateway` on `listener` until `shutdown` resolves, then lets

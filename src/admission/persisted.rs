@@ -4,9 +4,16 @@
 //! A request carries `extensions.persistedQuery = {version: 1, sha256Hash}`,
 //! with or without `query`. Hash-only requests are looked up; a query with
 //! a hash is verified and registered, so later clients send only the hash.
+//!
+//! With `[cache].backend = "redis"` registered documents go to Redis too
+//! ([`SharedStore`]), so a hash registered on one instance is known to
+//! every instance; with Redis unreachable each instance keeps serving from
+//! its own store, and says so once per outage.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -27,6 +34,75 @@ pub struct PersistedQueries {
     safelist: HashMap<String, Arc<str>>,
     /// Documents registered through APQ.
     registered: ByteBoundedCache<String, Arc<str>>,
+    /// Every instance's registered documents, with `[cache].backend = "redis"`.
+    shared: Option<SharedStore>,
+}
+
+/// How long a registered document stays in Redis after its last
+/// registration.
+const SHARED_TTL: Duration = Duration::from_secs(24 * 60 * 60);
+/// A Redis answer slower than this counts as unreachable.
+const REDIS_TIMEOUT: Duration = Duration::from_millis(250);
+
+/// Registered documents in Redis, under `conflux:apq:<sha256>`.
+pub struct SharedStore {
+    connection: redis::aio::ConnectionManager,
+    /// Redis failed last time: said once, until it answers again.
+    down: AtomicBool,
+}
+
+impl SharedStore {
+    pub fn new(url: &str) -> Result<SharedStore, String> {
+        let client = redis::Client::open(url).map_err(|e| e.to_string())?;
+        let settings = redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(REDIS_TIMEOUT))
+            .set_response_timeout(Some(REDIS_TIMEOUT))
+            .set_number_of_retries(1);
+        let connection = client
+            .get_connection_manager_lazy(settings)
+            .map_err(|e| e.to_string())?;
+        Ok(SharedStore {
+            connection,
+            down: AtomicBool::new(false),
+        })
+    }
+
+    async fn get(&self, hash: &str) -> Option<String> {
+        let mut get = redis::cmd("GET");
+        get.arg(format!("conflux:apq:{hash}"));
+        self.run::<Option<String>>(get).await.flatten()
+    }
+
+    async fn put(&self, hash: &str, query: &str) {
+        let mut set = redis::cmd("SET");
+        set.arg(format!("conflux:apq:{hash}"))
+            .arg(query)
+            .arg("EX")
+            .arg(SHARED_TTL.as_secs());
+        self.run::<()>(set).await;
+    }
+
+    async fn run<T: redis::FromRedisValue>(&self, command: redis::Cmd) -> Option<T> {
+        let mut connection = self.connection.clone();
+        let sent = command.query_async::<T>(&mut connection);
+        let problem = match tokio::time::timeout(REDIS_TIMEOUT, sent).await {
+            Ok(Ok(value)) => {
+                if self.down.swap(false, Ordering::Relaxed) {
+                    tracing::info!("persisted queries: Redis reachable again");
+                }
+                return Some(value);
+            }
+            Ok(Err(err)) => err.to_string(),
+            Err(_) => "no answer in time".to_owned(),
+        };
+        if !self.down.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                reason = %problem,
+                "persisted queries: Redis unreachable, using this instance's own store"
+            );
+        }
+        None
+    }
 }
 
 /// Why a request's document is refused, and whether HTTP says 200 (the
@@ -87,7 +163,13 @@ pub fn sha256_hex(text: &str) -> String {
 }
 
 impl PersistedQueries {
-    pub fn new(apq: bool, only_safelisted: bool, safelist: HashMap<String, String>) -> Self {
+    /// `shared`: the Redis store, with `[cache].backend = "redis"`.
+    pub fn new(
+        apq: bool,
+        only_safelisted: bool,
+        safelist: HashMap<String, String>,
+        shared: Option<SharedStore>,
+    ) -> Self {
         PersistedQueries {
             apq,
             only_safelisted,
@@ -98,11 +180,34 @@ impl PersistedQueries {
             registered: ByteBoundedCache::new(APQ_STORE_BYTES, |hash, query| {
                 hash.len() + query.len()
             }),
+            shared,
         }
     }
 
+    /// A registered document: this instance's, else the shared store's
+    /// (checked against its hash, then kept here too).
+    async fn registered(&self, hash: &str) -> Option<Arc<str>> {
+        if let Some(query) = self.registered.get(&hash.to_owned()) {
+            return Some(query);
+        }
+        let query = self.shared.as_ref()?.get(hash).await?;
+        if sha256_hex(&query) != hash {
+            return None;
+        }
+        let query: Arc<str> = Arc::from(query);
+        self.registered.insert(hash.to_owned(), query.clone());
+        Some(query)
+    }
+
+    async fn register(&self, hash: String, query: Arc<str>) {
+        if let Some(shared) = &self.shared {
+            shared.put(&hash, &query).await;
+        }
+        self.registered.insert(hash, query);
+    }
+
     /// The document to run for a request's `query` and `extensions`.
-    pub fn resolve(
+    pub async fn resolve(
         &self,
         query: Option<String>,
         extensions: Option<&Value>,
@@ -127,7 +232,7 @@ impl PersistedQueries {
                 }
                 let query: Arc<str> = Arc::from(query);
                 if self.apq && !safelisted {
-                    self.registered.insert(hash, query.clone());
+                    self.register(hash, query.clone()).await;
                 }
                 Ok(query)
             }
@@ -141,8 +246,8 @@ impl PersistedQueries {
                 if !self.apq {
                     return Err(PersistedRefusal::not_supported());
                 }
-                self.registered
-                    .get(&hash)
+                self.registered(&hash)
+                    .await
                     .ok_or_else(PersistedRefusal::not_found)
             }
             (Some(_), None) if carries_apq && !self.apq => Err(PersistedRefusal::not_supported()),
@@ -167,42 +272,53 @@ mod tests {
         json!({"persistedQuery": {"version": 1, "sha256Hash": hash}})
     }
 
-    #[test]
-    fn apq_asks_for_the_query_then_remembers_it() {
-        let pq = PersistedQueries::new(true, false, HashMap::new());
+    #[tokio::test]
+    async fn apq_asks_for_the_query_then_remembers_it() {
+        let pq = PersistedQueries::new(true, false, HashMap::new(), None);
         let query = "{ me { id } }";
         let hash = sha256_hex(query);
         assert_eq!(
-            pq.resolve(None, Some(&ext(&hash))),
+            pq.resolve(None, Some(&ext(&hash))).await,
             Err(PersistedRefusal::not_found())
         );
         assert_eq!(
-            pq.resolve(Some(query.into()), Some(&ext(&hash))).as_deref(),
+            pq.resolve(Some(query.into()), Some(&ext(&hash)))
+                .await
+                .as_deref(),
             Ok(query)
         );
-        assert_eq!(pq.resolve(None, Some(&ext(&hash))).as_deref(), Ok(query));
         assert_eq!(
-            pq.resolve(Some("{ other }".into()), Some(&ext(&hash))),
+            pq.resolve(None, Some(&ext(&hash))).await.as_deref(),
+            Ok(query)
+        );
+        assert_eq!(
+            pq.resolve(Some("{ other }".into()), Some(&ext(&hash)))
+                .await,
             Err(PersistedRefusal::mismatch())
         );
     }
 
-    #[test]
-    fn only_safelisted_refuses_everything_else() {
+    #[tokio::test]
+    async fn only_safelisted_refuses_everything_else() {
         let query = "{ a }";
         let list = HashMap::from([(sha256_hex(query), query.to_owned())]);
-        let pq = PersistedQueries::new(false, true, list);
-        assert_eq!(pq.resolve(Some(query.into()), None).as_deref(), Ok(query));
+        let pq = PersistedQueries::new(false, true, list, None);
         assert_eq!(
-            pq.resolve(None, Some(&ext(&sha256_hex(query)))).as_deref(),
+            pq.resolve(Some(query.into()), None).await.as_deref(),
             Ok(query)
         );
         assert_eq!(
-            pq.resolve(Some("{ b }".into()), None),
+            pq.resolve(None, Some(&ext(&sha256_hex(query))))
+                .await
+                .as_deref(),
+            Ok(query)
+        );
+        assert_eq!(
+            pq.resolve(Some("{ b }".into()), None).await,
             Err(PersistedRefusal::not_allowed())
         );
         assert_eq!(
-            pq.resolve(None, Some(&ext("00"))),
+            pq.resolve(None, Some(&ext("00"))).await,
             Err(PersistedRefusal::not_allowed())
         );
     }

@@ -17,7 +17,7 @@ use crate::connector::request::{self, ClientContext, UpstreamRequest};
 use crate::connector::template::{Placeholder, Root, Scope};
 use crate::error::{ErrorCode, FieldError};
 use crate::execute::operation::{CallLabel, OperationState};
-use crate::fetch::Lookup;
+use crate::fetch::{Lifetime, Lookup};
 use crate::schema::binding::BoundBatch;
 use crate::upstream::json::{self, Json};
 use crate::upstream::{CacheDirectives, UpstreamAnswer};
@@ -52,14 +52,20 @@ pub async fn fetch(
     let mut cache_keys: Vec<String> = Vec::new();
     let mut stand_ins: foldhash::HashMap<String, Json> = foldhash::HashMap::default();
     let mut missing = Vec::with_capacity(keys.len());
+    // Whether the calls carry who the user is (any one key's call does
+    // when the whole batch's does).
+    let mut personal = false;
     match batch.cache {
         Some(_) => {
             for key in keys {
-                let cache_key = build(std::slice::from_ref(&key))?
-                    .identity()
-                    .fingerprint(&batch.service.name);
+                let single = build(std::slice::from_ref(&key))?;
+                personal |= single.personal;
+                // `b`: a batch's per-key entries are not a mutation's to
+                // invalidate (docs/CACHING.md).
+                let cache_key = format!("b{}", single.identity().fingerprint(&batch.service.name));
                 match state.fetcher.lookup(&cache_key).await {
                     Lookup::Fresh(entry) if entry.value.as_ref().is_some_and(|v| v.is_array()) => {
+                        state.note_lifetime(Lifetime::of_entry(&entry, single.personal));
                         let items = entry.value.as_ref().and_then(json::items);
                         grouped
                             .by_key
@@ -107,6 +113,7 @@ pub async fn fetch(
                 // call has a stale entry, those stand in, marked stale.
                 let texts: Vec<String> = chunk.iter().map(key_text).collect();
                 if texts.iter().all(|t| stand_ins.contains_key(t)) {
+                    state.note_lifetime(Lifetime::NO_STORE);
                     for text in texts {
                         let entry = stand_ins.remove(&text);
                         if let Some(items) = entry.as_ref().and_then(json::items) {
@@ -119,10 +126,20 @@ pub async fn fetch(
                 return Err(err);
             }
         };
+        state.note_lifetime(match batch.cache {
+            Some(policy) => Lifetime::of_answer(&fetched.answer, policy, personal),
+            None => Lifetime::NO_STORE,
+        });
         match &*fetched.answer {
             // A 404 for a batch: none of its keys matched.
             UpstreamAnswer::NotFound => continue,
-            UpstreamAnswer::Json { cache, .. } => directives = directives.strictest(*cache),
+            UpstreamAnswer::Json {
+                cache, forwarded, ..
+            } => {
+                directives = directives.strictest(*cache);
+                // An answer with headers for the client is not cached.
+                directives.no_store |= !forwarded.is_empty();
+            }
         }
         let Some(items) = selected(&fetched.answer, spec.call.select.as_deref()) else {
             return Err(FieldError::new(
@@ -150,6 +167,7 @@ pub async fn fetch(
             let answer = UpstreamAnswer::Json {
                 value: Json::from(items),
                 cache: directives,
+                forwarded: Vec::new(),
             };
             state.fetcher.store(cache_key, &answer, policy).await;
         }

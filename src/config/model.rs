@@ -157,6 +157,10 @@ pub struct ServiceConfig {
     pub retries: u32,
     pub headers: Vec<(HeaderName, HeaderValue)>,
     pub forward_headers: Vec<HeaderName>,
+    /// Headers of this service's answers copied to the client's response
+    /// (`set-cookie` appended, others last-wins); such an answer is never
+    /// cached or shared by coalescing.
+    pub forward_response_headers: Vec<HeaderName>,
     pub claims_headers: Vec<(HeaderName, String)>,
     pub max_concurrency: u32,
     pub coalesce: bool,
@@ -241,6 +245,9 @@ pub struct FieldMapping {
     pub timeout: Option<Duration>,
     pub cache_ttl: Option<Duration>,
     pub stale_if_error: Option<Duration>,
+    pub stale_while_revalidate: Option<Duration>,
+    /// `invalidates`: calls whose cached entries a successful mutation drops.
+    pub invalidates: Vec<CallSpec>,
 }
 
 #[derive(Debug)]

@@ -116,6 +116,7 @@ pub struct RawService {
     pub retries: u32,
     pub headers: IndexMap<String, Spanned<String>>,
     pub forward_headers: Vec<Spanned<String>>,
+    pub forward_response_headers: Vec<Spanned<String>>,
     pub claims_headers: IndexMap<String, Spanned<String>>,
     pub health: Option<Spanned<RawHealth>>,
     pub circuit_breaker: Option<Spanned<RawCircuitBreaker>>,
@@ -136,6 +137,7 @@ impl Default for RawService {
             retries: 1,
             headers: IndexMap::new(),
             forward_headers: Vec::new(),
+            forward_response_headers: Vec::new(),
             claims_headers: IndexMap::new(),
             health: None,
             circuit_breaker: None,
@@ -307,6 +309,9 @@ pub struct RawMapping {
     pub batch: Option<Spanned<RawBatch>>,
     pub cache_ttl_s: Option<u64>,
     pub stale_if_error_s: Option<u64>,
+    pub stale_while_revalidate_s: Option<u64>,
+    /// On a mutation: the calls whose cached entries it drops.
+    pub invalidates: Option<Vec<Spanned<RawCall>>>,
     pub timeout_ms: Option<u64>,
 }
 

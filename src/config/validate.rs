@@ -675,6 +675,11 @@ impl Validator<'_> {
             .iter()
             .filter_map(|h| self.header_name(h.get_ref(), h.span().start))
             .collect();
+        let forward_response_headers = service
+            .forward_response_headers
+            .iter()
+            .filter_map(|h| self.header_name(h.get_ref(), h.span().start))
+            .collect();
         let claims_headers = service
             .claims_headers
             .iter()
@@ -692,6 +697,7 @@ impl Validator<'_> {
             retries: service.retries,
             headers,
             forward_headers,
+            forward_response_headers,
             claims_headers,
             max_concurrency: service.max_concurrency,
             coalesce: service.coalesce,
@@ -831,6 +837,21 @@ impl Validator<'_> {
                 None
             }
         };
+        if mapping.stale_while_revalidate_s.is_some() && mapping.cache_ttl_s.is_none() {
+            self.error(at, "`stale_while_revalidate_s` needs `cache_ttl_s`");
+        }
+        if mapping.stale_while_revalidate_s.is_some() && mapping.batch.is_some() {
+            self.error(
+                at,
+                "`stale_while_revalidate_s` is not supported on a `batch` mapping yet",
+            );
+        }
+        let invalidates = mapping
+            .invalidates
+            .iter()
+            .flatten()
+            .filter_map(|call| self.invalidated(call, services, &mut placeholders))
+            .collect();
         Some(FieldMapping {
             type_name: type_name.to_owned(),
             field_name: field_name.to_owned(),
@@ -840,7 +861,30 @@ impl Validator<'_> {
             timeout: mapping.timeout_ms.map(Duration::from_millis),
             cache_ttl: mapping.cache_ttl_s.map(Duration::from_secs),
             stale_if_error: mapping.stale_if_error_s.map(Duration::from_secs),
+            stale_while_revalidate: mapping.stale_while_revalidate_s.map(Duration::from_secs),
+            invalidates,
         })
+    }
+
+    /// One `invalidates` entry: a service and a method with a path (and
+    /// `query`); the headers and body of cached calls do not matter, so
+    /// they cannot be given.
+    fn invalidated(
+        &mut self,
+        raw: &Spanned<RawCall>,
+        services: &IndexMap<String, Arc<ServiceConfig>>,
+        placeholders: &mut Vec<(Location, Placeholder)>,
+    ) -> Option<CallSpec> {
+        let at = raw.span().start;
+        let call = raw.get_ref();
+        if call.body.is_some() || !call.headers.is_empty() || call.select.is_some() {
+            self.error(
+                at,
+                "an `invalidates` entry names a method and URL only: `body`, `headers` and `select` do not apply",
+            );
+            return None;
+        }
+        self.call(at, &call.as_call(), services, placeholders)
     }
 
     fn batch(

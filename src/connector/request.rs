@@ -1,5 +1,7 @@
 //! A call's templates + one field's scope → the upstream request to send.
 
+use std::borrow::Cow;
+use std::cell::Cell;
 use std::hash::{BuildHasher, Hash, Hasher};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -11,7 +13,7 @@ use http::{HeaderMap, HeaderValue, Method};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
-use super::template::{encode_component, Placeholder, Scope, Template};
+use super::template::{encode_component, Placeholder, Root, Scope, Template};
 use crate::auth::claim_text;
 use crate::config::{BodyTemplate, CallSpec, ServiceConfig};
 use crate::telemetry::trace::RequestTrace;
@@ -28,6 +30,11 @@ pub struct UpstreamRequest {
     /// The path template as written, for logs and metrics: the filled URL
     /// may hold personal data and never goes into a log line.
     pub template: Arc<str>,
+    /// The request carries who the user is (README "Caching": a forwarded
+    /// `authorization` or cookie, a claims header, a `{claims.…}` value):
+    /// its answer is the user's own, so the client's `Cache-Control` is
+    /// `private`.
+    pub personal: bool,
     /// [`UpstreamRequest::identity`], built on first use: the operation's
     /// de-duplication, coalescing and the cache all key by it.
     identity: OnceLock<Arc<RequestIdentity>>,
@@ -76,6 +83,8 @@ impl UpstreamRequest {
 impl RequestIdentity {
     /// A stable text key for the response cache: the same across gateway
     /// instances and restarts (unlike `Hash`), so Redis entries are shared.
+    /// `URL:REQUEST`: the first part is [`url_fingerprint`], what a
+    /// mutation's `invalidates` drops entries by.
     pub fn fingerprint(&self, service: &str) -> String {
         let mut hasher = Sha256::new();
         for part in [
@@ -86,6 +95,7 @@ impl RequestIdentity {
             hasher.update((part.len() as u64).to_le_bytes());
             hasher.update(part);
         }
+        let url = url_fingerprint(service, &self.method, &self.path_and_query);
         for (name, value) in &self.headers {
             hasher.update((name.len() as u64).to_le_bytes());
             hasher.update(name.as_bytes());
@@ -96,8 +106,23 @@ impl RequestIdentity {
             hasher.update((body.len() as u64).to_le_bytes());
             hasher.update(body);
         }
-        hex::encode(hasher.finalize())
+        format!("{url}:{}", hex::encode(hasher.finalize()))
     }
+}
+
+/// The service, method and URL of a call alone (no headers, no body): the
+/// first part of every cache key of that URL.
+pub fn url_fingerprint(service: &str, method: &Method, path_and_query: &str) -> String {
+    let mut hasher = Sha256::new();
+    for part in [
+        service.as_bytes(),
+        method.as_str().as_bytes(),
+        path_and_query.as_bytes(),
+    ] {
+        hasher.update((part.len() as u64).to_le_bytes());
+        hasher.update(part);
+    }
+    hex::encode(&hasher.finalize()[..16])
 }
 
 /// A hashable identity of an [`UpstreamRequest`].
@@ -156,6 +181,12 @@ pub fn build<'s>(
     client: &ClientContext<'_>,
     timeout: Duration,
 ) -> Result<UpstreamRequest, &'s Placeholder> {
+    let watched = Watched {
+        inner: scope,
+        personal: Cell::new(false),
+    };
+    let scope: &dyn Scope = &watched;
+    let mut personal = false;
     let mut path_and_query = spec.path.render_path(scope)?;
     let mut separator = if path_and_query.contains('?') {
         '&'
@@ -194,11 +225,13 @@ pub fn build<'s>(
             // than one is refused before anything runs (src/http/graphql.rs).
             if let Some(value) = client.headers.get(name) {
                 headers.append(name.clone(), value.clone());
+                personal = true;
             }
             continue;
         }
         for value in client.headers.get_all(name) {
             headers.append(name.clone(), value.clone());
+            personal |= IDENTITY_HEADERS.contains(&name.as_str());
         }
     }
     let (trace, propagate) = client.trace;
@@ -209,6 +242,7 @@ pub fn build<'s>(
                 claim_text(claims, claim).and_then(|v| HeaderValue::from_str(&v).ok())
             {
                 headers.insert(name.clone(), value);
+                personal = true;
             }
         }
     }
@@ -234,8 +268,36 @@ pub fn build<'s>(
         body,
         timeout,
         template: spec.path_text.clone(),
+        personal: personal || watched.personal.get(),
         identity: OnceLock::new(),
     })
+}
+
+/// Client headers that say who the user is.
+const IDENTITY_HEADERS: [&str; 3] = ["authorization", "cookie", "proxy-authorization"];
+
+/// A scope that notes whether a value filled in says who the user is: a
+/// claim, or an identity header through `{headers.…}`.
+struct Watched<'a> {
+    inner: &'a dyn Scope,
+    personal: Cell<bool>,
+}
+
+impl Scope for Watched<'_> {
+    fn lookup(&self, placeholder: &Placeholder) -> Option<Cow<'_, Value>> {
+        let value = self.inner.lookup(placeholder)?;
+        let personal = match placeholder.root {
+            Root::Claims => true,
+            Root::Headers => IDENTITY_HEADERS
+                .iter()
+                .any(|h| placeholder.path.join(".").eq_ignore_ascii_case(h)),
+            _ => false,
+        };
+        if personal && !value.is_null() {
+            self.personal.set(true);
+        }
+        Some(value)
+    }
 }
 
 /// Fills a body template. `None` means absent: an object key whose value is

@@ -167,6 +167,36 @@ pub fn timed_out() -> FieldError {
 }
 
 async fn answer_now(scope: &FieldScope<'_>, state: &OperationState) -> FieldAnswer {
+    let answer = answer_calls(scope, state).await;
+    if !scope.binding.invalidates.is_empty() && matches!(answer, FieldAnswer::Value { .. }) {
+        invalidate(scope, state).await;
+    }
+    answer
+}
+
+/// docs/CACHING.md `invalidates`: after a mutation's call succeeded, every
+/// cached entry of each listed method and URL (rendered with the
+/// mutation's arguments) is dropped, whatever the headers of the calls
+/// that stored them: every user's.
+async fn invalidate(scope: &FieldScope<'_>, state: &OperationState) {
+    for call in &scope.binding.invalidates {
+        let Ok(request) = request::build(
+            &call.spec,
+            &call.service,
+            scope,
+            &scope.client(),
+            call.timeout,
+        ) else {
+            // A path placeholder without a value names no URL.
+            continue;
+        };
+        let url =
+            request::url_fingerprint(&call.service.name, &request.method, &request.path_and_query);
+        state.fetcher.invalidate(url).await;
+    }
+}
+
+async fn answer_calls(scope: &FieldScope<'_>, state: &OperationState) -> FieldAnswer {
     let binding = scope.binding;
     match &binding.source {
         BoundSource::Call(call) => match fetch(call, scope, state).await {
@@ -324,6 +354,7 @@ async fn fetch(
         Ok(fetched) => fetched,
         Err(err) => return (CallOutcome::Failed(err.to_field_error()), false),
     };
+    state.note_lifetime(fetched.lifetime);
     let outcome = match &*fetched.answer {
         UpstreamAnswer::NotFound => CallOutcome::NotFound,
         UpstreamAnswer::Json { value, .. }

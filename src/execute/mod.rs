@@ -5,6 +5,7 @@
 //! introspection fields; it resolves nothing else. What a field's calls
 //! come to is in `calls`.
 
+pub mod cache_control;
 mod calls;
 pub mod operation;
 pub mod planned;

@@ -8,14 +8,21 @@ use async_graphql::PathSegment;
 use http::HeaderMap;
 use tokio::time::Instant;
 
+use super::cache_control::CacheControl;
 use crate::auth::Claims;
 use crate::batch::Batches;
 use crate::config::ServiceConfig;
 use crate::connector::request::{RequestIdentity, UpstreamRequest};
+use crate::fetch::Lifetime;
 use crate::fetch::{CachePolicy, Fetched, Fetcher};
 use crate::telemetry::metrics;
 use crate::telemetry::trace::RequestTrace;
-use crate::upstream::{UpstreamAnswer, UpstreamError};
+use crate::upstream::{Forwarded, UpstreamAnswer, UpstreamError};
+use http::HeaderValue;
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 pub type CallResult = Result<Fetched, UpstreamError>;
 /// A GET's answer, once its first caller has it. The first caller sends
@@ -45,6 +52,11 @@ pub struct OperationState {
     pub batches: Batches,
     /// Paths served from stale cache entries (`extensions.conflux.stale`).
     stale_paths: Mutex<Vec<Vec<PathSegment>>>,
+    /// What the calls allow the answer's `Cache-Control`.
+    cache_control: Mutex<CacheControl>,
+    /// `forward_response_headers` of the calls made, in the order they
+    /// finished: `set-cookie` appended, any other the last call's value.
+    forwarded: Mutex<Forwarded>,
 }
 
 /// What the HTTP layer knows about the client request.
@@ -172,6 +184,8 @@ impl OperationState {
             calls: Mutex::default(),
             batches: Batches::default(),
             stale_paths: Mutex::new(Vec::new()),
+            cache_control: Mutex::default(),
+            forwarded: Mutex::default(),
         }
     }
 
@@ -185,9 +199,15 @@ impl OperationState {
         policy: Option<CachePolicy>,
         label: CallLabel,
     ) -> CallResult {
-        let send = |request| {
+        let send = |request| async {
             let (fetcher, stats) = (self.fetcher.clone(), self.stats.clone());
-            measured(fetcher, service.clone(), request, policy, label, stats)
+            let result = measured(fetcher, service.clone(), request, policy, label, stats).await;
+            if let Ok(fetched) = &result {
+                if let UpstreamAnswer::Json { forwarded, .. } = &*fetched.answer {
+                    self.forward(forwarded);
+                }
+            }
+            result
         };
         if !request.is_deduplicable() {
             return send(request).await;
@@ -200,6 +220,35 @@ impl OperationState {
                 .clone()
         };
         cell.get_or_init(|| send(request)).await.clone()
+    }
+
+    /// Counts one call's answer toward the response's `Cache-Control`.
+    pub fn note_lifetime(&self, lifetime: Lifetime) {
+        lock(&self.cache_control).add(lifetime);
+    }
+
+    /// The `Cache-Control` the calls made so far allow.
+    pub fn cache_control(&self) -> HeaderValue {
+        lock(&self.cache_control).header()
+    }
+
+    /// Keeps a call's answer headers for the client's response.
+    fn forward(&self, headers: &Forwarded) {
+        if headers.is_empty() {
+            return;
+        }
+        let mut kept = lock(&self.forwarded);
+        for (name, value) in headers {
+            if name != http::header::SET_COOKIE {
+                kept.retain(|(kept, _)| kept != name);
+            }
+            kept.push((name.clone(), value.clone()));
+        }
+    }
+
+    /// The answer headers to send to the client.
+    pub fn take_forwarded(&self) -> Forwarded {
+        std::mem::take(&mut *lock(&self.forwarded))
     }
 
     /// Records that the field at `path` was served from a stale cache entry.

@@ -8,9 +8,10 @@ use std::sync::Arc;
 
 use async_graphql::parser::types::{DocumentOperations, OperationType};
 use async_graphql::ServerError;
-use http::HeaderMap;
+use http::{HeaderMap, HeaderValue};
 use serde_json::{json, Value};
 
+use super::cache_control::NO_STORE;
 use super::operation::{OperationState, RequestContext};
 use super::{planned, with_code};
 use crate::admission::documents::{DocumentError, MAX_NESTING};
@@ -19,6 +20,7 @@ use crate::auth::Claims;
 use crate::error::ErrorCode;
 use crate::gateway::Gateway;
 use crate::telemetry::trace::RequestTrace;
+use crate::upstream::Forwarded;
 
 /// One GraphQL request as the client sent it.
 pub struct GraphqlRequest {
@@ -70,6 +72,11 @@ pub struct Outcome {
     pub errors: Vec<ServerError>,
     /// `extensions.conflux`: paths served stale, the call waterfall.
     extensions: Option<Value>,
+    /// The answer's `Cache-Control` when it is answered alone with a 200
+    /// (the HTTP layer sends `no-store` for anything else).
+    pub cache_control: HeaderValue,
+    /// Upstream answer headers for the client (`forward_response_headers`).
+    pub forwarded: Forwarded,
 }
 
 impl Outcome {
@@ -80,6 +87,8 @@ impl Outcome {
             data: None,
             errors: vec![with_code(ServerError::new(message, None), code)],
             extensions: None,
+            cache_control: NO_STORE,
+            forwarded: Forwarded::new(),
         }
     }
 
@@ -192,6 +201,7 @@ pub async fn run(
     let query = match admission
         .persisted
         .resolve(request.query, request.extensions.as_ref())
+        .await
     {
         Ok(query) => query,
         Err(refusal) => {
@@ -318,20 +328,27 @@ pub async fn run(
         Err(errors) => {
             return Outcome {
                 refusal: Some(Refusal::Document),
-                data: None,
                 errors: (*errors).clone(),
-                extensions: None,
+                ..Outcome::request_error(ErrorCode::GraphqlValidationFailed, "")
             }
         }
     };
     let executed =
         planned::execute(&plan, &state, &operation.node, &variables, &gateway.schema).await;
     report.upstream_calls = state.stats.upstream_calls();
+    // README "Caching": only a query answered without errors may be reused.
+    let cache_control = if operation_type == OperationType::Query && executed.errors.is_empty() {
+        state.cache_control()
+    } else {
+        NO_STORE
+    };
     Outcome {
         refusal: None,
         data: Some(executed.begun_body),
         errors: executed.errors,
         extensions: conflux_extensions(&state),
+        cache_control,
+        forwarded: state.take_forwarded(),
     }
 }
 

@@ -2,6 +2,13 @@
 //! keyed by the whole upstream request as sent, in memory (moka, bounded by
 //! `max_entries`) or in Redis (shared by every gateway instance).
 //!
+//! Keys are `URL:REQUEST` ([`crate::connector::request::RequestIdentity::fingerprint`]):
+//! the first part names the service, method and URL alone, so a mutation's
+//! `invalidates` drops every entry of a URL whatever the headers (every
+//! user's). In memory those entries are removed; in Redis an invalidation
+//! mark under the URL part makes every entry stored before it a miss, for
+//! every instance, until the longest entry could have expired anyway.
+//!
 //! Times are wall-clock milliseconds since the epoch, so an entry written
 //! by one instance means the same to another. Redis down: the gateway runs
 //! without cache, says so once per interval, and picks Redis up again by
@@ -28,6 +35,13 @@ pub struct Entry {
     pub fresh_until_ms: u64,
     /// Served, when the upstream fails, until then (`stale_if_error_s`).
     pub stale_until_ms: u64,
+    /// Served at once while one background call refreshes it, until then
+    /// (`stale_while_revalidate_s`).
+    #[serde(default)]
+    pub revalidate_until_ms: u64,
+    /// When it was stored: an invalidation after that drops it.
+    #[serde(default)]
+    pub stored_ms: u64,
 }
 
 impl Entry {
@@ -38,6 +52,20 @@ impl Entry {
     pub fn is_usable_stale(&self, now_ms: u64) -> bool {
         now_ms < self.stale_until_ms
     }
+
+    pub fn may_revalidate(&self, now_ms: u64) -> bool {
+        now_ms < self.revalidate_until_ms
+    }
+
+    /// When it can no longer be served in any way.
+    pub fn expires_ms(&self) -> u64 {
+        self.stale_until_ms.max(self.revalidate_until_ms)
+    }
+}
+
+/// The part of a cache key naming the service, method and URL.
+fn url_part(key: &str) -> &str {
+    key.split_once(':').map_or(key, |(url, _)| url)
 }
 
 pub fn now_ms() -> u64 {
@@ -53,6 +81,9 @@ pub enum ResponseCache {
 
 pub struct RedisStore {
     connection: redis::aio::ConnectionManager,
+    /// How long an invalidation mark is kept: the longest any entry can
+    /// be served (`cache_ttl_s` plus the longer stale window).
+    mark_lifetime: Duration,
     /// "Redis unreachable" at most once per interval.
     outage_log: Throttle,
 }
@@ -68,7 +99,7 @@ impl moka::Expiry<String, std::sync::Arc<Entry>> for UntilStale {
         _created: Instant,
     ) -> Option<Duration> {
         Some(Duration::from_millis(
-            entry.stale_until_ms.saturating_sub(now_ms()),
+            entry.expires_ms().saturating_sub(now_ms()),
         ))
     }
 }
@@ -79,11 +110,14 @@ impl ResponseCache {
             moka::future::Cache::builder()
                 .max_capacity(max_entries)
                 .expire_after(UntilStale)
+                .support_invalidation_closures()
                 .build(),
         )
     }
 
-    pub fn redis(url: &str) -> Result<ResponseCache, String> {
+    /// `mark_lifetime`: the longest any entry can be served, for how long
+    /// an invalidation must be remembered.
+    pub fn redis(url: &str, mark_lifetime: Duration) -> Result<ResponseCache, String> {
         let client = redis::Client::open(url).map_err(|e| e.to_string())?;
         let settings = redis::aio::ConnectionManagerConfig::new()
             .set_connection_timeout(Some(REDIS_TIMEOUT))
@@ -94,6 +128,7 @@ impl ResponseCache {
             .map_err(|e| e.to_string())?;
         Ok(ResponseCache::Redis(RedisStore {
             connection,
+            mark_lifetime,
             outage_log: Throttle::new(OUTAGE_LOG_INTERVAL),
         }))
     }
@@ -111,17 +146,35 @@ impl ResponseCache {
             ResponseCache::Redis(store) => store.put(key, entry).await,
         }
     }
+
+    /// Drops every entry whose key begins with `url` (the URL part of
+    /// [`crate::connector::request::RequestIdentity::fingerprint`]), stored
+    /// until now.
+    pub async fn invalidate(&self, url: String) {
+        match self {
+            ResponseCache::Memory(cache) => {
+                // Cannot fail: the cache is built with invalidation closures.
+                let _ = cache.invalidate_entries_if(move |key, _| url_part(key) == url);
+            }
+            ResponseCache::Redis(store) => store.invalidate(&url).await,
+        }
+    }
 }
 
 impl RedisStore {
+    /// The entry and the URL's invalidation mark in one round trip; an
+    /// entry stored before the mark is a miss.
     async fn get(&self, key: &str) -> Option<Entry> {
         let mut connection = self.connection.clone();
-        let mut get = redis::cmd("GET");
-        get.arg(format!("conflux:cache:{key}"));
-        let command = get.query_async::<Option<Vec<u8>>>(&mut connection);
+        let mut get = redis::cmd("MGET");
+        get.arg(format!("conflux:cache:{key}"))
+            .arg(format!("conflux:invalidated:{}", url_part(key)));
+        let command = get.query_async::<(Option<Vec<u8>>, Option<u64>)>(&mut connection);
         match tokio::time::timeout(REDIS_TIMEOUT, command).await {
-            Ok(Ok(Some(bytes))) => sonic_rs::from_slice(&bytes).ok(),
-            Ok(Ok(None)) => None,
+            Ok(Ok((Some(bytes), mark))) => sonic_rs::from_slice::<Entry>(&bytes)
+                .ok()
+                .filter(|entry| mark.is_none_or(|mark| entry.stored_ms > mark)),
+            Ok(Ok((None, _))) => None,
             Ok(Err(err)) => {
                 self.log_outage(&err.to_string());
                 None
@@ -133,8 +186,24 @@ impl RedisStore {
         }
     }
 
+    /// Marks the URL invalidated now, for every instance.
+    async fn invalidate(&self, url: &str) {
+        let mut connection = self.connection.clone();
+        let mut set = redis::cmd("SET");
+        set.arg(format!("conflux:invalidated:{url}"))
+            .arg(now_ms())
+            .arg("PX")
+            .arg(self.mark_lifetime.as_millis().max(1) as u64);
+        let command = set.query_async::<()>(&mut connection);
+        match tokio::time::timeout(REDIS_TIMEOUT, command).await {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => self.log_outage(&err.to_string()),
+            Err(_) => self.log_outage("no answer in time"),
+        }
+    }
+
     async fn put(&self, key: String, entry: Entry) {
-        let ttl_ms = entry.stale_until_ms.saturating_sub(now_ms());
+        let ttl_ms = entry.expires_ms().saturating_sub(now_ms());
         if ttl_ms == 0 {
             return;
         }
@@ -178,6 +247,8 @@ mod tests {
             value: Some(json!({"id": 1})),
             fresh_until_ms: now + 60_000,
             stale_until_ms: now + 120_000,
+            revalidate_until_ms: 0,
+            stored_ms: now,
         };
         cache.put("k".into(), entry.clone()).await;
         let got = cache.get("k").await.expect("cached");

@@ -10,7 +10,9 @@ use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{ConnectInfo, Query, Request, State};
-use axum::http::header::{ALLOW, AUTHORIZATION, CONTENT_LENGTH, RETRY_AFTER, WWW_AUTHENTICATE};
+use axum::http::header::{
+    ALLOW, AUTHORIZATION, CACHE_CONTROL, CONTENT_LENGTH, RETRY_AFTER, WWW_AUTHENTICATE,
+};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use http_body_util::LengthLimitError;
@@ -26,6 +28,7 @@ use crate::admission::rate_limit::retry_after_seconds;
 use crate::auth::{AuthError, Claims};
 use crate::config::RateKey;
 use crate::error::ErrorCode;
+use crate::execute::cache_control::NO_STORE;
 use crate::gateway::Gateway;
 use crate::telemetry::metrics;
 use crate::telemetry::trace::RequestTrace;
@@ -73,7 +76,12 @@ pub async fn handle(State(gateway): State<Arc<Gateway>>, request: Request) -> Re
             client.media,
         ),
     };
-    response.headers_mut().insert("x-request-id", request_id);
+    let headers = response.headers_mut();
+    headers.insert("x-request-id", request_id);
+    // README "Caching": an answer that says nothing else is not reused.
+    if !headers.contains_key(CACHE_CONTROL) {
+        headers.insert(CACHE_CONTROL, NO_STORE);
+    }
     response
 }
 

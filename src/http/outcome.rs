@@ -1,13 +1,15 @@
 //! Answers: one operation's outcome as a JSON response with the status and
 //! media type GraphQL over HTTP asks for (README "HTTP surface").
 
-use axum::http::header::CONTENT_TYPE;
-use axum::http::StatusCode;
+use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, SET_COOKIE};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 use super::media::ResponseMedia;
 use crate::error::ErrorCode;
+use crate::execute::cache_control::NO_STORE;
 use crate::execute::run::{Outcome, Refusal};
+use crate::upstream::Forwarded;
 
 /// The status an outcome is answered with.
 pub fn status_of(refusal: Option<Refusal>, media: ResponseMedia) -> StatusCode {
@@ -21,12 +23,34 @@ pub fn status_of(refusal: Option<Refusal>, media: ResponseMedia) -> StatusCode {
     }
 }
 
-/// One operation's response.
-pub fn response(outcome: Outcome, media: ResponseMedia) -> Response {
+/// One operation's response, with its `Cache-Control` (`no-store` for
+/// anything but a 200) and the upstream headers it forwards.
+pub fn response(mut outcome: Outcome, media: ResponseMedia) -> Response {
     let status = status_of(outcome.refusal, media);
-    match outcome.into_body() {
+    let cache_control = match status {
+        StatusCode::OK => outcome.cache_control.clone(),
+        _ => NO_STORE,
+    };
+    let forwarded = std::mem::take(&mut outcome.forwarded);
+    let mut response = match outcome.into_body() {
         Ok(body) => bytes_response(status, body, media),
-        Err(err) => serialization_failed(err),
+        Err(err) => return serialization_failed(err),
+    };
+    let headers = response.headers_mut();
+    headers.insert(CACHE_CONTROL, cache_control);
+    forward(headers, forwarded);
+    response
+}
+
+/// Adds the upstream headers an answer forwards: `set-cookie` each, any
+/// other the last value (the operations already kept only that one).
+fn forward(headers: &mut HeaderMap, forwarded: Forwarded) {
+    for (name, value) in forwarded {
+        if name == SET_COOKIE {
+            headers.append(name, value);
+        } else {
+            headers.insert(name, value);
+        }
     }
 }
 
@@ -42,7 +66,14 @@ pub fn batch_response(outcomes: &[Outcome], media: ResponseMedia) -> Response {
         }
     }
     body.push(b']');
-    bytes_response(StatusCode::OK, body, media)
+    // README "Caching": a batch's answer is never reused.
+    let mut response = bytes_response(StatusCode::OK, body, media);
+    let headers = response.headers_mut();
+    headers.insert(CACHE_CONTROL, NO_STORE);
+    for outcome in outcomes {
+        forward(headers, outcome.forwarded.clone());
+    }
+    response
 }
 
 pub fn too_large(limit: usize, media: ResponseMedia) -> Response {

@@ -33,6 +33,9 @@ pub struct FieldBinding {
     /// Arguments whose type is an input object: name → type, for defaults.
     pub input_args: Vec<(String, String)>,
     pub input_defaults: Arc<InputDefaults>,
+    /// `invalidates` (a mutation field): the calls whose cached entries
+    /// its success drops.
+    pub invalidates: Vec<BoundCall>,
 }
 
 #[derive(Debug)]
@@ -96,8 +99,15 @@ pub fn bind(config: &mut Config, schema: &SchemaModel) -> Result<Bindings, Diagn
             let field = &field.node;
             let key = format!("{type_name}.{}", field.name.node);
             let output = outputs.compile(&field.ty.node);
+            let mut invalidates = Vec::new();
             let source = match mapped.remove(&key) {
-                Some(mapping) => bound_source(mapping, config),
+                Some(mut mapping) => {
+                    invalidates = std::mem::take(&mut mapping.invalidates)
+                        .into_iter()
+                        .map(|spec| bind_call(spec, None, None, config))
+                        .collect();
+                    bound_source(mapping, config)
+                }
                 None if roots.contains(&type_name.as_str())
                     && !config.mapped_fields.contains(&key) =>
                 {
@@ -132,6 +142,7 @@ pub fn bind(config: &mut Config, schema: &SchemaModel) -> Result<Bindings, Diagn
                     access,
                     input_args,
                     input_defaults: input_defaults.clone(),
+                    invalidates,
                 }),
             );
         }
@@ -302,6 +313,15 @@ fn check_mapping(
             ok = false;
         }
     }
+    if !mapping.invalidates.is_empty()
+        && schema.mutation_type.as_deref() != Some(mapping.type_name.as_str())
+    {
+        error(
+            diagnostics,
+            format!("`{key}`: `invalidates` is only for fields of the mutation type"),
+        );
+        ok = false;
+    }
     if let Some(FieldSource::Batch(batch)) = &mapping.source {
         if batch.key.placeholders().any(|p| p.root == Root::Keys) {
             error(
@@ -321,22 +341,30 @@ fn check_mapping(
     ok && mapping.source.is_some()
 }
 
+fn bind_call(
+    spec: CallSpec,
+    timeout: Option<Duration>,
+    cache: Option<CachePolicy>,
+    config: &Config,
+) -> BoundCall {
+    let service = config.services[&spec.service].clone();
+    BoundCall {
+        timeout: timeout.unwrap_or(service.timeout),
+        service,
+        spec,
+        cache,
+    }
+}
+
 fn bound_source(mapping: FieldMapping, config: &Config) -> BoundSource {
     let timeout = mapping.timeout;
     let id: Arc<str> = Arc::from(format!("{}.{}", mapping.type_name, mapping.field_name));
     let cache = mapping.cache_ttl.map(|ttl| CachePolicy {
         ttl,
         stale_if_error: mapping.stale_if_error.unwrap_or_default(),
+        stale_while_revalidate: mapping.stale_while_revalidate.unwrap_or_default(),
     });
-    let bind_call = |spec: CallSpec| {
-        let service = config.services[&spec.service].clone();
-        BoundCall {
-            timeout: timeout.unwrap_or(service.timeout),
-            service,
-            spec,
-            cache,
-        }
-    };
+    let bind_call = |spec: CallSpec| bind_call(spec, timeout, cache, config);
     let Some(source) = mapping.source else {
         // `check_mapping` binds only mappings with a source.
         return BoundSource::ParentKey(mapping.field_name);

@@ -41,13 +41,19 @@ pub use service::ServiceSnapshot;
 /// What a call produced: JSON, or a 404 (which the field decides about).
 #[derive(Debug, Clone)]
 pub enum UpstreamAnswer {
-    /// A 2xx answer, with what its `Cache-Control` allows.
+    /// A 2xx answer, with what its `Cache-Control` allows and the headers
+    /// of it that go on to the client (`forward_response_headers`).
     Json {
         value: json::Json,
         cache: CacheDirectives,
+        forwarded: Forwarded,
     },
     NotFound,
 }
+
+/// Answer headers copied to the client's response, in the order received;
+/// empty (no allocation) for a service without `forward_response_headers`.
+pub type Forwarded = Vec<(http::HeaderName, http::HeaderValue)>;
 
 /// The parts of an upstream's `Cache-Control` the response cache obeys.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

@@ -334,15 +334,20 @@ impl Service {
             );
             return Err(UpstreamFailure::Status(reply.status.as_u16()));
         };
-        let cache = reply.cache;
+        let (cache, forwarded) = (reply.cache, reply.forwarded);
         if body.is_empty() {
             return Ok(UpstreamAnswer::Json {
                 value: super::json::Json::new(),
                 cache,
+                forwarded,
             });
         }
         super::json::parse(&body)
-            .map(|value| UpstreamAnswer::Json { value, cache })
+            .map(|value| UpstreamAnswer::Json {
+                value,
+                cache,
+                forwarded,
+            })
             .map_err(|err| {
                 tracing::warn!(service = %self.name, error = %err, "upstream body is not JSON");
                 UpstreamFailure::BadResponse
@@ -391,6 +396,7 @@ impl Service {
                 body,
                 deadline,
                 max_body: self.config.max_response_bytes,
+                forward: &self.config.forward_response_headers,
             };
             let reply = match direct {
                 Some(direct) => direct.send(call).await?,

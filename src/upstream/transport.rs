@@ -21,19 +21,21 @@ use bytes::{Bytes, BytesMut};
 use http::header::{
     ACCEPT, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, LOCATION, REFERER, TRANSFER_ENCODING,
 };
-use http::{HeaderMap, HeaderValue, Method, StatusCode};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tokio::time::Instant;
 
-use super::CacheDirectives;
+use super::{CacheDirectives, Forwarded};
 
 /// What one attempt came to, before the body is read as JSON.
 pub struct Reply {
     pub status: StatusCode,
     pub cache: CacheDirectives,
+    /// The service's `forward_response_headers` the answer carried.
+    pub forwarded: Forwarded,
     /// Read only for a 2xx answer.
     pub body: Option<Bytes>,
     /// Where the call would go on, when the answer is a redirect.
@@ -43,10 +45,17 @@ pub struct Reply {
 impl Reply {
     /// What the status line and headers say; the body is read after, and
     /// only for a 2xx.
-    fn head(status: StatusCode, headers: &HeaderMap) -> Reply {
+    fn head(status: StatusCode, headers: &HeaderMap, forward: &[HeaderName]) -> Reply {
+        let mut forwarded = Forwarded::new();
+        for name in forward {
+            for value in headers.get_all(name) {
+                forwarded.push((name.clone(), value.clone()));
+            }
+        }
         Reply {
             status,
             cache: CacheDirectives::parse(headers),
+            forwarded,
             body: None,
             redirect: None,
         }
@@ -162,6 +171,8 @@ pub struct Outgoing<'a> {
     pub deadline: Instant,
     /// `max_response_bytes`: no more of a body is read.
     pub max_body: usize,
+    /// `forward_response_headers`: the answer's headers to keep.
+    pub forward: &'a [HeaderName],
 }
 
 /// Why a transport got no reply.
@@ -192,7 +203,7 @@ pub async fn via_reqwest(client: &reqwest::Client, call: Outgoing<'_>) -> Result
         builder = builder.body(body.clone());
     }
     let mut response = builder.send().await.map_err(reqwest_error)?;
-    let mut reply = Reply::head(response.status(), response.headers());
+    let mut reply = Reply::head(response.status(), response.headers(), call.forward);
     if reply.status.is_redirection() {
         reply.redirect = Redirect::of(reply.status, response.headers(), call.url, call.method);
     }
@@ -325,7 +336,7 @@ impl Direct {
                 };
                 SendError::Failed(with_causes(kind, &err))
             })?;
-            let mut reply = Reply::head(response.status(), response.headers());
+            let mut reply = Reply::head(response.status(), response.headers(), call.forward);
             if reply.status.is_redirection() {
                 reply.redirect =
                     Redirect::of(reply.status, response.headers(), call.url, call.method);

@@ -9,6 +9,7 @@ mod auth;
 mod batching;
 mod caching;
 mod check;
+mod client_caching;
 mod execution;
 mod graphql_semantics;
 mod hostile;
