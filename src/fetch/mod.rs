@@ -228,7 +228,6 @@ impl Fetcher {
     /// whatever the headers of the calls that stored them.
     pub async fn invalidate(&self, url: String) {
         if let Some(cache) = &self.cache {
-            metrics::cache("invalidate");
             cache.invalidate(url).await;
         }
     }
