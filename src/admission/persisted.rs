@@ -322,4 +322,66 @@ mod tests {
             Err(PersistedRefusal::not_allowed())
         );
     }
+
+    /// Log lines written while a test runs.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().expect("lock").extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
+        type Writer = Captured;
+        fn make_writer(&'a self) -> Captured {
+            self.clone()
+        }
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_redis_falls_back_to_this_instances_store_and_is_logged_once() {
+        let captured = Captured::default();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(captured.clone())
+            .with_ansi(false)
+            .finish();
+        let _logging = tracing::subscriber::set_default(subscriber);
+        // A port nobody listens on any more.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .expect("a free port")
+            .port();
+        let shared = SharedStore::new(&format!("redis://127.0.0.1:{port}")).expect("a valid URL");
+        let pq = PersistedQueries::new(true, false, HashMap::new(), Some(shared));
+        for n in 0..3 {
+            let query = format!("{{ field{n} }}");
+            let hash = sha256_hex(&query);
+            assert_eq!(
+                pq.resolve(Some(query.clone()), Some(&ext(&hash)))
+                    .await
+                    .as_deref(),
+                Ok(query.as_str())
+            );
+            assert_eq!(
+                pq.resolve(None, Some(&ext(&hash))).await.as_deref(),
+                Ok(query.as_str())
+            );
+        }
+        assert_eq!(
+            pq.resolve(None, Some(&ext(&sha256_hex("{ never }")))).await,
+            Err(PersistedRefusal::not_found())
+        );
+        let logged = String::from_utf8(captured.0.lock().expect("lock").clone()).expect("text");
+        assert_eq!(
+            logged.matches("Redis unreachable").count(),
+            1,
+            "one line per outage, not per request:\n{logged}"
+        );
+    }
 }
