@@ -16,10 +16,9 @@ use std::sync::Arc;
 
 use conflux::admission::documents::{DocumentCache, DOCUMENT_CACHE_BYTES};
 use conflux::admission::limits;
-use conflux::batch::key_text;
 use conflux::connector::coerce::{write_leaf, EnumValues, OutputKind, ScalarKind};
-use conflux::connector::template::{value_at, Placeholder, Root, Scope, Template};
-use conflux::upstream::json::{self, Json};
+use conflux::connector::template::{value_at, Looked, Placeholder, Root, Scope, Template};
+use conflux::upstream::json::{self, key_text, Json};
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use serde_json::{json, Value};
 
@@ -33,14 +32,14 @@ struct TestScope {
 }
 
 impl Scope for TestScope {
-    fn lookup(&self, placeholder: &Placeholder) -> Option<Cow<'_, Value>> {
+    fn lookup(&self, placeholder: &Placeholder) -> Option<Looked<'_>> {
         let root = match placeholder.root {
             Root::Args => &self.args,
             Root::Parent => &self.parent,
-            Root::Keys => return Some(Cow::Borrowed(&self.keys)),
+            Root::Keys => return Some(Looked::Input(Cow::Borrowed(&self.keys))),
             Root::Claims | Root::Headers => return None,
         };
-        value_at(root, &placeholder.path).map(Cow::Borrowed)
+        value_at(root, &placeholder.path).map(|v| Looked::Input(Cow::Borrowed(v)))
     }
 }
 
@@ -228,7 +227,10 @@ fn coercion(c: &mut Criterion) {
 
 fn batch_keys(c: &mut Criterion) {
     let mut group = c.benchmark_group("batch");
-    let (text_key, number_key) = (json!("p42"), json!(42));
+    let (text_key, number_key) = (
+        json::from_serde(&json!("p42")),
+        json::from_serde(&json!(42)),
+    );
     group.bench_function("key_text string", |b| {
         b.iter(|| key_text(black_box(&text_key)))
     });
@@ -237,17 +239,17 @@ fn batch_keys(c: &mut Criterion) {
     });
     // What a batched answer goes through: 500 reviews grouped by their
     // `match` key (productId), as `Product.reviews` does for 100 products.
-    let reviews: Vec<Value> = (0..500)
-        .map(|i| json!({ "id": format!("r{i}"), "productId": format!("p{}", i % 100 + 1), "userId": "u7", "rating": 4 }))
+    let reviews: Vec<Json> = (0..500)
+        .map(|i| json::from_serde(&json!({ "id": format!("r{i}"), "productId": format!("p{}", i % 100 + 1), "userId": "u7", "rating": 4 })))
         .collect();
     group.throughput(Throughput::Elements(500));
     group.bench_function("group 500 items by key_text", |b| {
         b.iter_batched(
             || reviews.clone(),
             |items| {
-                let mut grouped: HashMap<String, Vec<Value>> = HashMap::new();
+                let mut grouped: HashMap<String, Vec<Json>> = HashMap::new();
                 for item in items {
-                    let key = key_text(&item["productId"]);
+                    let key = key_text(json::get(&item, "productId").unwrap_or(&json::NULL));
                     grouped.entry(key).or_default().push(item);
                 }
                 grouped

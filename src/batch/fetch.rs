@@ -5,35 +5,33 @@
 //! in from through `fetch` (`Fetcher::lookup`, `Fetcher::store`,
 //! `Lookup::stand_in`), the same functions a single call uses.
 
-use std::borrow::Cow;
 use std::sync::Arc;
 
 use futures::future::join_all;
-use serde_json::Value;
 use sonic_rs::JsonValueTrait;
 
-use super::{key_text, BatchItems, BatchOutcome};
+use super::{BatchItems, BatchOutcome};
 use crate::connector::request::{self, ClientContext, UpstreamRequest};
-use crate::connector::template::{Placeholder, Root, Scope};
+use crate::connector::template::{Looked, Placeholder, Root, Scope};
 use crate::error::{ErrorCode, FieldError};
 use crate::execute::operation::{CallLabel, OperationState};
 use crate::fetch::{Lifetime, Lookup};
 use crate::schema::binding::BoundBatch;
-use crate::upstream::json::{self, Json};
+use crate::upstream::json::{self, key_text, Json};
 use crate::upstream::{CacheDirectives, UpstreamAnswer};
 
 /// Fetches the batch of `keys` for the field bound as `batch`; `scope` and
 /// `client` fill the call's other placeholders and headers.
 pub async fn fetch(
     batch: &BoundBatch,
-    keys: Vec<Value>,
+    keys: Vec<Json>,
     scope: &(dyn Scope + Sync),
     client: &ClientContext<'_>,
     state: &OperationState,
 ) -> BatchOutcome {
     let spec = &batch.spec;
-    let build = |keys: &[Value]| -> Result<UpstreamRequest, FieldError> {
-        let keys = Value::Array(keys.to_vec());
+    let build = |keys: &[Json]| -> Result<UpstreamRequest, FieldError> {
+        let keys = Json::from(keys);
         let scope = WithKeys {
             inner: scope,
             keys: &keys,
@@ -188,13 +186,13 @@ fn selected<'a>(answer: &'a UpstreamAnswer, select: Option<&[String]>) -> Option
 /// A field's scope plus `{keys}` for one batched call.
 struct WithKeys<'a> {
     inner: &'a (dyn Scope + Sync),
-    keys: &'a Value,
+    keys: &'a Json,
 }
 
 impl Scope for WithKeys<'_> {
-    fn lookup(&self, placeholder: &Placeholder) -> Option<Cow<'_, Value>> {
+    fn lookup(&self, placeholder: &Placeholder) -> Option<Looked<'_>> {
         match placeholder.root {
-            Root::Keys => Some(Cow::Borrowed(self.keys)),
+            Root::Keys => Some(Looked::Upstream(self.keys)),
             _ => self.inner.lookup(placeholder),
         }
     }

@@ -13,15 +13,15 @@ use serde_json::Value;
 use sonic_rs::JsonValueTrait;
 
 use super::operation::{CallLabel, OperationState};
-use crate::batch::{key_text, BatchId, Grouped};
+use crate::batch::{BatchId, Grouped};
 use crate::connector::coerce::{OutputKind, ScalarKind};
 use crate::connector::request::{self, render_value, ClientContext};
-use crate::connector::template::{value_at, Placeholder, Root, Scope};
+use crate::connector::template::{value_at, Looked, Placeholder, Root, Scope};
 use crate::error::{ErrorCode, FieldError};
 use crate::schema::binding::{BoundBatch, BoundCall, BoundSource};
 use crate::schema::FieldBinding as Binding;
 use crate::telemetry::trace::RequestTrace;
-use crate::upstream::json::{self, Json};
+use crate::upstream::json::{self, key_text, Json};
 use crate::upstream::UpstreamAnswer;
 
 /// A field's arguments (variables substituted, SDL defaults added).
@@ -118,32 +118,27 @@ impl<'a> FieldScope<'a> {
 }
 
 impl Scope for FieldScope<'_> {
-    fn lookup(&self, placeholder: &Placeholder) -> Option<Cow<'_, Value>> {
+    fn lookup(&self, placeholder: &Placeholder) -> Option<Looked<'_>> {
         let path = &placeholder.path;
         match placeholder.root {
             Root::Args => {
-                let mut value = self.args?.get(path[0].as_str())?.clone().into_json().ok()?;
-                if let Some((_, ty)) = self
-                    .binding
-                    .input_args
-                    .iter()
-                    .find(|(name, _)| *name == path[0])
-                {
-                    self.binding.input_defaults.apply(&mut value, ty);
-                }
+                // Arguments are coerced against the SDL (input-object
+                // defaults filled in) before the plan runs.
+                let value = self.args?.get(path[0].as_str())?.clone().into_json().ok()?;
                 if path.len() == 1 {
-                    return Some(Cow::Owned(value));
+                    return Some(Looked::Input(Cow::Owned(value)));
                 }
-                value_at(&value, &path[1..]).cloned().map(Cow::Owned)
+                value_at(&value, &path[1..])
+                    .cloned()
+                    .map(|v| Looked::Input(Cow::Owned(v)))
             }
-            Root::Parent => {
-                json::at(self.parent?, path).map(|value| Cow::Owned(json::to_serde(value)))
-            }
+            Root::Parent => json::at(self.parent?, path).map(Looked::Upstream),
             Root::Headers => {
                 let value = self.headers.get(path.join(".").as_str())?;
-                Some(Cow::Owned(Value::String(value.to_str().ok()?.to_owned())))
+                let text = value.to_str().ok()?.to_owned();
+                Some(Looked::Input(Cow::Owned(Value::String(text))))
             }
-            Root::Claims => value_at(self.claims?, path).map(Cow::Borrowed),
+            Root::Claims => value_at(self.claims?, path).map(|v| Looked::Input(Cow::Borrowed(v))),
             Root::Keys => None,
         }
     }
@@ -270,8 +265,10 @@ async fn answer_calls(scope: &FieldScope<'_>, state: &OperationState) -> FieldAn
 }
 
 /// A batched field's key for the scope's parent; `None` when it has none.
-pub fn batch_key(batch: &BoundBatch, scope: &dyn Scope) -> Option<Value> {
-    render_value(&batch.spec.key, scope).filter(|k| !k.is_null())
+pub fn batch_key(batch: &BoundBatch, scope: &dyn Scope) -> Option<Json> {
+    render_value(&batch.spec.key, scope)
+        .filter(|k| !k.is_null())
+        .map(|k| k.to_json())
 }
 
 /// The answer of a batched field whose parent has no key.
@@ -310,7 +307,7 @@ pub fn batch_answer(found: &[Grouped], text: String) -> FieldAnswer {
 /// One batch of the field bound as `batch`, fetched by `batch::fetch`.
 pub async fn fetch_batch(
     batch: &BoundBatch,
-    keys: Vec<Value>,
+    keys: Vec<Json>,
     scope: &FieldScope<'_>,
     state: &OperationState,
 ) -> crate::batch::BatchOutcome {

@@ -7,6 +7,8 @@
 
 pub mod cache_control;
 mod calls;
+#[cfg(test)]
+mod engine_tests;
 pub mod operation;
 pub mod planned;
 mod rules;
