@@ -21,12 +21,15 @@ pub fn status_of(refusal: Option<Refusal>, media: ResponseMedia) -> StatusCode {
     }
 }
 
-/// One operation's response.
-pub fn response(outcome: Outcome, media: ResponseMedia) -> Response {
+/// One operation's response: one body, or the parts of an incrementally
+/// delivered one.
+pub fn response(mut outcome: Outcome, media: ResponseMedia) -> Response {
     let status = status_of(outcome.refusal, media);
-    match outcome.into_body() {
-        Ok(body) => bytes_response(status, body, media),
-        Err(err) => serialization_failed(err),
+    let rest = outcome.rest.take();
+    match (outcome.into_body(), rest) {
+        (Ok(body), None) => bytes_response(status, body, media),
+        (Ok(first), Some(rest)) => super::multipart::response(first, rest),
+        (Err(err), _) => serialization_failed(err),
     }
 }
 

@@ -9,6 +9,8 @@ mod auth;
 mod batching;
 mod caching;
 mod check;
+mod defer;
+mod defer_apollo;
 mod execution;
 mod graphql_semantics;
 mod hostile;

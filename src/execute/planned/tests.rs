@@ -80,6 +80,7 @@ fn plan_of(gateway: &Gateway, query: &str, variables: serde_json::Value) -> Oper
         &document,
         &operation.node,
         &variables,
+        true,
     )
     .unwrap_or_else(|plan::Unplannable(why)| panic!("plans: {why}"))
 }
