@@ -218,10 +218,10 @@ async fn without_multipart_or_with_if_false_the_answer_is_one_ordinary_response(
     // `if: false`, even to a client that takes multipart.
     let query = r#"{ user(id: "1") { id name ... @defer(if: false) { reviews { id text } } } }"#;
     let response = post_deferred(&gateway, query, json!({})).await;
-    assert!(response.headers()["content-type"]
-        .to_str()
-        .expect("text")
-        .starts_with("application/json"));
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/graphql-response+json; charset=utf-8"
+    );
     assert_eq!(
         response.json::<Value>().await.expect("JSON"),
         everything
@@ -482,16 +482,13 @@ async fn a_client_that_goes_away_cancels_the_calls_still_to_come() {
     let first = response.chunk().await.expect("a chunk").expect("the first part");
     assert!(String::from_utf8_lossy(&first).contains(r#"{"data":{"user":{"id":"1"}},"hasNext":true}"#));
     drop(response);
+    let gone = Instant::now();
 
-    // Well past the outer fragment's answer: the inner one's call, which
-    // would follow it, was never made.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while profile.log().is_empty() && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert_eq!(profile.log().len(), 1, "the outer fragment's call was made");
-    let answered = profile.log()[0].0 + Duration::from_secs(1);
-    tokio::time::sleep_until((answered + Duration::from_millis(1500)).into()).await;
+    // Well past the outer fragment's answer (had its call been made at
+    // once): the inner fragment's call, which would follow it, was never
+    // made. (The outer one may have been cancelled before it left.)
+    tokio::time::sleep_until((gone + Duration::from_millis(2500)).into()).await;
+    assert!(profile.log().len() <= 1);
     assert!(
         friends.log().is_empty(),
         "no call was made for the client that went away"
@@ -509,7 +506,11 @@ async fn defer_is_refused_where_it_cannot_go_with_its_location() {
             let status = response.status().as_u16();
             let body: Value = response.json().await.expect("JSON");
             assert_eq!(status, 400, "{body}");
-            assert_eq!(error_codes(&body), ["GRAPHQL_VALIDATION_FAILED"], "{body}");
+            let codes = error_codes(&body);
+            assert!(
+                !codes.is_empty() && codes.iter().all(|c| c == "GRAPHQL_VALIDATION_FAILED"),
+                "{body}"
+            );
             let error = &body["errors"][0];
             assert!(
                 error["message"].as_str().unwrap_or_default().contains(message),
@@ -542,7 +543,10 @@ async fn defer_is_refused_where_it_cannot_go_with_its_location() {
         json!({"d": "x"}),
     )
     .await;
-    assert_eq!(response.status().as_u16(), 400);
+    let status = response.status().as_u16();
+    let body: Value = response.json().await.expect("JSON");
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(error_codes(&body), ["GRAPHQL_VALIDATION_FAILED"], "{body}");
     assert!(received(&users).await.is_empty(), "nothing was called");
 }
 

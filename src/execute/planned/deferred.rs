@@ -9,7 +9,8 @@
 use std::collections::HashSet;
 
 use async_graphql::parser::types::{
-    Directive, DocumentOperations, ExecutableDocument, InlineFragment, Selection, SelectionSet,
+    BaseType, Directive, DocumentOperations, ExecutableDocument, InlineFragment,
+    OperationDefinition, Selection, SelectionSet, VariableDefinition,
 };
 use async_graphql::parser::Positioned;
 use async_graphql::{Name, PathSegment, ServerError};
@@ -51,7 +52,43 @@ pub fn rewrite_for_validation(
     for fragment in document.fragments.values_mut() {
         rules.set(&mut fragment.node.selection_set.node, true);
     }
+    // async-graphql does not check a variable's type in a directive.
+    let conditions = std::mem::take(&mut rules.conditions);
+    for (name, pos) in conditions {
+        let operations: Vec<&OperationDefinition> = match &document.operations {
+            DocumentOperations::Single(operation) => vec![&operation.node],
+            DocumentOperations::Multiple(operations) => {
+                operations.values().map(|o| &o.node).collect()
+            }
+        };
+        let wrong = operations
+            .iter()
+            .flat_map(|o| &o.variable_definitions)
+            .map(|d| &d.node)
+            .find(|d| d.name.node == name && !boolean_condition(d));
+        if let Some(definition) = wrong {
+            rules.error(
+                pos,
+                &format!(
+                    "`@defer(if:)` takes a `Boolean!`; `${name}` is `{}`",
+                    definition.var_type.node
+                ),
+            );
+        }
+    }
     (document, rules.errors)
+}
+
+/// A variable that can stand where a `Boolean!` goes: `Boolean!`, or
+/// `Boolean` with a default.
+fn boolean_condition(definition: &VariableDefinition) -> bool {
+    let ty = &definition.var_type.node;
+    matches!(&ty.base, BaseType::Named(name) if name == "Boolean")
+        && (!ty.nullable
+            || definition
+                .default_value
+                .as_ref()
+                .is_some_and(|d| !matches!(d.node, async_graphql::Value::Null)))
 }
 
 /// `document` with every `@defer` taken out: its fragments answered inline
@@ -77,6 +114,8 @@ pub fn inlined(mut document: ExecutableDocument) -> ExecutableDocument {
 #[derive(Default)]
 struct Rules {
     labels: HashSet<String>,
+    /// Variables given to `if`, and where.
+    conditions: Vec<(Name, async_graphql::Pos)>,
     errors: Vec<ServerError>,
 }
 
@@ -154,9 +193,11 @@ impl Rules {
                     }
                 }
                 ("label", _) => self.error(value.pos, "`@defer(label:)` must be a string literal"),
-                ("if", InputValue::Boolean(_) | InputValue::Variable(_)) => {
+                ("if", InputValue::Variable(name)) => {
+                    self.conditions.push((name.clone(), value.pos));
                     condition = value.clone()
                 }
+                ("if", InputValue::Boolean(_)) => condition = value.clone(),
                 ("if", _) => self.error(value.pos, "`@defer(if:)` must be a Boolean"),
                 (other, _) => self.error(
                     name.pos,
