@@ -474,7 +474,7 @@ async fn a_client_that_goes_away_cancels_the_calls_still_to_come() {
 
     let mut response = post_deferred(
         &gateway,
-        r#"{ user(id: "1") { id ... @defer { profile { bio ... @defer { friends { name } } } } } }"#,
+        r#"{ user(id: "1") { id ... @defer { profile { bio friends { name } } } } }"#,
         json!({}),
     )
     .await;
@@ -484,9 +484,9 @@ async fn a_client_that_goes_away_cancels_the_calls_still_to_come() {
     drop(response);
     let gone = Instant::now();
 
-    // Well past the outer fragment's answer (had its call been made at
-    // once): the inner fragment's call, which would follow it, was never
-    // made. (The outer one may have been cancelled before it left.)
+    // Well past the profile's answer (had its call been made at once):
+    // the friends call, which would follow it in the same part, was never
+    // made. (The profile call may have been cancelled before it left.)
     tokio::time::sleep_until((gone + Duration::from_millis(2500)).into()).await;
     assert!(profile.log().len() <= 1);
     assert!(
