@@ -375,9 +375,8 @@ async fn deliver_incrementally(
     let (later, rest) = stream::channel();
     let executor = gateway.schema.clone();
     tokio::spawn(async move {
-        let run = planned::execute_incremental(
-            &plan, &state, args, &variables, &executor, first, &later,
-        );
+        let run =
+            planned::execute_incremental(&plan, &state, args, &variables, &executor, first, &later);
         tokio::select! {
             () = run => {}
             () = later.gone() => {}

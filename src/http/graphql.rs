@@ -242,8 +242,7 @@ async fn post(gateway: &Gateway, client: &Client, claims: Option<Claims>, body: 
                     // A batch answers one JSON array: no operation in it
                     // is delivered in parts.
                     Ok(request) => {
-                        operation::run(gateway, client, claims.clone(), request, false, false)
-                            .await
+                        operation::run(gateway, client, claims.clone(), request, false, false).await
                     }
                     Err(message) => {
                         crate::execute::run::Outcome::request_error(ErrorCode::BadRequest, message)

@@ -222,20 +222,14 @@ async fn without_multipart_or_with_if_false_the_answer_is_one_ordinary_response(
         response.headers()["content-type"],
         "application/graphql-response+json; charset=utf-8"
     );
-    assert_eq!(
-        response.json::<Value>().await.expect("JSON"),
-        everything
-    );
+    assert_eq!(response.json::<Value>().await.expect("JSON"), everything);
 
     // `if` from a variable: false inline, true deferred (and the label
     // is left out when there is none).
     let query = r#"query($defer: Boolean!) { user(id: "1") { id name ...Reviews @defer(if: $defer) } }
                    fragment Reviews on User { reviews { id text } }"#;
     let response = post_deferred(&gateway, query, json!({"defer": false})).await;
-    assert_eq!(
-        response.json::<Value>().await.expect("JSON"),
-        everything
-    );
+    assert_eq!(response.json::<Value>().await.expect("JSON"), everything);
     let reply = read_parts(post_deferred(&gateway, query, json!({"defer": true})).await).await;
     assert_multipart(&reply);
     assert_eq!(
@@ -317,9 +311,7 @@ async fn a_fragment_deferred_in_list_items_is_one_part_with_indexed_paths_and_on
     .await;
 
     assert_multipart(&reply);
-    let entry = |index: usize, email: &str| {
-        json!({"data": {"details": {"email": email}}, "path": ["users", index], "label": "details"})
-    };
+    let entry = |index: usize, email: &str| json!({"data": {"details": {"email": email}}, "path": ["users", index], "label": "details"});
     assert_eq!(
         reply.jsons(),
         [
@@ -479,8 +471,14 @@ async fn a_client_that_goes_away_cancels_the_calls_still_to_come() {
     )
     .await;
     // The first part, then the client goes away.
-    let first = response.chunk().await.expect("a chunk").expect("the first part");
-    assert!(String::from_utf8_lossy(&first).contains(r#"{"data":{"user":{"id":"1"}},"hasNext":true}"#));
+    let first = response
+        .chunk()
+        .await
+        .expect("a chunk")
+        .expect("the first part");
+    assert!(
+        String::from_utf8_lossy(&first).contains(r#"{"data":{"user":{"id":"1"}},"hasNext":true}"#)
+    );
     drop(response);
     let gone = Instant::now();
 
@@ -513,14 +511,21 @@ async fn defer_is_refused_where_it_cannot_go_with_its_location() {
             );
             let error = &body["errors"][0];
             assert!(
-                error["message"].as_str().unwrap_or_default().contains(message),
+                error["message"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .contains(message),
                 "{body}"
             );
             assert!(error["locations"][0]["line"].is_number(), "{body}");
             assert!(body.get("data").is_none());
         }
     };
-    refused(r#"{ user(id: "1") @defer { id } }"#, "may not be used on a field").await;
+    refused(
+        r#"{ user(id: "1") @defer { id } }"#,
+        "may not be used on a field",
+    )
+    .await;
     refused(
         r#"{ user(id: "1") { ... @defer(label: "a") { id } ... @defer(label: "a") { name } } }"#,
         "the label `a` is used by another",
@@ -583,7 +588,8 @@ fn print_schema_declares_defer() {
 fn certificates() -> (String, String, String) {
     let ca_key = KeyPair::generate().expect("a CA key");
     let mut ca = CertificateParams::default();
-    ca.distinguished_name.push(DnType::CommonName, "defer test CA");
+    ca.distinguished_name
+        .push(DnType::CommonName, "defer test CA");
     ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
     let ca_pem = ca.self_signed(&ca_key).expect("a CA").pem();

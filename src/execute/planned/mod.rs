@@ -127,16 +127,18 @@ impl Plans {
         // A document that cannot hold `@defer` plans the same either way:
         // one cache entry for it.
         let incremental = incremental && query.contains(deferred::DEFER);
-        let key = (query.clone(), operation_name.map(str::to_owned), incremental);
+        let key = (
+            query.clone(),
+            operation_name.map(str::to_owned),
+            incremental,
+        );
         let prepared = match self.cache.get(&key) {
             Some(prepared) => prepared,
             None => {
                 // The operation's first request: validate and plan it now,
                 // and use that plan for this request too.
                 let planned = match validate(executor, query, operation_name, document).await {
-                    Ok(()) => {
-                        self.plan_now(bindings, document, operation, variables, incremental)
-                    }
+                    Ok(()) => self.plan_now(bindings, document, operation, variables, incremental),
                     Err(errors) => Err(Arc::new(errors)),
                 };
                 let prepared = match &planned {
@@ -177,13 +179,13 @@ impl Plans {
             variables,
             incremental,
         )
-            .map(Arc::new)
-            .map_err(|plan::Unplannable(message)| {
-                Arc::new(vec![super::with_code(
-                    ServerError::new(message, None),
-                    crate::error::ErrorCode::GraphqlValidationFailed,
-                )])
-            })
+        .map(Arc::new)
+        .map_err(|plan::Unplannable(message)| {
+            Arc::new(vec![super::with_code(
+                ServerError::new(message, None),
+                crate::error::ErrorCode::GraphqlValidationFailed,
+            )])
+        })
     }
 }
 

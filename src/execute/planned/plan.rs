@@ -619,7 +619,14 @@ impl<'a> Planner<'a> {
         let mut visited = HashSet::new();
         let mut deferrals = Vec::new();
         for set in sets {
-            self.collect(type_name, set, &mut grouped, &mut deferrals, &mut visited, 0)?;
+            self.collect(
+                type_name,
+                set,
+                &mut grouped,
+                &mut deferrals,
+                &mut visited,
+                0,
+            )?;
         }
         let root = std::mem::replace(&mut self.root, false);
         let mut fields = Vec::with_capacity(grouped.len());

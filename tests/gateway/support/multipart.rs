@@ -51,7 +51,9 @@ pub async fn read_parts(mut response: reqwest::Response) -> Multipart {
     let mut reader = PartReader::default();
     let mut parts = Vec::new();
     while let Some(chunk) = response.chunk().await.expect("the body reads") {
-        reader.buffer.push_str(std::str::from_utf8(&chunk).expect("UTF-8 body"));
+        reader
+            .buffer
+            .push_str(std::str::from_utf8(&chunk).expect("UTF-8 body"));
         while let Some(json) = reader.next_part() {
             parts.push(Part {
                 at: Instant::now(),
