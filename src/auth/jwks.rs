@@ -11,6 +11,9 @@ use jsonwebtoken::jwk::{Jwk, JwkSet};
 use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey};
 use tokio::time::Instant;
 
+/// The largest JWKS document read (README "Security").
+const MAX_JWKS_BYTES: usize = 1024 * 1024;
+
 pub struct Jwks {
     url: String,
     min_refetch: Duration,
@@ -135,7 +138,17 @@ impl Jwks {
         if !response.status().is_success() {
             return Err(format!("HTTP {}", response.status()));
         }
-        response.json::<JwkSet>().await.map_err(|e| e.to_string())
+        // Read in chunks up to a bound: a key set is a few kilobytes, and a
+        // hostile or broken endpoint must not make the gateway buffer more.
+        let mut response = response;
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(|e| e.to_string())? {
+            if body.len() + chunk.len() > MAX_JWKS_BYTES {
+                return Err(format!("the key set is larger than {MAX_JWKS_BYTES} bytes"));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        serde_json::from_slice::<JwkSet>(&body).map_err(|e| e.to_string())
     }
 }
 

@@ -20,7 +20,6 @@ use std::sync::{Arc, Mutex};
 
 use futures::channel::oneshot;
 use futures::future::{FutureExt, Shared};
-use serde_json::Value;
 
 use crate::error::{ErrorCode, FieldError};
 use crate::upstream::json::Json;
@@ -46,7 +45,7 @@ pub struct BatchId {
 }
 
 struct PendingBatch {
-    keys: Vec<Value>,
+    keys: Vec<Json>,
     sender: oneshot::Sender<BatchOutcome>,
     outcome: SharedOutcome,
 }
@@ -102,11 +101,11 @@ impl Batches {
     pub async fn load_many<F, Fut>(
         &self,
         id: &BatchId,
-        keys: Vec<(String, Value)>,
+        keys: Vec<(String, Json)>,
         fetch: F,
     ) -> Result<Vec<Grouped>, FieldError>
     where
-        F: FnOnce(Vec<Value>) -> Fut,
+        F: FnOnce(Vec<Json>) -> Fut,
         Fut: Future<Output = BatchOutcome>,
     {
         let (outcomes, opened) = self.join(id, keys);
@@ -172,7 +171,7 @@ impl Batches {
 
     /// Registers `keys`: the distinct batches that will answer them, and
     /// whether a new batch was opened (its fetch is the caller's job).
-    fn join(&self, id: &BatchId, keys: Vec<(String, Value)>) -> (Vec<SharedOutcome>, bool) {
+    fn join(&self, id: &BatchId, keys: Vec<(String, Json)>) -> (Vec<SharedOutcome>, bool) {
         let mut state = self.lock();
         let mut outcomes: Vec<SharedOutcome> = Vec::new();
         let mut opened = false;
@@ -214,19 +213,10 @@ impl Batches {
     }
 }
 
-/// The text a key is matched by: strings bare, anything else as JSON, so
-/// `7` and `"7"` match (upstreams often mix them).
-pub fn key_text(value: &Value) -> String {
-    match value {
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::upstream::json::from_serde;
+    use crate::upstream::json::{from_serde, key_text};
     use serde_json::json;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -245,17 +235,19 @@ mod tests {
             let calls = &calls;
             async move {
                 batches
-                    .load_many(&id, vec![(key.clone(), json!(key))], |keys| {
+                    .load_many(&id, vec![(key.clone(), from_serde(&json!(key)))], |keys| {
                         calls.fetch_add(1, Ordering::SeqCst);
                         async move {
                             assert_eq!(
                                 keys,
-                                vec![json!("a"), json!("b")],
+                                vec![from_serde(&json!("a")), from_serde(&json!("b"))],
                                 "deduplicated, first-seen order"
                             );
                             let by_key: foldhash::HashMap<String, Vec<Json>> = keys
                                 .iter()
-                                .map(|k| (key_text(k), vec![from_serde(&json!({"id": k}))]))
+                                .map(|k| {
+                                    (key_text(k), vec![from_serde(&json!({"id": key_text(k)}))])
+                                })
                                 .collect();
                             Ok(Arc::new(BatchItems {
                                 by_key,

@@ -3,6 +3,5 @@
 //! the GraphQL executor, so a planned fast path can reuse them.
 
 pub mod coerce;
-pub mod input;
 pub mod request;
 pub mod template;

@@ -1,5 +1,6 @@
 //! A call's templates + one field's scope → the upstream request to send.
 
+use std::borrow::Cow;
 use std::hash::{BuildHasher, Hash, Hasher};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -8,10 +9,10 @@ use bytes::Bytes;
 use foldhash::quality::RandomState;
 use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE};
 use http::{HeaderMap, HeaderValue, Method};
-use serde_json::{Map, Value};
+use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use super::template::{encode_component, Placeholder, Scope, Template};
+use super::template::{encode_component, Looked, Placeholder, Scope, Template};
 use crate::auth::claim_text;
 use crate::config::{BodyTemplate, CallSpec, ServiceConfig};
 use crate::telemetry::trace::RequestTrace;
@@ -223,8 +224,11 @@ pub fn build<'s>(
 
     let body = spec.body.as_ref().map(|body| {
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        let json = render_body(body, scope).unwrap_or(Value::Null);
-        Bytes::from(serde_json::to_vec(&json).unwrap_or_default())
+        let mut json = Vec::with_capacity(128);
+        if !write_body(body, scope, &mut json) {
+            json.extend_from_slice(b"null");
+        }
+        Bytes::from(json)
     });
 
     Ok(UpstreamRequest {
@@ -238,33 +242,59 @@ pub fn build<'s>(
     })
 }
 
-/// Fills a body template. `None` means absent: an object key whose value is
-/// absent is left out, so an optional argument not given is not sent.
-pub fn render_body(body: &BodyTemplate, scope: &dyn Scope) -> Option<Value> {
+/// Writes a body template as JSON text, straight from the values it names
+/// (no tree is built). `false` means absent, and nothing was written: an
+/// object key whose value is absent is left out, so an optional argument
+/// not given is not sent; an absent list item is `null`.
+pub fn write_body(body: &BodyTemplate, scope: &dyn Scope, out: &mut Vec<u8>) -> bool {
     match body {
-        BodyTemplate::Literal(value) => Some(value.clone()),
-        BodyTemplate::Text(template) => render_value(template, scope),
-        BodyTemplate::Array(items) => Some(Value::Array(
-            items
-                .iter()
-                .map(|item| render_body(item, scope).unwrap_or(Value::Null))
-                .collect(),
-        )),
-        BodyTemplate::Object(entries) => Some(Value::Object(
-            entries
-                .iter()
-                .filter_map(|(key, item)| Some((key.clone(), render_body(item, scope)?)))
-                .collect::<Map<String, Value>>(),
-        )),
+        BodyTemplate::Literal(value) => Looked::Input(Cow::Borrowed(value)).write_json(out),
+        BodyTemplate::Text(template) => match render_value(template, scope) {
+            Some(value) => value.write_json(out),
+            None => return false,
+        },
+        BodyTemplate::Array(items) => {
+            out.push(b'[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                if !write_body(item, scope, out) {
+                    out.extend_from_slice(b"null");
+                }
+            }
+            out.push(b']');
+        }
+        BodyTemplate::Object(entries) => {
+            out.push(b'{');
+            let mut empty = true;
+            for (key, item) in entries {
+                let mark = out.len();
+                if !empty {
+                    out.push(b',');
+                }
+                Looked::Input(Cow::Owned(Value::String(key.clone()))).write_json(out);
+                out.push(b':');
+                if write_body(item, scope, out) {
+                    empty = false;
+                } else {
+                    out.truncate(mark);
+                }
+            }
+            out.push(b'}');
+        }
     }
+    true
 }
 
-/// Fills a text template as a JSON value: one placeholder alone keeps its
-/// JSON type (docs/CONFIG.md `body`), anything else is a string.
-pub fn render_value(template: &Template, scope: &dyn Scope) -> Option<Value> {
+/// Fills a text template as a value: one placeholder alone keeps its JSON
+/// type (docs/CONFIG.md `body`), anything else is a string.
+pub fn render_value<'s>(template: &Template, scope: &'s dyn Scope) -> Option<Looked<'s>> {
     match template.single_placeholder() {
-        Some(placeholder) => scope.lookup(placeholder).map(|v| v.into_owned()),
-        None => template.render_text(scope).map(Value::String),
+        Some(placeholder) => scope.lookup(placeholder),
+        None => template
+            .render_text(scope)
+            .map(|text| Looked::Input(Cow::Owned(Value::String(text)))),
     }
 }
 
@@ -273,13 +303,17 @@ mod tests {
     use super::*;
     use crate::connector::template::{value_at, Template};
     use serde_json::json;
-    use std::borrow::Cow;
 
     struct Args(Value);
     impl Scope for Args {
-        fn lookup(&self, p: &Placeholder) -> Option<Cow<'_, Value>> {
-            value_at(&self.0, &p.path).map(Cow::Borrowed)
+        fn lookup(&self, p: &Placeholder) -> Option<Looked<'_>> {
+            value_at(&self.0, &p.path).map(|v| Looked::Input(Cow::Borrowed(v)))
         }
+    }
+
+    fn body_text(body: &BodyTemplate, scope: &dyn Scope) -> Option<String> {
+        let mut out = Vec::new();
+        write_body(body, scope, &mut out).then(|| String::from_utf8(out).expect("utf-8"))
     }
 
     fn text(t: &str) -> BodyTemplate {
@@ -300,8 +334,13 @@ mod tests {
         ]);
         let scope = Args(json!({"input": {"a": [1]}, "limit": 5, "flag": true}));
         assert_eq!(
-            render_body(&body, &scope),
-            Some(json!({"input": {"a": [1]}, "limit": 5, "note": "n=5", "nested": [true]}))
+            body_text(&body, &scope).as_deref(),
+            Some(r#"{"input":{"a":[1]},"limit":5,"note":"n=5","nested":[true]}"#)
         );
+        // An object whose every key is absent is `{}`; a lone absent value
+        // is absent.
+        let empty = BodyTemplate::Object(vec![("a".into(), text("{args.nope}"))]);
+        assert_eq!(body_text(&empty, &scope).as_deref(), Some("{}"));
+        assert_eq!(body_text(&text("{args.nope}"), &scope), None);
     }
 }

@@ -10,6 +10,9 @@ use std::fmt;
 
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use serde_json::Value;
+use sonic_rs::{JsonContainerTrait, JsonValueTrait};
+
+use crate::upstream::json::Json;
 
 /// Everything but RFC 3986 "unreserved" characters is encoded in a filled
 /// value, so a value can never add a path segment, a query parameter or a
@@ -85,8 +88,58 @@ pub struct Template {
 /// Supplies placeholder values while a template is filled in.
 pub trait Scope {
     /// The value of a placeholder; `None` when it is absent. JSON null is
-    /// returned as `Some(Value::Null)` and treated like absent by callers.
-    fn lookup(&self, placeholder: &Placeholder) -> Option<Cow<'_, Value>>;
+    /// returned as `Some(…null)` and treated like absent by callers.
+    fn lookup(&self, placeholder: &Placeholder) -> Option<Looked<'_>>;
+}
+
+/// A placeholder's value. Upstream JSON (`{parent.…}`, `{keys}`) is
+/// borrowed from the answer the engine holds, in the one model batching
+/// and the writer read, and copied only into the request it is sent in;
+/// the client's own input (arguments, claims, headers) is serde_json, whose
+/// objects keep a stable key order in request bodies (sonic-rs builds
+/// objects as hash maps).
+pub enum Looked<'a> {
+    Upstream(&'a Json),
+    Input(Cow<'a, Value>),
+}
+
+impl Looked<'_> {
+    pub fn is_null(&self) -> bool {
+        match self {
+            Looked::Upstream(value) => value.is_null(),
+            Looked::Input(value) => value.is_null(),
+        }
+    }
+
+    /// The value as upstream JSON (a batch key).
+    pub fn to_json(&self) -> Json {
+        match self {
+            Looked::Upstream(value) => (*value).clone(),
+            Looked::Input(value) => crate::upstream::json::from_serde(value),
+        }
+    }
+
+    /// Appends the value as JSON text (a request body).
+    pub fn write_json(&self, out: &mut Vec<u8>) {
+        let written = match self {
+            Looked::Upstream(value) => sonic_rs::to_writer(&mut *out, *value).is_ok(),
+            Looked::Input(value) => serde_json::to_writer(&mut *out, value.as_ref()).is_ok(),
+        };
+        if !written {
+            out.extend_from_slice(b"null");
+        }
+    }
+
+    /// Appends the value as text: strings bare, numbers and booleans as
+    /// JSON writes them, arrays comma-joined (each element encoded on its
+    /// own, so a comma inside an element stays inside it), objects as JSON
+    /// text.
+    fn write_text(&self, out: &mut String, encoding: Encoding) {
+        match self {
+            Looked::Upstream(value) => write_upstream_text(out, value, encoding),
+            Looked::Input(value) => write_input_text(out, value, encoding),
+        }
+    }
 }
 
 impl Template {
@@ -154,7 +207,7 @@ impl Template {
                 Part::Value(placeholder) => match scope.lookup(placeholder) {
                     Some(value) if !value.is_null() => {
                         let start = out.len();
-                        write_value(&mut out, &value, Encoding::UrlComponent);
+                        value.write_text(&mut out, Encoding::UrlComponent);
                         filled.push(start..out.len());
                     }
                     _ => return Err(placeholder),
@@ -181,7 +234,7 @@ impl Template {
                 }
                 Part::Literal(text) => out.push_str(text),
                 Part::Value(placeholder) => match scope.lookup(placeholder) {
-                    Some(value) if !value.is_null() => write_value(&mut out, &value, encoding),
+                    Some(value) if !value.is_null() => value.write_text(&mut out, encoding),
                     _ => return Err(placeholder),
                 },
             }
@@ -197,17 +250,29 @@ enum Encoding {
     QueryValue,
 }
 
-/// Writes a JSON value as text: strings bare, numbers and booleans as JSON
-/// writes them, arrays comma-joined (each element encoded on its own, so a
-/// comma inside an element stays inside it), objects as JSON text.
-fn write_value(out: &mut String, value: &Value, encoding: Encoding) {
+fn write_upstream_text(out: &mut String, value: &Json, encoding: Encoding) {
+    if let Some(items) = value.as_array() {
+        for (i, item) in items.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            write_upstream_text(out, item, encoding);
+        }
+    } else if let Some(text) = value.as_str() {
+        push_encoded(out, text, encoding)
+    } else if !value.is_null() {
+        push_encoded(out, &value.to_string(), encoding)
+    }
+}
+
+fn write_input_text(out: &mut String, value: &Value, encoding: Encoding) {
     match value {
         Value::Array(items) => {
             for (i, item) in items.iter().enumerate() {
                 if i > 0 {
                     out.push(',');
                 }
-                write_value(out, item, encoding);
+                write_input_text(out, item, encoding);
             }
         }
         Value::String(text) => push_encoded(out, text, encoding),
@@ -288,7 +353,8 @@ fn parse_placeholder(inner: &str) -> Result<Placeholder, String> {
     }
 }
 
-/// Walks a dotted path into JSON; an all-digit segment indexes an array.
+/// Walks a dotted path into client input (arguments, claims); an
+/// all-digit segment indexes an array.
 pub fn value_at<'v>(mut value: &'v Value, path: &[String]) -> Option<&'v Value> {
     for segment in path {
         value = match value {
@@ -307,8 +373,38 @@ mod tests {
 
     struct Args(Value);
     impl Scope for Args {
-        fn lookup(&self, p: &Placeholder) -> Option<Cow<'_, Value>> {
-            value_at(&self.0, &p.path).map(Cow::Borrowed)
+        fn lookup(&self, p: &Placeholder) -> Option<Looked<'_>> {
+            value_at(&self.0, &p.path).map(|v| Looked::Input(Cow::Borrowed(v)))
+        }
+    }
+
+    /// Upstream JSON in a template renders as the same text as input.
+    struct Parent(Json);
+    impl Scope for Parent {
+        fn lookup(&self, p: &Placeholder) -> Option<Looked<'_>> {
+            crate::upstream::json::at(&self.0, &p.path).map(Looked::Upstream)
+        }
+    }
+
+    #[test]
+    fn upstream_and_input_values_render_alike() {
+        let t = Template::parse("/x/{args.v}?q={args.v}").expect("valid");
+        for value in [
+            json!({"v": "a b,c"}),
+            json!({"v": 12}),
+            json!({"v": -1.5}),
+            json!({"v": true}),
+            json!({"v": ["a,b", 2, null]}),
+            json!({"v": {"k": [1]}}),
+        ] {
+            let upstream = Parent(crate::upstream::json::from_serde(&value));
+            let input = Args(value.clone());
+            assert_eq!(t.render_path(&upstream), t.render_path(&input), "{value}");
+            assert_eq!(
+                t.render_query_value(&upstream),
+                t.render_query_value(&input),
+                "{value}"
+            );
         }
     }
 

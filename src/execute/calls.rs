@@ -14,16 +14,16 @@ use serde_json::Value;
 use sonic_rs::JsonValueTrait;
 
 use super::operation::{CallLabel, OperationState};
-use crate::batch::{key_text, BatchId, BatchItems, Grouped};
+use crate::batch::{BatchId, BatchItems, Grouped};
 use crate::connector::coerce::{OutputKind, ScalarKind};
 use crate::connector::request::{self, render_value, ClientContext};
-use crate::connector::template::{value_at, Placeholder, Root, Scope};
+use crate::connector::template::{value_at, Looked, Placeholder, Root, Scope};
 use crate::error::{ErrorCode, FieldError};
 use crate::fetch::cache::{now_ms, Entry};
 use crate::schema::binding::{BoundBatch, BoundCall, BoundSource};
 use crate::schema::FieldBinding as Binding;
 use crate::telemetry::trace::RequestTrace;
-use crate::upstream::json::{self, Json};
+use crate::upstream::json::{self, key_text, Json};
 use crate::upstream::{CacheDirectives, UpstreamAnswer};
 
 /// A field's arguments (variables substituted, SDL defaults added).
@@ -120,32 +120,27 @@ impl<'a> FieldScope<'a> {
 }
 
 impl Scope for FieldScope<'_> {
-    fn lookup(&self, placeholder: &Placeholder) -> Option<Cow<'_, Value>> {
+    fn lookup(&self, placeholder: &Placeholder) -> Option<Looked<'_>> {
         let path = &placeholder.path;
         match placeholder.root {
             Root::Args => {
-                let mut value = self.args?.get(path[0].as_str())?.clone().into_json().ok()?;
-                if let Some((_, ty)) = self
-                    .binding
-                    .input_args
-                    .iter()
-                    .find(|(name, _)| *name == path[0])
-                {
-                    self.binding.input_defaults.apply(&mut value, ty);
-                }
+                // Arguments are coerced against the SDL (input-object
+                // defaults filled in) before the plan runs.
+                let value = self.args?.get(path[0].as_str())?.clone().into_json().ok()?;
                 if path.len() == 1 {
-                    return Some(Cow::Owned(value));
+                    return Some(Looked::Input(Cow::Owned(value)));
                 }
-                value_at(&value, &path[1..]).cloned().map(Cow::Owned)
+                value_at(&value, &path[1..])
+                    .cloned()
+                    .map(|v| Looked::Input(Cow::Owned(v)))
             }
-            Root::Parent => {
-                json::at(self.parent?, path).map(|value| Cow::Owned(json::to_serde(value)))
-            }
+            Root::Parent => json::at(self.parent?, path).map(Looked::Upstream),
             Root::Headers => {
                 let value = self.headers.get(path.join(".").as_str())?;
-                Some(Cow::Owned(Value::String(value.to_str().ok()?.to_owned())))
+                let text = value.to_str().ok()?.to_owned();
+                Some(Looked::Input(Cow::Owned(Value::String(text))))
             }
-            Root::Claims => value_at(self.claims?, path).map(Cow::Borrowed),
+            Root::Claims => value_at(self.claims?, path).map(|v| Looked::Input(Cow::Borrowed(v))),
             Root::Keys => None,
         }
     }
@@ -242,8 +237,10 @@ async fn answer_now(scope: &FieldScope<'_>, state: &OperationState) -> FieldAnsw
 }
 
 /// A batched field's key for the scope's parent; `None` when it has none.
-pub fn batch_key(batch: &BoundBatch, scope: &dyn Scope) -> Option<Value> {
-    render_value(&batch.spec.key, scope).filter(|k| !k.is_null())
+pub fn batch_key(batch: &BoundBatch, scope: &dyn Scope) -> Option<Json> {
+    render_value(&batch.spec.key, scope)
+        .filter(|k| !k.is_null())
+        .map(|k| k.to_json())
 }
 
 /// The answer of a batched field whose parent has no key.
@@ -284,13 +281,13 @@ pub fn batch_answer(found: &[Grouped], text: String) -> FieldAnswer {
 /// grouped under the text of its `match` field (and cached per key).
 pub async fn fetch_batch(
     batch: &BoundBatch,
-    keys: Vec<Value>,
+    keys: Vec<Json>,
     scope: &FieldScope<'_>,
     state: &OperationState,
 ) -> crate::batch::BatchOutcome {
     let spec = &batch.spec;
-    let build = |keys: &[Value]| {
-        let keys = Value::Array(keys.to_vec());
+    let build = |keys: &[Json]| {
+        let keys = Json::from(keys);
         let scope = WithKeys {
             inner: scope,
             keys: &keys,
@@ -432,13 +429,13 @@ pub async fn fetch_batch(
 /// A field's scope plus `{keys}` for one batched call.
 struct WithKeys<'a> {
     inner: &'a FieldScope<'a>,
-    keys: &'a Value,
+    keys: &'a Json,
 }
 
 impl Scope for WithKeys<'_> {
-    fn lookup(&self, placeholder: &Placeholder) -> Option<Cow<'_, Value>> {
+    fn lookup(&self, placeholder: &Placeholder) -> Option<Looked<'_>> {
         match placeholder.root {
-            Root::Keys => Some(Cow::Borrowed(self.keys)),
+            Root::Keys => Some(Looked::Upstream(self.keys)),
             _ => self.inner.lookup(placeholder),
         }
     }

@@ -6,6 +6,8 @@
 //! come to is in `calls`.
 
 mod calls;
+#[cfg(test)]
+mod engine_tests;
 pub mod operation;
 pub mod planned;
 mod rules;

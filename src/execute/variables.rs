@@ -7,9 +7,9 @@
 //! Coercing is: an enum from its name; `Int` from an integer in range;
 //! `Float` from any number; `ID` from a string or an integer; a single
 //! value where a list is expected becomes a list of one; an input object's
-//! fields checked by name and type (its defaults are filled in later, by
-//! the templates' `connector::input`); custom scalars pass through as they
-//! are.
+//! fields checked by name and type, and the fields left out that declare
+//! a default get it (so `"{args.filter}"` in a body carries them); custom
+//! scalars pass through as they are.
 
 use std::collections::{HashMap, HashSet};
 
@@ -37,7 +37,7 @@ enum InputKind {
 struct InputField {
     name: String,
     ty: Type,
-    has_default: bool,
+    default: Option<GqlValue>,
 }
 
 impl InputTypes {
@@ -58,7 +58,7 @@ impl InputTypes {
                         .map(|f| InputField {
                             name: f.node.name.node.to_string(),
                             ty: f.node.ty.node.clone(),
-                            has_default: f.node.default_value.is_some(),
+                            default: f.node.default_value.as_ref().map(|d| d.node.clone()),
                         })
                         .collect(),
                 ),
@@ -218,7 +218,7 @@ impl InputTypes {
                     for field in fields {
                         if !given.contains_key(field.name.as_str())
                             && !field.ty.nullable
-                            && !field.has_default
+                            && field.default.is_none()
                         {
                             return Err(format!(
                                 "field `{}` of input type `{type_name}` is required",
@@ -239,6 +239,15 @@ impl InputTypes {
                         let value = self.coerce(value, &field.ty, path, depth + 1)?;
                         path.truncate(len);
                         coerced.insert(key, value);
+                    }
+                    // After the fields written, in declaration order.
+                    for field in fields {
+                        if let (Some(default), false) =
+                            (&field.default, coerced.contains_key(field.name.as_str()))
+                        {
+                            let value = self.coerce(default.clone(), &field.ty, path, depth + 1)?;
+                            coerced.insert(Name::new(&field.name), value);
+                        }
                     }
                     Ok(GqlValue::Object(coerced))
                 }
@@ -339,9 +348,10 @@ mod tests {
             Some(&GqlValue::List(vec![GqlValue::String("7".into())]))
         );
         let f = vars.get("f").expect("f").clone().into_json().expect("json");
+        // `limit` was left out: its declared default is filled in.
         assert_eq!(
             f,
-            json!({"status": "NEWEST", "inner": {"deep": [[1], [2, 3]]}})
+            json!({"status": "NEWEST", "inner": {"deep": [[1], [2, 3]]}, "limit": 10})
         );
     }
 

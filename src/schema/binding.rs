@@ -15,7 +15,6 @@ use crate::config::{
     BatchSpec, CallSpec, Config, Diagnostic, Diagnostics, FieldMapping, FieldSource, ServiceConfig,
 };
 use crate::connector::coerce::{AbstractType, EnumValues, OutputKind, OutputType, ScalarKind};
-use crate::connector::input::{InputDefaults, InputField};
 use crate::connector::template::Root;
 use crate::fetch::CachePolicy;
 
@@ -30,9 +29,6 @@ pub struct FieldBinding {
     /// field it implements, or on the type it returns; checked before the
     /// field resolves.
     pub access: Option<AccessRule>,
-    /// Arguments whose type is an input object: name → type, for defaults.
-    pub input_args: Vec<(String, String)>,
-    pub input_defaults: Arc<InputDefaults>,
 }
 
 #[derive(Debug)]
@@ -83,7 +79,6 @@ pub fn bind(config: &mut Config, schema: &SchemaModel) -> Result<Bindings, Diagn
         }
     }
 
-    let input_defaults = Arc::new(input_defaults(schema));
     let roots: Vec<&str> = std::iter::once(schema.query_type.as_str())
         .chain(schema.mutation_type.as_deref())
         .collect();
@@ -112,17 +107,6 @@ pub fn bind(config: &mut Config, schema: &SchemaModel) -> Result<Bindings, Diagn
                 None => BoundSource::ParentKey(field.name.node.to_string()),
             };
             let access = access_rule(schema, &object.implements, field);
-            let input_args = field
-                .arguments
-                .iter()
-                .filter_map(|arg| {
-                    let ty = super::sdl::named_type(&arg.node.ty.node);
-                    input_defaults
-                        .types
-                        .contains_key(ty)
-                        .then(|| (arg.node.name.node.to_string(), ty.to_owned()))
-                })
-                .collect();
             bindings.insert(
                 key.clone(),
                 Arc::new(FieldBinding {
@@ -130,8 +114,6 @@ pub fn bind(config: &mut Config, schema: &SchemaModel) -> Result<Bindings, Diagn
                     output,
                     source,
                     access,
-                    input_args,
-                    input_defaults: input_defaults.clone(),
                 }),
             );
         }
@@ -141,38 +123,6 @@ pub fn bind(config: &mut Config, schema: &SchemaModel) -> Result<Bindings, Diagn
     } else {
         Err(diagnostics)
     }
-}
-
-/// Every input object type with its fields' defaults.
-fn input_defaults(schema: &SchemaModel) -> InputDefaults {
-    let mut defaults = InputDefaults::default();
-    for (name, ty) in &schema.types {
-        let TypeKind::InputObject(input) = &ty.kind else {
-            continue;
-        };
-        let fields = input
-            .fields
-            .iter()
-            .map(|field| {
-                let field = &field.node;
-                let field_type = super::sdl::named_type(&field.ty.node);
-                let is_input_object = matches!(
-                    schema.types.get(field_type).map(|t| &t.kind),
-                    Some(TypeKind::InputObject(_))
-                );
-                InputField {
-                    name: field.name.node.to_string(),
-                    default: field
-                        .default_value
-                        .as_ref()
-                        .and_then(|d| d.node.clone().into_json().ok()),
-                    object_type: is_input_object.then(|| field_type.to_owned()),
-                }
-            })
-            .collect();
-        defaults.types.insert(name.clone(), fields);
-    }
-    defaults
 }
 
 /// The access rule of `type_name.field`, from every place README "Authentication and authorization" allows a

@@ -7,10 +7,13 @@
 //! large benchmark answer (2,500 orders) building, walking and dropping
 //! serde_json's tree was most of the gateway's CPU and memory.
 //!
-//! The tree is read, never changed: `merge` and the async-graphql
-//! executor work on serde_json values converted at their door
-//! ([`to_serde`], [`from_serde`]), because sonic-rs turns a changed object
-//! into a hash map and loses its key order.
+//! It is the one model for upstream JSON: templates read `{parent.…}`
+//! values from it without a copy (`connector::template::Looked`), batch
+//! keys and grouped items are its values, `merge` builds on it
+//! ([`deep_merge`]) and the writer writes from it. A changed object
+//! becomes a hash map in sonic-rs and loses its key order; that is
+//! harmless where the writer reads it (it writes the query's order), and
+//! request bodies are written straight from the values they name.
 
 use sonic_rs::{JsonContainerTrait, JsonValueTrait};
 
@@ -262,36 +265,9 @@ pub fn describe(value: &Json) -> &'static str {
     }
 }
 
-/// The same value as a serde_json value (for `merge`, the async-graphql
-/// executor and templates).
-pub fn to_serde(value: &Json) -> serde_json::Value {
-    use serde_json::Value;
-    if let Some(text) = value.as_str() {
-        Value::String(text.to_owned())
-    } else if let Some(items) = value.as_array() {
-        Value::Array(items.iter().map(to_serde).collect())
-    } else if let Some(object) = value.as_object() {
-        Value::Object(
-            object
-                .iter()
-                .map(|(key, value)| (key.to_owned(), to_serde(value)))
-                .collect(),
-        )
-    } else if let Some(b) = value.as_bool() {
-        Value::Bool(b)
-    } else if let Some(i) = value.as_i64() {
-        Value::from(i)
-    } else if let Some(u) = value.as_u64() {
-        Value::from(u)
-    } else if let Some(f) = value.as_f64() {
-        serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)
-    } else {
-        Value::Null
-    }
-}
-
-/// A serde_json value as upstream JSON (a merged answer). Through its
-/// text: sonic-rs builds objects it is handed as hash maps, in no order.
+/// A serde_json value (client input: a batch key from an argument or a
+/// claim) as upstream JSON. Through its text: sonic-rs builds objects it
+/// is handed as hash maps, in no order.
 pub fn from_serde(value: &serde_json::Value) -> Json {
     parse(value.to_string().as_bytes()).unwrap_or_default()
 }
@@ -320,20 +296,16 @@ mod tests {
     }
 
     #[test]
-    fn converts_both_ways_keeping_numbers_and_key_order() {
+    fn converts_from_serde_keeping_numbers_and_reads_in_order() {
         let text = r#"{"b":1,"a":[true,null,-2,3.5,18446744073709551615],"s":"x\"y"}"#;
         let json = parse(text.as_bytes()).expect("json");
-        let serde = to_serde(&json);
-        assert_eq!(
-            serde,
-            serde_json::from_str::<serde_json::Value>(text).unwrap()
-        );
+        let serde: serde_json::Value = serde_json::from_str(text).unwrap();
         let object = json.as_object().expect("object");
         let keys: Vec<&str> = object.iter().map(|(k, _)| k).collect();
         assert_eq!(keys, ["b", "a", "s"]);
         let twice = parse(br#"{"k":1,"k":2}"#).expect("json");
         assert_eq!(get(&twice, "k").and_then(|v| v.as_i64()), Some(2));
-        assert_eq!(to_serde(&from_serde(&serde)), serde);
+        assert_eq!(from_serde(&serde), json);
         let path = ["a".to_owned(), "3".to_owned()];
         assert_eq!(at(&json, &path).and_then(|v| v.as_f64()), Some(3.5));
         assert_eq!(describe(&json), "an object");

@@ -1664,6 +1664,25 @@ async fn an_unreachable_jwks_at_start_refuses_tokens_until_a_background_fetch_su
     wait_until_accepted(&gateway, &token).await;
 }
 
+/// A key set over 1 MiB is refused whatever it holds (here the right key
+/// plus padding): the gateway never buffers an endpoint's answer without
+/// bound. The same keys in a normal-sized set are then taken.
+#[tokio::test]
+async fn a_jwks_over_one_mebibyte_is_refused() {
+    let mut padded: serde_json::Value = serde_json::from_str(JWKS_ED1).expect("jwks json");
+    padded["padding"] = json!("x".repeat(1024 * 1024));
+    let (idp_server, idp) = Idp::start(&padded.to_string()).await;
+    let users = users_upstream().await;
+    let gateway = jwks_gateway(&idp_server, 1, &users).await;
+    let token = ed_token(&ed_key(), "ed-1", "u-1");
+
+    assert_invalid_token(&hello_with(&gateway, &token).await);
+    assert_eq!(received(&users).await.len(), 0);
+
+    idp.serve_jwks(JWKS_ED1);
+    wait_until_accepted(&gateway, &token).await;
+}
+
 // ---------------------------------------------------------------------------
 // 7. check
 // ---------------------------------------------------------------------------

@@ -61,7 +61,7 @@ impl PlanSchema {
                     let entry = supertypes.entry(name.clone()).or_default();
                     entry.extend(object.implements.iter().map(|i| i.node.to_string()));
                     for field in &object.fields {
-                        let args: Arc<[ArgDefinition]> = field
+                        let args: Vec<ArgDefinition> = field
                             .node
                             .arguments
                             .iter()
@@ -87,12 +87,26 @@ impl PlanSchema {
                 _ => {}
             }
         }
+        // An argument's SDL default is coerced once, here, like a value
+        // the document writes (its input objects' own defaults filled in).
+        let inputs = Arc::new(InputTypes::new(sdl));
+        for args in field_args.values_mut() {
+            for arg in args.iter_mut() {
+                if let Some(default) = arg.default.take() {
+                    arg.default = Some(inputs.coerce_argument(default, &arg.ty));
+                }
+            }
+        }
+        let field_args = field_args
+            .into_iter()
+            .map(|(name, args)| (name, Arc::from(args)))
+            .collect();
         PlanSchema {
             query_type: sdl.query_type.clone(),
             mutation_type: sdl.mutation_type.clone(),
             supertypes,
             field_args,
-            inputs: Arc::new(InputTypes::new(sdl)),
+            inputs,
         }
     }
 

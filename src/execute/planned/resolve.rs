@@ -24,7 +24,6 @@ use sonic_rs::JsonValueTrait;
 
 use super::deferred::{self, Step};
 use super::plan::{FieldKind, FieldPlan, ObjectPlan, OperationPlan, SubPlan};
-use crate::batch::key_text;
 use crate::connector::coerce::{OutputKind, OutputType};
 use crate::execute::calls::{self, Args, FieldAnswer, FieldScope, Held};
 use crate::execute::operation::OperationState;
@@ -300,15 +299,14 @@ impl<'p> Resolution<'p> {
             let args = self.args[field.id].as_ref();
             // Items sharing a key share its answer: keys are rendered per
             // item, everything else is done per distinct key.
-            let mut keys: IndexMap<String, serde_json::Value, foldhash::fast::RandomState> =
-                IndexMap::default();
+            let mut keys: IndexMap<String, Json, foldhash::fast::RandomState> = IndexMap::default();
             let mut item_keys = Vec::with_capacity(items.len());
             let mut no_key = Vec::new();
             for value in items.iter().filter(|v| v.is_object()) {
                 let scope = FieldScope::new(binding, self.state, args, Some(value));
                 match calls::batch_key(batch, &scope) {
                     Some(key) => {
-                        let (index, _) = keys.insert_full(key_text(&key), key);
+                        let (index, _) = keys.insert_full(json::key_text(&key), key);
                         item_keys.push((address(value), index));
                     }
                     None => no_key.push((address(value), calls::no_key(binding, batch, &scope))),

@@ -8,7 +8,6 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 
 use async_graphql::parser::types::DocumentOperations;
-use async_graphql::{Name, Value as GqlValue, Variables};
 
 use super::plan::{self, FieldKind, GivenArg, ObjectPlan, OperationPlan, SubPlan};
 use crate::gateway::Gateway;
@@ -273,7 +272,7 @@ fn literal_arguments_are_coerced_once_and_variables_per_request() {
     assert_eq!(
         snapshot(&plan),
         "\
-a: call /orders; args status=OPEN filter={tags: [\"x\"]}
+a: call /orders; args status=OPEN filter={tags: [\"x\"], min: 1}
   id: key id
 b: call /orders; args filter=$$f
   id: key id
@@ -287,17 +286,19 @@ b: call /orders; args filter=$$f
     let DocumentOperations::Single(operation) = &document.operations else {
         panic!("one operation");
     };
-    let mut variables = Variables::default();
-    variables.insert(
-        Name::new("f"),
-        GqlValue::from_json(serde_json::json!({"status": "CLOSED"})).expect("value"),
-    );
+    let variables = gateway
+        .plans
+        .coerce_variables(
+            &operation.node,
+            Some(serde_json::json!({"f": {"status": "CLOSED"}})),
+        )
+        .expect("valid variables");
     let b = plan.args[plan.root.fields[1].id]
         .as_ref()
         .expect("a call's arguments");
     let values = b.values(&operation.node, &variables, &plan.inputs);
     let values: Vec<String> = values.iter().map(|(k, v)| format!("{k}={v}")).collect();
-    assert_eq!(values, ["filter={status: \"CLOSED\"}", "first=5"]);
+    assert_eq!(values, ["filter={status: CLOSED, min: 1}", "first=5"]);
 }
 
 #[test]
@@ -312,7 +313,7 @@ fn a_mutation_plans_serially_and_introspection_stands_apart() {
         snapshot(&mutation),
         "\
 serial
-place: call /orders; feeds Order.product; args input={productId: \"p1\"}
+place: call /orders; feeds Order.product; args input={productId: \"p1\", quantity: 1}
   id: key id
   product: batch Order.product
     name: key name
