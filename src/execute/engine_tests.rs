@@ -82,6 +82,7 @@ async fn execute(gateway: &Gateway, query: &str, variables: Value) -> String {
         debug: false,
         claims: None,
         over_get: false,
+        incremental: false,
     };
     let request = GraphqlRequest {
         query: Some(query.to_owned()),

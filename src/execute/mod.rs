@@ -13,6 +13,7 @@ pub mod operation;
 pub mod planned;
 mod rules;
 pub mod run;
+pub mod stream;
 pub mod variables;
 
 use async_graphql::ServerError;

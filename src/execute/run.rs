@@ -1,8 +1,9 @@
 //! One GraphQL request through the engine: persisted query lookup, the
 //! cached parse, choosing the operation, `[limits]`, variable coercion, the
 //! plan, execution, and the response object — `data`, `errors`,
-//! `extensions` — written as one body. The HTTP layer only maps an
-//! [`Outcome`] to a status and a media type.
+//! `extensions` — written as one body (or, for an operation that defers
+//! fragments, as the first of several: [`Outcome::rest`]). The HTTP layer
+//! only maps an [`Outcome`] to a status and a media type.
 
 use std::sync::Arc;
 
@@ -13,6 +14,7 @@ use serde_json::{json, Value};
 
 use super::cache_control::NO_STORE;
 use super::operation::{OperationState, RequestContext};
+use super::stream::{self, Payloads};
 use super::{planned, with_code};
 use crate::admission::documents::{DocumentError, MAX_NESTING};
 use crate::admission::limits;
@@ -43,6 +45,9 @@ pub struct Caller<'a> {
     pub claims: Option<Claims>,
     /// Sent with GET: only queries may run.
     pub over_get: bool,
+    /// Takes incremental delivery (`Accept: multipart/mixed`): `@defer`
+    /// defers.
+    pub incremental: bool,
 }
 
 /// Why an operation did not run; the HTTP layer turns it into a status.
@@ -77,6 +82,11 @@ pub struct Outcome {
     pub cache_control: HeaderValue,
     /// Upstream answer headers for the client (`forward_response_headers`).
     pub forwarded: Forwarded,
+    /// Incremental delivery: whether parts follow this one (`hasNext`).
+    has_next: Option<bool>,
+    /// Incremental delivery: the parts after this one, as the engine
+    /// produces them.
+    pub rest: Option<Payloads>,
 }
 
 impl Outcome {
@@ -89,6 +99,8 @@ impl Outcome {
             extensions: None,
             cache_control: NO_STORE,
             forwarded: Forwarded::new(),
+            has_next: None,
+            rest: None,
         }
     }
 
@@ -138,6 +150,10 @@ impl Outcome {
         if let Some(extensions) = &self.extensions {
             key(out, b"\"extensions\":");
             serde_json::to_writer(&mut *out, extensions)?;
+        }
+        if let Some(has_next) = self.has_next {
+            key(out, b"\"hasNext\":");
+            out.extend_from_slice(if has_next { b"true" } else { b"false" });
         }
         out.push(b'}');
         Ok(())
@@ -196,6 +212,7 @@ pub async fn run(
         debug,
         claims,
         over_get,
+        incremental,
     } = caller;
     let admission = &gateway.admission;
     let query = match admission
@@ -321,6 +338,7 @@ pub async fn run(
             &document,
             &operation.node,
             &variables,
+            incremental,
         )
         .await;
     let plan = match plan {
@@ -333,15 +351,23 @@ pub async fn run(
             }
         }
     };
-    let executed =
-        planned::execute(&plan, &state, &operation.node, &variables, &gateway.schema).await;
+    let (executed, rest) = if plan.defers {
+        let args = planned::arguments(&plan, &operation.node, &variables);
+        deliver_incrementally(gateway, plan, state.clone(), args, variables).await
+    } else {
+        let executed =
+            planned::execute(&plan, &state, &operation.node, &variables, &gateway.schema).await;
+        (executed, None)
+    };
     report.upstream_calls = state.stats.upstream_calls();
     // README "Caching": only a query answered without errors may be reused.
-    let cache_control = if operation_type == OperationType::Query && executed.errors.is_empty() {
-        state.cache_control()
-    } else {
-        NO_STORE
-    };
+    // Parts delivered incrementally are never reused either.
+    let cache_control =
+        if operation_type == OperationType::Query && executed.errors.is_empty() && rest.is_none() {
+            state.cache_control()
+        } else {
+            NO_STORE
+        };
     Outcome {
         refusal: None,
         data: Some(executed.begun_body),
@@ -349,6 +375,47 @@ pub async fn run(
         extensions: conflux_extensions(&state),
         cache_control,
         forwarded: state.take_forwarded(),
+        has_next: executed.has_next,
+        rest,
+    }
+}
+
+/// Runs an operation that defers fragments in a task of its own, which
+/// outlives this request's handler: the first part is returned when ready,
+/// the others stream from the task. A client that goes away (nobody reads
+/// the parts any more) ends the task, dropping its calls still in flight.
+async fn deliver_incrementally(
+    gateway: &Gateway,
+    plan: Arc<planned::OperationPlan>,
+    state: Arc<OperationState>,
+    args: Vec<Option<super::calls::Args>>,
+    variables: async_graphql::Variables,
+) -> (planned::Executed, Option<Payloads>) {
+    let (first, first_part) = tokio::sync::oneshot::channel();
+    let (later, rest) = stream::channel();
+    let executor = gateway.schema.clone();
+    tokio::spawn(async move {
+        let run =
+            planned::execute_incremental(&plan, &state, args, &variables, &executor, first, &later);
+        tokio::select! {
+            () = run => {}
+            () = later.gone() => {}
+        }
+    });
+    match first_part.await {
+        Ok(executed) => (executed, Some(rest)),
+        // The task ended before its first part: it panicked.
+        Err(_) => (
+            planned::Executed {
+                begun_body: b"{\"data\":null".to_vec(),
+                errors: vec![with_code(
+                    ServerError::new("the operation failed", None),
+                    ErrorCode::Internal,
+                )],
+                has_next: None,
+            },
+            None,
+        ),
     }
 }
 

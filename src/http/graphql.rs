@@ -19,7 +19,7 @@ use http_body_util::LengthLimitError;
 use serde_json::Value;
 
 use super::graphiql;
-use super::media::{wants_html, ResponseMedia};
+use super::media::{accepts_multipart, wants_html, ResponseMedia};
 use super::operation;
 use super::outcome::{batch_response, request_error, too_large};
 use super::request::{from_query_params, parse_request};
@@ -39,6 +39,7 @@ pub async fn handle(State(gateway): State<Arc<Gateway>>, request: Request) -> Re
     let request_id = trace.request_id.clone();
     let mut client = Client {
         media: ResponseMedia::negotiate(&parts.headers),
+        incremental: accepts_multipart(&parts.headers),
         // The TCP peer; absent only when the app runs without a socket.
         ip: parts
             .extensions
@@ -246,8 +247,10 @@ async fn post(gateway: &Gateway, client: &Client, claims: Option<Claims>, body: 
             let claims = &claims;
             let operations = items.into_iter().map(|item| async move {
                 match parse_request(item) {
+                    // A batch answers one JSON array: no operation in it
+                    // is delivered in parts.
                     Ok(request) => {
-                        operation::run(gateway, client, claims.clone(), request, false).await
+                        operation::run(gateway, client, claims.clone(), request, false, false).await
                     }
                     Err(message) => {
                         crate::execute::run::Outcome::request_error(ErrorCode::BadRequest, message)
@@ -259,7 +262,7 @@ async fn post(gateway: &Gateway, client: &Client, claims: Option<Claims>, body: 
         }
         single => match parse_request(single) {
             Ok(request) => operation::respond(
-                operation::run(gateway, client, claims, request, false).await,
+                operation::run(gateway, client, claims, request, false, client.incremental).await,
                 media,
             ),
             Err(message) => request_error(
@@ -295,7 +298,7 @@ async fn get(gateway: &Gateway, uri: &Uri, client: &mut Client) -> Response {
     };
     match from_query_params(&params) {
         Ok(request) => operation::respond(
-            operation::run(gateway, client, claims, request, true).await,
+            operation::run(gateway, client, claims, request, true, client.incremental).await,
             media,
         ),
         Err(message) => request_error(

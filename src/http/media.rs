@@ -60,6 +60,13 @@ fn quality(accept: &str, media: &str) -> Option<f32> {
     })
 }
 
+/// Whether the client takes incremental delivery: its `Accept` lists
+/// `multipart/mixed` (with or without `deferSpec=20220824`, among other
+/// types, as Apollo Client sends it), not with `q=0`.
+pub fn accepts_multipart(headers: &HeaderMap) -> bool {
+    quality(&accept_text(headers), "multipart/mixed").is_some_and(|q| q > 0.0)
+}
+
 /// Whether a browser asks for a page (`text/html` listed).
 pub fn wants_html(headers: &HeaderMap) -> bool {
     quality(&accept_text(headers), "text/html").is_some_and(|q| q > 0.0)
@@ -95,5 +102,22 @@ mod tests {
             ResponseMedia::negotiate(&HeaderMap::new()),
             ResponseMedia::Json
         );
+    }
+
+    fn multipart(accept: &str) -> bool {
+        let mut headers = HeaderMap::new();
+        headers.insert(ACCEPT, HeaderValue::from_str(accept).expect("valid"));
+        accepts_multipart(&headers)
+    }
+
+    #[test]
+    fn multipart_is_taken_when_listed() {
+        assert!(multipart(
+            "multipart/mixed;deferSpec=20220824,application/graphql-response+json,application/json;q=0.9"
+        ));
+        assert!(multipart("application/json, multipart/mixed"));
+        assert!(!multipart("multipart/mixed;q=0, application/json"));
+        assert!(!multipart("*/*"));
+        assert!(!accepts_multipart(&HeaderMap::new()));
     }
 }

@@ -6,6 +6,7 @@ mod graphiql;
 mod graphql;
 mod health;
 mod media;
+mod multipart;
 mod operation;
 mod outcome;
 mod request;
@@ -24,6 +25,8 @@ pub struct Client {
     /// The TCP peer's address (the rate limit's `ip` key).
     pub ip: String,
     pub media: media::ResponseMedia,
+    /// Takes incremental delivery (`@defer` over multipart/mixed).
+    pub incremental: bool,
     pub trace: RequestTrace,
     /// `conflux-debug: 1` with `[server].debug = true`: answer the waterfall.
     pub debug: bool,

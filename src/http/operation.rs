@@ -18,13 +18,15 @@ use tracing::Instrument;
 /// Runs one operation and logs it: one line per GraphQL request (request
 /// id, operation, client, subject, duration, status, upstream calls, codes).
 /// The outcome is answered by [`respond`] or, in a batch,
-/// `outcome::batch_response`.
+/// `outcome::batch_response`. `incremental`: the answer may come in parts
+/// (`@defer`); the line is then written when the first part is ready.
 pub async fn run(
     gateway: &Gateway,
     client: &Client,
     claims: Option<Claims>,
     request: GraphqlRequest,
     is_get: bool,
+    incremental: bool,
 ) -> Outcome {
     let started = Instant::now();
     let subject = claims
@@ -52,6 +54,7 @@ pub async fn run(
         debug: client.debug,
         claims,
         over_get: is_get,
+        incremental,
     };
     let outcome = run::run(gateway, caller, request, &mut report)
         .instrument(span.clone())

@@ -23,8 +23,9 @@ pub fn status_of(refusal: Option<Refusal>, media: ResponseMedia) -> StatusCode {
     }
 }
 
-/// One operation's response, with its `Cache-Control` (`no-store` for
-/// anything but a 200) and the upstream headers it forwards.
+/// One operation's response — one body, or the parts of an incrementally
+/// delivered one — with its `Cache-Control` (`no-store` for anything but a
+/// 200) and the upstream headers it forwards.
 pub fn response(mut outcome: Outcome, media: ResponseMedia) -> Response {
     let status = status_of(outcome.refusal, media);
     let cache_control = match status {
@@ -32,12 +33,16 @@ pub fn response(mut outcome: Outcome, media: ResponseMedia) -> Response {
         _ => NO_STORE,
     };
     let forwarded = std::mem::take(&mut outcome.forwarded);
-    let mut response = match outcome.into_body() {
-        Ok(body) => bytes_response(status, body, media),
-        Err(err) => return serialization_failed(err),
+    let rest = outcome.rest.take();
+    let mut response = match (outcome.into_body(), rest) {
+        (Ok(body), None) => bytes_response(status, body, media),
+        (Ok(first), Some(rest)) => super::multipart::response(first, rest),
+        (Err(err), _) => return serialization_failed(err),
     };
     let headers = response.headers_mut();
-    headers.insert(CACHE_CONTROL, cache_control);
+    if !headers.contains_key(CACHE_CONTROL) {
+        headers.insert(CACHE_CONTROL, cache_control);
+    }
     forward(headers, forwarded);
     response
 }

@@ -13,8 +13,8 @@ use indexmap::IndexMap;
 
 use crate::config::{Diagnostic, Diagnostics, Location, SchemaFile};
 
-/// The directives Conflux declares itself (README "Authentication and authorization"); schemas use them
-/// without declaring them.
+/// The directives Conflux declares itself (README "Authentication and authorization", docs/DEFER.md);
+/// schemas use them without declaring them.
 pub const CONFLUX_DIRECTIVES: &str = r#""""
 The caller must present a valid token.
 """
@@ -24,10 +24,16 @@ directive @authenticated on FIELD_DEFINITION | OBJECT | INTERFACE | SCALAR | ENU
 The token's scopes must contain every scope of at least one inner list.
 """
 directive @requiresScopes(scopes: [[String!]!]!) on FIELD_DEFINITION | OBJECT | INTERFACE | SCALAR | ENUM
+
+"""
+Delivers this fragment after the rest of the response, to a client that takes incremental
+delivery (multipart/mixed); `if: false` delivers it with the rest.
+"""
+directive @defer(label: String, if: Boolean! = true) on FRAGMENT_SPREAD | INLINE_FRAGMENT
 "#;
 
 const BUILT_IN_SCALARS: [&str; 5] = ["String", "Int", "Float", "Boolean", "ID"];
-const CONFLUX_DIRECTIVE_NAMES: [&str; 2] = ["authenticated", "requiresScopes"];
+const CONFLUX_DIRECTIVE_NAMES: [&str; 3] = ["authenticated", "requiresScopes", "defer"];
 
 /// The whole schema, every file merged, in the order types were written.
 #[derive(Debug)]

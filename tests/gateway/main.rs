@@ -10,6 +10,8 @@ mod batching;
 mod caching;
 mod check;
 mod client_caching;
+mod defer;
+mod defer_apollo;
 mod execution;
 mod graphql_semantics;
 mod hostile;

@@ -5,7 +5,9 @@
 //! without variables coerced once. Queries and mutations plan alike (a
 //! mutation's root fields then run one after another); the root's
 //! introspection fields (`__schema`, `__type`) are set aside as a document
-//! of their own, which async-graphql answers from the schema.
+//! of their own, which async-graphql answers from the schema. When the
+//! client takes incremental delivery, a fragment with `@defer` is planned
+//! apart from the fields around it ([`DeferredPlan`], docs/DEFER.md).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::AtomicUsize;
@@ -132,9 +134,13 @@ pub struct OperationPlan {
     pub field_count: usize,
     /// Arguments of the fields that make calls, by field id.
     pub args: Vec<Option<ArgsPlan>>,
-    /// `@skip`/`@include` read a variable: the plan holds for these
-    /// variables' values only, so it is not kept for other requests.
+    /// `@skip`/`@include` (or `@defer`'s `if`) read a variable: the plan
+    /// holds for these variables' values only, so it is not kept for other
+    /// requests.
     pub depends_on_variables: bool,
+    /// Some fragment is deferred ([`ObjectPlan::deferred`]): the response
+    /// is delivered in parts.
+    pub defers: bool,
     /// How long the last response body written for this plan was: the
     /// next one is sized from it, so that a large answer is written into
     /// one buffer instead of one grown by doubling (which copied it and
@@ -215,6 +221,18 @@ pub struct ObjectPlan {
     pub resolves: bool,
     /// Key of the object's JSON → the fields (by index) that read it.
     pub reads: FxHashMap<Box<str>, Vec<usize>>,
+    /// Fragments with `@defer` on this object: resolved and delivered
+    /// after the part that holds `fields` (never in `fields`, so no call
+    /// of theirs is waited for by it).
+    pub deferred: Vec<DeferredPlan>,
+}
+
+/// A deferred fragment on one object type: its fields (collected like any
+/// selection, a `@defer` inside giving deferred plans of its own), and the
+/// label its part carries.
+pub struct DeferredPlan {
+    pub label: Option<Box<str>>,
+    pub plan: ObjectPlan,
 }
 
 pub struct FieldPlan {
@@ -404,13 +422,15 @@ pub struct Unplannable(pub String);
 
 type Planned<T> = Result<T, Unplannable>;
 
-/// Plans `operation` of `document`.
+/// Plans `operation` of `document`; `incremental`: the client takes
+/// incremental delivery, so `@defer` defers.
 pub fn plan(
     schema: &PlanSchema,
     bindings: &Bindings,
     document: &ExecutableDocument,
     operation: &OperationDefinition,
     variables: &Variables,
+    incremental: bool,
 ) -> Planned<OperationPlan> {
     let root_type = match operation.ty {
         OperationType::Query => &schema.query_type,
@@ -435,6 +455,8 @@ pub fn plan(
         depends_on_variables: false,
         introspection: Vec::new(),
         root: true,
+        incremental,
+        deferred: 0,
     };
     let root = planner.object(root_type, &[&operation.selection_set.node])?;
     let introspection = (!planner.introspection.is_empty()).then(|| Introspection {
@@ -449,6 +471,7 @@ pub fn plan(
         field_count: planner.next_id,
         args: planner.args,
         depends_on_variables: planner.depends_on_variables,
+        defers: planner.deferred > 0,
         last_body_len: AtomicUsize::new(0),
     })
 }
@@ -531,7 +554,8 @@ fn introspection_document(
             .map(|f| Positioned::new(Selection::Field(f.clone()), f.pos))
             .collect(),
     };
-    ExecutableDocument {
+    // A `@defer` in there is answered inline, like any fragment.
+    super::deferred::inlined(ExecutableDocument {
         operations: DocumentOperations::Single(Positioned::new(
             OperationDefinition {
                 ty: OperationType::Query,
@@ -542,7 +566,7 @@ fn introspection_document(
             operation.selection_set.pos,
         )),
         fragments: fragments.into_iter().collect(),
-    }
+    })
 }
 
 /// Adds the variables named in `arguments` and `directives` to `used`.
@@ -551,9 +575,11 @@ fn uses_variables(
     directives: &[Positioned<Directive>],
     used: &mut HashSet<Name>,
 ) {
+    // `@defer` is taken out of the introspection document (`deferred::inlined`).
     let values = arguments.iter().map(|(_, v)| &v.node).chain(
         directives
             .iter()
+            .filter(|d| d.node.name.node != super::deferred::DEFER)
             .flat_map(|d| d.node.arguments.iter().map(|(_, v)| &v.node)),
     );
     for value in values {
@@ -586,7 +612,15 @@ struct Planner<'a> {
     /// Planning the root's own selection (introspection fields live there
     /// only).
     root: bool,
+    /// The client takes incremental delivery: an active `@defer` makes a
+    /// [`DeferredPlan`]; otherwise its fragment is collected like any other.
+    incremental: bool,
+    /// Deferred fragments planned.
+    deferred: usize,
 }
+
+/// A deferred fragment found by CollectFields: its label and selection.
+type Deferral<'d> = (Option<Box<str>>, &'d SelectionSet);
 
 /// Field nodes by response key, in first-seen order.
 type Grouped<'d> = IndexMap<Name, Vec<&'d Positioned<Field>>>;
@@ -597,13 +631,30 @@ impl<'a> Planner<'a> {
     fn object(&mut self, type_name: &str, sets: &[&'a SelectionSet]) -> Planned<ObjectPlan> {
         let mut grouped = Grouped::new();
         let mut visited = HashSet::new();
+        let mut deferrals = Vec::new();
         for set in sets {
-            self.collect(type_name, set, &mut grouped, &mut visited, 0)?;
+            self.collect(
+                type_name,
+                set,
+                &mut grouped,
+                &mut deferrals,
+                &mut visited,
+                0,
+            )?;
         }
         let root = std::mem::replace(&mut self.root, false);
         let mut fields = Vec::with_capacity(grouped.len());
         for (key, nodes) in grouped {
             fields.push(self.field(type_name, key, &nodes, root)?);
+        }
+        let mut deferred = Vec::with_capacity(deferrals.len());
+        for (label, set) in deferrals {
+            self.deferred += 1;
+            // A deferred fragment on the root may hold its introspection
+            // fields too.
+            self.root = root;
+            let plan = self.object(type_name, &[set])?;
+            deferred.push(DeferredPlan { label, plan });
         }
         let resolves = fields.iter().any(|f| match &f.kind {
             FieldKind::Field { resolves, .. } => *resolves,
@@ -622,22 +673,32 @@ impl<'a> Planner<'a> {
             fields,
             resolves,
             reads,
+            deferred,
         })
     }
 
-    /// GraphQL spec CollectFields.
+    /// GraphQL spec CollectFields; the fragments it defers are set aside
+    /// in `deferrals` (each collected on its own, with the fields it
+    /// repeats from around it: the 2022-08-24 incremental delivery format
+    /// sends those again, and clients merge them).
     fn collect(
         &mut self,
         type_name: &str,
         set: &'a SelectionSet,
         grouped: &mut Grouped<'a>,
+        deferrals: &mut Vec<Deferral<'a>>,
         visited: &mut HashSet<&'a str>,
         spreads: usize,
     ) -> Planned<()> {
         for selection in &set.items {
-            if !self.included(selection.node.directives().as_slice())? {
+            let directives = selection.node.directives();
+            if !self.included(directives.as_slice())? {
                 continue;
             }
+            let deferred = match &selection.node {
+                Selection::Field(_) => None,
+                _ => self.deferred_label(directives.as_slice()),
+            };
             match &selection.node {
                 Selection::Field(field) => {
                     grouped
@@ -651,11 +712,14 @@ impl<'a> Planner<'a> {
                         .type_condition
                         .as_ref()
                         .is_none_or(|c| self.schema.applies(&c.node.on.node, type_name));
-                    if applies {
+                    if let (true, Some(label)) = (applies, deferred) {
+                        deferrals.push((label, &inline.selection_set.node));
+                    } else if applies {
                         self.collect(
                             type_name,
                             &inline.selection_set.node,
                             grouped,
+                            deferrals,
                             visited,
                             spreads,
                         )?;
@@ -663,7 +727,9 @@ impl<'a> Planner<'a> {
                 }
                 Selection::FragmentSpread(spread) => {
                     let name = spread.node.fragment_name.node.as_str();
-                    if !visited.insert(name) {
+                    // A deferred spread does not count as visited: the same
+                    // fragment spread without `@defer` still adds its fields.
+                    if deferred.is_none() && !visited.insert(name) {
                         continue;
                     }
                     if spreads >= MAX_SPREAD_DEPTH {
@@ -676,14 +742,17 @@ impl<'a> Planner<'a> {
                         .fragments
                         .get(name)
                         .ok_or_else(|| Unplannable(format!("unknown fragment `{name}`")))?;
-                    if self
+                    let applies = self
                         .schema
-                        .applies(&fragment.node.type_condition.node.on.node, type_name)
-                    {
+                        .applies(&fragment.node.type_condition.node.on.node, type_name);
+                    if let (true, Some(label)) = (applies, deferred) {
+                        deferrals.push((label, &fragment.node.selection_set.node));
+                    } else if applies {
                         self.collect(
                             type_name,
                             &fragment.node.selection_set.node,
                             grouped,
+                            deferrals,
                             visited,
                             spreads + 1,
                         )?;
@@ -721,6 +790,36 @@ impl<'a> Planner<'a> {
             }
         }
         Ok(true)
+    }
+
+    /// `Some(label)` when `directives` defer their fragment: `@defer` whose
+    /// `if` is true, for a client that takes incremental delivery. The
+    /// arguments' shapes were checked before validation
+    /// (`deferred::rewrite_for_validation`).
+    fn deferred_label(&mut self, directives: &[Positioned<Directive>]) -> Option<Option<Box<str>>> {
+        let defer = directives
+            .iter()
+            .find(|d| d.node.name.node == super::deferred::DEFER)?;
+        if !self.incremental {
+            return None;
+        }
+        let active = match defer.node.get_argument("if").map(|v| &v.node) {
+            None => true,
+            Some(InputValue::Boolean(b)) => *b,
+            Some(InputValue::Variable(var)) => {
+                self.depends_on_variables = true;
+                matches!(
+                    variable_value(self.operation, self.variables, var),
+                    Some(GqlValue::Boolean(true))
+                )
+            }
+            Some(_) => false,
+        };
+        let label = match defer.node.get_argument("label").map(|v| &v.node) {
+            Some(InputValue::String(label)) => Some(label.as_str().into()),
+            _ => None,
+        };
+        active.then_some(label)
     }
 
     fn field(

@@ -8,6 +8,10 @@
 //! walked lives in an answer kept until the operation ends, so an address
 //! names one object for the whole operation. The same object reached twice
 //! (a batch item shared by several parents) is walked once.
+//!
+//! A deferred fragment (`@defer`) is not walked with the part that holds
+//! it: once that part is written, its calls are made at each object it was
+//! found at ([`Resolution::deferred`]).
 
 use std::sync::{Arc, Mutex};
 
@@ -18,6 +22,7 @@ use indexmap::IndexMap;
 use rustc_hash::{FxHashMap, FxHashSet};
 use sonic_rs::JsonValueTrait;
 
+use super::deferred::{self, Step};
 use super::plan::{FieldKind, FieldPlan, ObjectPlan, OperationPlan, SubPlan};
 use crate::connector::coerce::{OutputKind, OutputType};
 use crate::execute::calls::{self, Args, FieldAnswer, FieldScope, Held};
@@ -39,26 +44,55 @@ pub fn address(value: &Json) -> usize {
     value as *const Json as usize
 }
 
+/// The arguments of the fields that make calls, by field id, for one
+/// request's variables.
+pub fn arguments(
+    plan: &OperationPlan,
+    operation: &OperationDefinition,
+    variables: &Variables,
+) -> Vec<Option<Args>> {
+    plan.args
+        .iter()
+        .map(|args| {
+            args.as_ref()
+                .map(|a| a.values(operation, variables, &plan.inputs))
+        })
+        .collect()
+}
+
 impl<'p> Resolution<'p> {
-    pub fn new(
-        plan: &OperationPlan,
-        state: &'p OperationState,
-        operation: &OperationDefinition,
-        variables: &Variables,
-    ) -> Self {
+    /// `args`: the request's [`arguments`].
+    pub fn new(state: &'p OperationState, args: Vec<Option<Args>>) -> Self {
         Resolution {
             state,
-            args: plan
-                .args
-                .iter()
-                .map(|args| {
-                    args.as_ref()
-                        .map(|a| a.values(operation, variables, &plan.inputs))
-                })
-                .collect(),
+            args,
             answers: Mutex::new(FxHashMap::default()),
             walked: Mutex::default(),
         }
+    }
+
+    /// Makes every call of the deferred fragment `plan` at the object
+    /// `route` leads to from `object`. Every call on the route was made for
+    /// the part that holds the fragment; its answers are looked up.
+    pub fn deferred<'a>(
+        &'a self,
+        object: &'a Json,
+        route: &'a [Step<'a>],
+        plan: &'a ObjectPlan,
+    ) -> BoxFuture<'a, ()> {
+        async move {
+            let Some((step, rest)) = route.split_first() else {
+                return self.object(plan, object, false).await;
+            };
+            let Step::Field(field) = step else {
+                return;
+            };
+            let answer = self.answer_of(object, field.id);
+            if let Some((next, rest)) = deferred::follow(field, object, answer.as_deref(), rest) {
+                self.deferred(next, rest, plan).await;
+            }
+        }
+        .boxed()
     }
 
     /// The answer of field `id` for the object `parent`, when it was made.
@@ -72,8 +106,12 @@ impl<'p> Resolution<'p> {
         self.answers.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn claims(&self) -> Option<&serde_json::Value> {
+    pub fn claims(&self) -> Option<&serde_json::Value> {
         self.state.claims.as_deref()
+    }
+
+    pub fn state(&self) -> &OperationState {
+        self.state
     }
 
     /// Makes every call of a mutation's root `plan`: its fields one after

@@ -65,6 +65,16 @@ fn gateway() -> Gateway {
 }
 
 fn plan_of(gateway: &Gateway, query: &str, variables: serde_json::Value) -> OperationPlan {
+    plan_with(gateway, query, variables, true)
+}
+
+/// `incremental`: planned for a client that takes incremental delivery.
+fn plan_with(
+    gateway: &Gateway,
+    query: &str,
+    variables: serde_json::Value,
+    incremental: bool,
+) -> OperationPlan {
     let document = async_graphql::parser::parse_query(query).expect("parses");
     let DocumentOperations::Single(operation) = &document.operations else {
         panic!("one operation");
@@ -79,6 +89,7 @@ fn plan_of(gateway: &Gateway, query: &str, variables: serde_json::Value) -> Oper
         &document,
         &operation.node,
         &variables,
+        incremental,
     )
     .unwrap_or_else(|plan::Unplannable(why)| panic!("plans: {why}"))
 }
@@ -145,6 +156,57 @@ fn object(out: &mut String, plan: &ObjectPlan, depth: usize, whole: &OperationPl
             }
         }
     }
+    for deferred in &plan.deferred {
+        let indent = "  ".repeat(depth);
+        let label = deferred.label.as_deref().unwrap_or("-");
+        let _ = writeln!(out, "{indent}defer {label}");
+        object(out, &deferred.plan, depth + 1, whole);
+    }
+}
+
+#[test]
+fn deferred_fragments_are_planned_apart_or_inline() {
+    let gateway = gateway();
+    let query = r#"{ user(id: "1") { id ... @defer(label: "o") { orders { id ...P @defer } } name } }
+                   fragment P on Order { product { name } }"#;
+    let deferring = plan_with(&gateway, query, serde_json::json!({}), true);
+    assert!(deferring.defers);
+    // The fields around a deferred fragment feed no batch of its own.
+    assert_eq!(
+        snapshot(&deferring),
+        "\
+user: call /users/{args.id}; args id=\"1\"
+  id: key id
+  name: key name
+  defer o
+    orders: call /orders
+      id: key id
+      defer -
+        product: batch Order.product
+          name: key name
+"
+    );
+    let inline = plan_with(&gateway, query, serde_json::json!({}), false);
+    assert!(!inline.defers);
+    assert_eq!(
+        snapshot(&inline),
+        "\
+user: call /users/{args.id}; feeds Order.product; args id=\"1\"
+  id: key id
+  orders: call /orders; feeds Order.product
+    id: key id
+    product: batch Order.product
+      name: key name
+  name: key name
+"
+    );
+    let off = plan_with(
+        &gateway,
+        r#"query($d: Boolean!) { user(id: "1") { ... @defer(if: $d) { id } } }"#,
+        serde_json::json!({"d": false}),
+        true,
+    );
+    assert!(!off.defers && off.depends_on_variables);
 }
 
 #[test]

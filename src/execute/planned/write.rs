@@ -7,6 +7,10 @@
 //! own path, and nulls the nearest nullable position above it. A position
 //! remembers where its output began; when an error reaches it from below,
 //! what was written since is cut and `null` written instead.
+//!
+//! A part of an incrementally delivered response (`@defer`) is written the
+//! same way: the first part from the root, each deferred one as entries
+//! found again along the routes noted while its parent part was written.
 
 use std::ops::Range;
 use std::sync::Arc;
@@ -15,6 +19,7 @@ use async_graphql::{Name, PathSegment, Pos, ServerError};
 use rustc_hash::FxHashMap;
 use sonic_rs::{JsonContainerTrait, JsonValueTrait};
 
+use super::deferred::{self, Deferral, Step};
 use super::plan::{FieldKind, FieldPlan, ObjectPlan, SubPlan};
 use super::resolve::Resolution;
 use crate::connector::coerce::{write_leaf, OutputKind, OutputType};
@@ -39,7 +44,10 @@ pub struct Writer<'r> {
     pub errors: Vec<ServerError>,
     /// Paths answered from stale cache entries.
     pub stale: Vec<Vec<PathSegment>>,
-    path: Vec<Segment<'r>>,
+    /// The deferred fragments of the objects written, to deliver in later
+    /// parts.
+    pub deferrals: Vec<Deferral<'r>>,
+    path: Vec<Step<'r>>,
     /// Where a batched answer was written, by the answer's address. Every
     /// item sharing a batch key shares one answer (one per field), so its
     /// JSON is copied instead of walked again: 2,500 orders over 100
@@ -47,11 +55,6 @@ pub struct Writer<'r> {
     /// or stale marks are kept (those carry the path), and an entry goes
     /// when the output is cut back over it.
     written: FxHashMap<usize, Range<usize>>,
-}
-
-enum Segment<'r> {
-    Key(&'r Name),
-    Index(usize),
 }
 
 impl<'r> Writer<'r> {
@@ -68,6 +71,7 @@ impl<'r> Writer<'r> {
             out,
             errors: Vec::new(),
             stale: Vec::new(),
+            deferrals: Vec::new(),
             path: Vec::new(),
             written: FxHashMap::default(),
         }
@@ -75,11 +79,14 @@ impl<'r> Writer<'r> {
 
     /// Replaces what was written since `start` with `null` (an error
     /// nulled that position).
-    fn null_since(&mut self, start: usize) {
+    pub fn null_since(&mut self, start: usize) {
         self.out.truncate(start);
         self.out.extend_from_slice(b"null");
         if !self.written.is_empty() {
             self.written.retain(|_, range| range.end <= start);
+        }
+        if !self.deferrals.is_empty() {
+            self.deferrals.retain(|deferral| deferral.at < start);
         }
     }
 
@@ -92,13 +99,14 @@ impl<'r> Writer<'r> {
         service: Option<&'r str>,
     ) -> Written {
         let read = read_keys(plan, parent);
+        let at = self.out.len();
         self.out.push(b'{');
         for (index, field) in plan.fields.iter().enumerate() {
             if index > 0 {
                 self.out.push(b',');
             }
             self.out.extend_from_slice(field.key_json.as_bytes());
-            self.path.push(Segment::Key(&field.key));
+            self.path.push(Step::Field(field));
             let start = self.out.len();
             let written = self.field(plan, field, parent, service, read.get(index).copied());
             self.path.pop();
@@ -110,7 +118,68 @@ impl<'r> Writer<'r> {
             }
         }
         self.out.push(b'}');
+        for fragment in &plan.deferred {
+            self.deferrals.push(Deferral {
+                fragment,
+                route: self.path.clone(),
+                at,
+            });
+        }
         Ok(())
+    }
+
+    /// Writes one entry of a deferred part's `incremental` list,
+    /// `{"data":…,"path":…,"label":…,"errors":…}`: `deferral`'s fragment
+    /// at its object, found again from `root` along its route. Its errors
+    /// are its own; a non-null field failing in it makes its `data` null.
+    pub fn deferred_entry(&mut self, root: &Json, deferral: &Deferral<'r>) {
+        let errors = self.errors.len();
+        self.out.extend_from_slice(b"{\"data\":");
+        let start = self.out.len();
+        self.path.clone_from(&deferral.route);
+        let written = self.at_route(root, &deferral.route, &deferral.fragment.plan, None);
+        if !matches!(written, Some(Ok(()))) {
+            self.null_since(start);
+        }
+        self.out.extend_from_slice(b",\"path\":");
+        let path = deferred::path_of(&deferral.route);
+        let _ = self.json(&path);
+        if let Some(label) = &deferral.fragment.label {
+            self.out.extend_from_slice(b",\"label\":");
+            let _ = self.json(&**label);
+        }
+        if self.errors.len() > errors {
+            self.out.extend_from_slice(b",\"errors\":");
+            let own = self.errors.split_off(errors);
+            let _ = self.json(&own);
+        }
+        self.out.push(b'}');
+        self.path.clear();
+    }
+
+    /// Writes `plan` at the object `route` leads to from `object`; `None`
+    /// when the route leads nowhere (it was walked when noted, so it does
+    /// not happen).
+    fn at_route(
+        &mut self,
+        object: &Json,
+        route: &[Step<'r>],
+        plan: &'r ObjectPlan,
+        service: Option<&'r str>,
+    ) -> Option<Written> {
+        let Some((step, rest)) = route.split_first() else {
+            return Some(self.object(plan, object, service));
+        };
+        let Step::Field(field) = step else {
+            return None;
+        };
+        let answer = self.resolution.answer_of(object, field.id);
+        let (next, rest) = deferred::follow(field, object, answer.as_deref(), rest)?;
+        let service = match &field.kind {
+            FieldKind::Field { binding, .. } => service_of(binding, service),
+            _ => service,
+        };
+        self.at_route(next, rest, plan, service)
     }
 
     fn field(
@@ -143,12 +212,7 @@ impl<'r> Writer<'r> {
             binding,
             sub,
             pos: field.pos,
-            service: match &binding.source {
-                BoundSource::Call(call) => Some(call.service.name.as_str()),
-                BoundSource::Merge(calls) => calls.first().map(|c| c.service.name.as_str()),
-                BoundSource::Batch(batch) => Some(batch.service.name.as_str()),
-                BoundSource::ParentKey(_) | BoundSource::From(_) => parent_service,
-            },
+            service: service_of(binding, parent_service),
         };
         match &binding.source {
             BoundSource::ParentKey(key) => {
@@ -191,11 +255,18 @@ impl<'r> Writer<'r> {
             return Ok(());
         }
         let (start, errors, stale) = (self.out.len(), self.errors.len(), self.stale.len());
+        let deferrals = self.deferrals.len();
         let written = match &at.binding.output.kind {
             OutputKind::List(item) => self.list(held.matches(), item, at),
             _ => self.value(held.single(), &at.binding.output, at),
         };
-        if written.is_ok() && self.errors.len() == errors && self.stale.len() == stale {
+        // A copy would miss the deferred fragments below, which are noted
+        // with their path.
+        if written.is_ok()
+            && self.errors.len() == errors
+            && self.stale.len() == stale
+            && self.deferrals.len() == deferrals
+        {
             self.written.insert(shared, start..self.out.len());
         }
         written
@@ -250,7 +321,7 @@ impl<'r> Writer<'r> {
             if index > 0 {
                 self.out.push(b',');
             }
-            self.path.push(Segment::Index(index));
+            self.path.push(Step::Index(index));
             let start = self.out.len();
             let written = self.value(Some(value), item, at);
             self.path.pop();
@@ -287,13 +358,7 @@ impl<'r> Writer<'r> {
     }
 
     fn current_path(&self) -> Vec<PathSegment> {
-        self.path
-            .iter()
-            .map(|segment| match segment {
-                Segment::Key(name) => PathSegment::Field(name.to_string()),
-                Segment::Index(index) => PathSegment::Index(*index),
-            })
-            .collect()
+        deferred::path_of(&self.path)
     }
 }
 
@@ -355,6 +420,17 @@ struct Field<'r> {
     sub: &'r SubPlan,
     pos: Pos,
     service: Option<&'r str>,
+}
+
+/// The service a field's value comes from: its own call's, else its
+/// parent's.
+fn service_of<'r>(binding: &'r FieldBinding, parent_service: Option<&'r str>) -> Option<&'r str> {
+    match &binding.source {
+        BoundSource::Call(call) => Some(call.service.name.as_str()),
+        BoundSource::Merge(calls) => calls.first().map(|c| c.service.name.as_str()),
+        BoundSource::Batch(batch) => Some(batch.service.name.as_str()),
+        BoundSource::ParentKey(_) | BoundSource::From(_) => parent_service,
+    }
 }
 
 fn nullable(field: &FieldPlan) -> bool {

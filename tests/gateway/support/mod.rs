@@ -4,6 +4,7 @@
 pub mod check;
 pub mod client;
 pub mod gateway;
+pub mod multipart;
 pub mod process;
 pub mod redis;
 pub mod temp;
