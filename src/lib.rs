@@ -35,6 +35,7 @@ pub mod fetch;
 pub mod gateway;
 pub mod http;
 pub mod openapi;
+pub mod redis_connection;
 pub mod reload;
 pub mod schema;
 pub mod telemetry;

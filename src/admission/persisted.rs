@@ -41,8 +41,7 @@ pub struct PersistedQueries {
 /// How long a registered document stays in Redis after its last
 /// registration.
 const SHARED_TTL: Duration = Duration::from_secs(24 * 60 * 60);
-/// A Redis answer slower than this counts as unreachable.
-const REDIS_TIMEOUT: Duration = Duration::from_millis(250);
+use crate::redis_connection::TIMEOUT as REDIS_TIMEOUT;
 
 /// Registered documents in Redis, under `conflux:apq:<sha256>`.
 pub struct SharedStore {
@@ -53,14 +52,7 @@ pub struct SharedStore {
 
 impl SharedStore {
     pub fn new(url: &str) -> Result<SharedStore, String> {
-        let client = redis::Client::open(url).map_err(|e| e.to_string())?;
-        let settings = redis::aio::ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(REDIS_TIMEOUT))
-            .set_response_timeout(Some(REDIS_TIMEOUT))
-            .set_number_of_retries(1);
-        let connection = client
-            .get_connection_manager_lazy(settings)
-            .map_err(|e| e.to_string())?;
+        let connection = crate::redis_connection::connect(url)?;
         Ok(SharedStore {
             connection,
             down: AtomicBool::new(false),

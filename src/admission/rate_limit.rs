@@ -20,8 +20,7 @@ use crate::telemetry::throttle::Throttle;
 const PRUNE_EVERY: u64 = 10_000;
 /// At most one "Redis unreachable" log line per this long.
 const OUTAGE_LOG_INTERVAL: Duration = Duration::from_secs(30);
-/// A Redis answer slower than this lets the request through.
-const REDIS_TIMEOUT: Duration = Duration::from_millis(250);
+use crate::redis_connection::TIMEOUT as REDIS_TIMEOUT;
 
 /// Refill and consume one token, atomically, on Redis' clock. Returns
 /// `{allowed (0/1), wait_ms}`.
@@ -84,14 +83,7 @@ impl RateLimiter {
                 })
             }
             RateLimitBackend::Redis { url } => {
-                let client = redis::Client::open(url.as_str()).map_err(|e| e.to_string())?;
-                let settings = redis::aio::ConnectionManagerConfig::new()
-                    .set_connection_timeout(Some(REDIS_TIMEOUT))
-                    .set_response_timeout(Some(REDIS_TIMEOUT))
-                    .set_number_of_retries(1);
-                let connection = client
-                    .get_connection_manager_lazy(settings)
-                    .map_err(|e| e.to_string())?;
+                let connection = crate::redis_connection::connect(url.as_str())?;
                 Ok(RateLimiter::Redis(RedisBuckets {
                     connection,
                     script: redis::Script::new(TOKEN_BUCKET_LUA),

@@ -23,8 +23,7 @@ use crate::upstream::json::Json;
 
 /// At most one "Redis unreachable" log line per this long.
 const OUTAGE_LOG_INTERVAL: Duration = Duration::from_secs(30);
-/// A Redis answer slower than this counts as a miss.
-const REDIS_TIMEOUT: Duration = Duration::from_millis(250);
+use crate::redis_connection::TIMEOUT as REDIS_TIMEOUT;
 
 /// One cached upstream answer.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -118,14 +117,7 @@ impl ResponseCache {
     /// `mark_lifetime`: the longest any entry can be served, for how long
     /// an invalidation must be remembered.
     pub fn redis(url: &str, mark_lifetime: Duration) -> Result<ResponseCache, String> {
-        let client = redis::Client::open(url).map_err(|e| e.to_string())?;
-        let settings = redis::aio::ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(REDIS_TIMEOUT))
-            .set_response_timeout(Some(REDIS_TIMEOUT))
-            .set_number_of_retries(1);
-        let connection = client
-            .get_connection_manager_lazy(settings)
-            .map_err(|e| e.to_string())?;
+        let connection = crate::redis_connection::connect(url)?;
         Ok(ResponseCache::Redis(RedisStore {
             connection,
             mark_lifetime,
