@@ -14,6 +14,7 @@
 //! - [`fetch`]: response cache (memory or Redis), cross-client coalescing, stale-if-error.
 //! - [`execute`]: per-operation state (call de-duplication), input coercion, and the one
 //!   engine every operation runs on (`execute::planned`), with the call semantics it uses.
+//! - [`explain`]: `conflux explain`: the calls a document would make, predicted from its plan.
 //! - [`http`]: the axum router: `/graphql` (POST, GET, GraphiQL), `/healthz`, `/readyz`, `/metrics`.
 //! - [`openapi`]: `conflux import openapi` (a project from an OpenAPI document) and `check --openapi` (mappings linted against one).
 //! - [`reload`]: the live configuration, swapped atomically on SIGHUP or a file change.
@@ -31,6 +32,7 @@ pub mod config;
 pub mod connector;
 pub mod error;
 pub mod execute;
+pub mod explain;
 pub mod fetch;
 pub mod gateway;
 pub mod http;

@@ -68,11 +68,33 @@ enum Command {
         #[command(subcommand)]
         source: ImportSource,
     },
+    /// Print the upstream calls a GraphQL document would make, without
+    /// making any (docs/PLAN.md).
+    Explain {
+        #[arg(long, default_value = "services.toml")]
+        config: PathBuf,
+        /// The operation to explain, when the document has several.
+        #[arg(long)]
+        operation: Option<String>,
+        /// The variables, as a JSON object.
+        #[arg(long)]
+        variables: Option<String>,
+        #[arg(long, value_enum, default_value = "text")]
+        format: ExplainFormat,
+        /// The document's file, or `-` for stdin.
+        document: PathBuf,
+    },
     /// Print the merged schema as served, with Conflux's directives.
     PrintSchema {
         #[arg(long, default_value = "services.toml")]
         config: PathBuf,
     },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ExplainFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -135,6 +157,13 @@ fn main() -> ExitCode {
                     force,
                 },
         } => import_openapi(&spec, &service, &url, &out, force),
+        Command::Explain {
+            config,
+            operation,
+            variables,
+            format,
+            document,
+        } => runtime.block_on(explain(&config, operation, variables, format, &document)),
         Command::PrintSchema { config } => match gateway::load(&config) {
             Ok(loaded) => {
                 print!("{}", conflux::schema::print::print(&loaded.sdl));
@@ -199,6 +228,80 @@ fn check(config: &std::path::Path, openapi: &[(String, PathBuf)]) -> ExitCode {
     } else {
         eprintln!("{}: ok", config.display());
         ExitCode::SUCCESS
+    }
+}
+
+/// `conflux explain`: the predicted calls on stdout; problems on stderr,
+/// exit 1.
+async fn explain(
+    config: &std::path::Path,
+    operation: Option<String>,
+    variables: Option<String>,
+    format: ExplainFormat,
+    document: &std::path::Path,
+) -> ExitCode {
+    use std::io::Read;
+    let text = if document.as_os_str() == "-" {
+        let mut text = String::new();
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .map(|_| text)
+            .map_err(|err| format!("cannot read the document from stdin: {err}"))
+    } else {
+        std::fs::read_to_string(document)
+            .map_err(|err| format!("cannot read `{}`: {err}", document.display()))
+    };
+    let text = match text {
+        Ok(text) => text,
+        Err(problem) => {
+            eprintln!("{problem}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let variables = match variables.as_deref().map(serde_json::from_str::<serde_json::Value>) {
+        None => None,
+        Some(Ok(value)) if value.is_object() => Some(value),
+        Some(Ok(_)) => {
+            eprintln!("--variables: expected a JSON object");
+            return ExitCode::FAILURE;
+        }
+        Some(Err(err)) => {
+            eprintln!("--variables: not JSON: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let loaded = match gateway::load(config) {
+        Ok(loaded) => loaded,
+        Err(problems) => {
+            eprint!("{problems}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let shown = if document.as_os_str() == "-" {
+        "<stdin>".to_owned()
+    } else {
+        document.display().to_string()
+    };
+    match conflux::explain::explain(&loaded, &shown, text, operation, variables).await {
+        Ok(prediction) => {
+            match format {
+                ExplainFormat::Text => print!("{}", prediction.to_text()),
+                ExplainFormat::Json => match serde_json::to_string_pretty(&prediction) {
+                    Ok(json) => println!("{json}"),
+                    Err(err) => {
+                        eprintln!("cannot write the plan: {err}");
+                        return ExitCode::FAILURE;
+                    }
+                },
+            }
+            ExitCode::SUCCESS
+        }
+        Err(problems) => {
+            for problem in problems {
+                eprintln!("{problem}");
+            }
+            ExitCode::FAILURE
+        }
     }
 }
 

@@ -241,6 +241,8 @@ mod tests {
             max_batch: 10,
             max_body_bytes: 1 << 20,
             request_timeout: Duration::from_secs(1),
+            max_upstream_calls: 200,
+            assumed_list_length: 10,
         }
     }
 

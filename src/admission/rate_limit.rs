@@ -22,13 +22,15 @@ const PRUNE_EVERY: u64 = 10_000;
 const OUTAGE_LOG_INTERVAL: Duration = Duration::from_secs(30);
 use crate::redis_connection::TIMEOUT as REDIS_TIMEOUT;
 
-/// Refill and consume one token, atomically, on Redis' clock. Returns
+/// Refill and consume `cost` tokens (1 per request, or the predicted
+/// upstream calls), atomically, on Redis' clock. Returns
 /// `{allowed (0/1), wait_ms}`.
 const TOKEN_BUCKET_LUA: &str = r#"
 local now_parts = redis.call('TIME')
 local now = tonumber(now_parts[1]) * 1000 + math.floor(tonumber(now_parts[2]) / 1000)
 local rate = tonumber(ARGV[1])
 local burst = tonumber(ARGV[2])
+local cost = tonumber(ARGV[3])
 local state = redis.call('HMGET', KEYS[1], 'tokens', 'ts')
 local tokens = tonumber(state[1])
 local ts = tonumber(state[2])
@@ -39,11 +41,11 @@ end
 tokens = math.min(burst, tokens + math.max(0, now - ts) * rate)
 local allowed = 0
 local wait = 0
-if tokens >= 1 then
-  tokens = tokens - 1
+if tokens >= cost then
+  tokens = tokens - cost
   allowed = 1
 else
-  wait = math.ceil((1 - tokens) / rate)
+  wait = math.ceil((math.min(cost, burst) - tokens) / rate)
 end
 redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'ts', tostring(now))
 redis.call('PEXPIRE', KEYS[1], math.ceil(burst / rate) + 1000)
@@ -54,6 +56,8 @@ pub enum RateLimiter {
     Memory {
         limiter: DefaultKeyedRateLimiter<String>,
         checks: AtomicU64,
+        /// How long an empty bucket takes to fill.
+        refill: Duration,
     },
     Redis(RedisBuckets),
 }
@@ -80,6 +84,7 @@ impl RateLimiter {
                 Ok(RateLimiter::Memory {
                     limiter: DefaultKeyedRateLimiter::keyed(quota),
                     checks: AtomicU64::new(0),
+                    refill: period * burst.get(),
                 })
             }
             RateLimitBackend::Redis { url } => {
@@ -95,11 +100,46 @@ impl RateLimiter {
         }
     }
 
+    /// `Ok` when `key` may take `cost` tokens now (`[rate_limit] cost =
+    /// "upstream_calls"`: the operation's predicted calls); `Err(wait)`
+    /// with how long until it may. A cost over `burst` never fits: the
+    /// wait is a full bucket's refill.
+    pub async fn check_n(&self, key: &str, cost: u64) -> Result<(), Duration> {
+        if cost == 0 {
+            return Ok(());
+        }
+        match self {
+            RateLimiter::Memory { limiter, .. } => {
+                let n = NonZeroU32::new(u32::try_from(cost).unwrap_or(u32::MAX))
+                    .unwrap_or(NonZeroU32::MIN);
+                match limiter.check_key_n(&key.to_owned(), n) {
+                    Ok(Ok(())) => Ok(()),
+                    Ok(Err(not_until)) => {
+                        Err(not_until.wait_time_from(DefaultClock::default().now()))
+                    }
+                    Err(_) => Err(self.full_refill()),
+                }
+            }
+            RateLimiter::Redis(buckets) => buckets.check_cost(key, cost).await,
+        }
+    }
+
+    fn full_refill(&self) -> Duration {
+        match self {
+            RateLimiter::Memory { refill, .. } => *refill,
+            RateLimiter::Redis(buckets) => {
+                Duration::from_secs_f64(f64::from(buckets.burst) / (buckets.rate_per_ms * 1000.0))
+            }
+        }
+    }
+
     /// `Ok` when `key` may make a request now; `Err(wait)` with how long
     /// until it may.
     pub async fn check(&self, key: &str) -> Result<(), Duration> {
         match self {
-            RateLimiter::Memory { limiter, checks } => {
+            RateLimiter::Memory {
+                limiter, checks, ..
+            } => {
                 if checks.fetch_add(1, Ordering::Relaxed) % PRUNE_EVERY == PRUNE_EVERY - 1 {
                     limiter.retain_recent();
                 }
@@ -114,9 +154,13 @@ impl RateLimiter {
 
 impl RedisBuckets {
     async fn check(&self, key: &str) -> Result<(), Duration> {
+        self.check_cost(key, 1).await
+    }
+
+    async fn check_cost(&self, key: &str, cost: u64) -> Result<(), Duration> {
         let mut connection = self.connection.clone();
         let mut invocation = self.script.key(format!("conflux:ratelimit:{key}"));
-        invocation.arg(self.rate_per_ms).arg(self.burst);
+        invocation.arg(self.rate_per_ms).arg(self.burst).arg(cost);
         let answer = tokio::time::timeout(
             REDIS_TIMEOUT,
             invocation.invoke_async::<(i64, i64)>(&mut connection),
@@ -164,6 +208,7 @@ mod tests {
             burst: 2,
             key: RateKey::Ip,
             backend: RateLimitBackend::Memory,
+            cost: crate::config::RateCost::Requests,
         })
         .expect("valid");
         assert!(limiter.check("a").await.is_ok());

@@ -21,13 +21,15 @@ use crate::upstream::json::{self, key_text, Json};
 use crate::upstream::{CacheDirectives, UpstreamAnswer};
 
 /// Fetches the batch of `keys` for the field bound as `batch`; `scope` and
-/// `client` fill the call's other placeholders and headers.
+/// `client` fill the call's other placeholders and headers; `field` names
+/// the field in the debug waterfall.
 pub async fn fetch(
     batch: &BoundBatch,
     keys: Vec<Json>,
     scope: &(dyn Scope + Sync),
     client: &ClientContext<'_>,
     state: &OperationState,
+    field: Option<Arc<str>>,
 ) -> BatchOutcome {
     let spec = &batch.spec;
     let build = |keys: &[Json]| -> Result<UpstreamRequest, FieldError> {
@@ -93,6 +95,7 @@ pub async fn fetch(
                 CallLabel {
                     path: spec.call.path_text.clone(),
                     batch_size: Some(chunk.len()),
+                    field: field.clone(),
                 },
             )
             .await

@@ -66,6 +66,17 @@ pub struct RateLimitConfig {
     pub burst: u32,
     pub key: RateKey,
     pub backend: RateLimitBackend,
+    /// What an operation takes from the bucket.
+    pub cost: RateCost,
+}
+
+/// `[rate_limit].cost` (docs/PLAN.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RateCost {
+    /// One token per request, checked before anything is read.
+    Requests,
+    /// Each operation's predicted upstream calls, taken once it is planned.
+    UpstreamCalls,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -146,6 +157,10 @@ pub struct Limits {
     pub max_batch: usize,
     pub max_body_bytes: usize,
     pub request_timeout: Duration,
+    /// Predicted upstream calls an operation may make (docs/PLAN.md).
+    pub max_upstream_calls: u64,
+    /// Items predicted for a list without `first`/`limit`.
+    pub assumed_list_length: u64,
 }
 
 #[derive(Debug)]

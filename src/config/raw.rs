@@ -77,6 +77,10 @@ pub struct RawLimits {
     pub max_batch: u32,
     pub max_body_bytes: u64,
     pub request_timeout_ms: u64,
+    /// Predicted upstream calls per operation, at most (docs/PLAN.md).
+    pub max_upstream_calls: u64,
+    /// Items a list without `first`/`limit` is predicted to have.
+    pub assumed_list_length: u64,
 }
 
 impl Default for RawLimits {
@@ -88,6 +92,8 @@ impl Default for RawLimits {
             max_batch: 10,
             max_body_bytes: 1_048_576,
             request_timeout_ms: 15_000,
+            max_upstream_calls: 200,
+            assumed_list_length: 10,
         }
     }
 }
@@ -216,6 +222,8 @@ pub struct RawRateLimit {
     pub key: Spanned<String>,
     pub backend: Spanned<String>,
     pub redis_url: Option<Spanned<String>>,
+    /// `requests` or `upstream_calls` (docs/PLAN.md).
+    pub cost: Spanned<String>,
 }
 
 impl Default for RawRateLimit {
@@ -226,6 +234,7 @@ impl Default for RawRateLimit {
             key: Spanned::new(0..0, "ip".to_owned()),
             backend: Spanned::new(0..0, "memory".to_owned()),
             redis_url: None,
+            cost: Spanned::new(0..0, "requests".to_owned()),
         }
     }
 }

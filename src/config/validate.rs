@@ -456,6 +456,7 @@ impl Validator<'_> {
         }
         self.one_of(&limit.key, &["ip", "subject"], "rate limit key");
         self.one_of(&limit.backend, &["memory", "redis"], "rate limit backend");
+        self.one_of(&limit.cost, &["requests", "upstream_calls"], "rate limit cost");
         let backend = match (limit.backend.get_ref().as_str(), &limit.redis_url) {
             ("redis", Some(url)) => {
                 if redis::Client::open(url.get_ref().as_str()).is_err() {
@@ -486,6 +487,11 @@ impl Validator<'_> {
                 RateKey::Ip
             },
             backend,
+            cost: if limit.cost.get_ref() == "upstream_calls" {
+                RateCost::UpstreamCalls
+            } else {
+                RateCost::Requests
+            },
         })
     }
 
@@ -544,6 +550,8 @@ impl Validator<'_> {
             max_batch: raw.max_batch as usize,
             max_body_bytes: usize::try_from(raw.max_body_bytes).unwrap_or(usize::MAX),
             request_timeout: Duration::from_millis(raw.request_timeout_ms),
+            max_upstream_calls: raw.max_upstream_calls,
+            assumed_list_length: raw.assumed_list_length,
         }
     }
 

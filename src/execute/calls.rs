@@ -89,6 +89,8 @@ pub struct FieldScope<'a> {
     pub parent: Option<&'a Json>,
     pub headers: &'a HeaderMap,
     pub claims: Option<&'a Value>,
+    /// The field's path in the document, when the waterfall is recorded.
+    pub field_path: Option<Arc<str>>,
 }
 
 impl<'a> FieldScope<'a> {
@@ -105,6 +107,7 @@ impl<'a> FieldScope<'a> {
             parent,
             headers: &state.client_headers,
             claims: state.claims.as_deref(),
+            field_path: None,
         }
     }
 
@@ -311,7 +314,8 @@ pub async fn fetch_batch(
     scope: &FieldScope<'_>,
     state: &OperationState,
 ) -> crate::batch::BatchOutcome {
-    crate::batch::fetch::fetch(batch, keys, scope, &scope.client(), state).await
+    let field = scope.field_path.clone();
+    crate::batch::fetch::fetch(batch, keys, scope, &scope.client(), state, field).await
 }
 
 /// What one call of a field came to.
@@ -346,6 +350,7 @@ async fn fetch(
     let label = CallLabel {
         path: call.spec.path_text.clone(),
         batch_size: None,
+        field: scope.field_path.clone(),
     };
     let fetched = match state.fetch(&call.service, request, call.cache, label).await {
         Ok(fetched) => fetched,

@@ -83,6 +83,8 @@ async fn execute(gateway: &Gateway, query: &str, variables: Value) -> String {
         claims: None,
         over_get: false,
         incremental: false,
+        explain: false,
+        rate_key: None,
     };
     let request = GraphqlRequest {
         query: Some(query.to_owned()),

@@ -1,7 +1,7 @@
 //! State that lives for one GraphQL operation: the client's headers, and
 //! the calls already made, so identical GETs are sent once (docs/CONFIG.md).
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use async_graphql::PathSegment;
@@ -77,15 +77,21 @@ pub struct CallLabel {
     pub path: Arc<str>,
     /// Keys in the call, for a batch.
     pub batch_size: Option<usize>,
+    /// The field's path in the document (`user.orders`), when recorded.
+    pub field: Option<Arc<str>>,
 }
 
 /// One upstream call, as the debug waterfall shows it.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct CallRecord {
+    /// The field that made the call (the first one, for a call several
+    /// fields share).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<Arc<str>>,
     pub service: String,
     pub method: String,
     pub path: Arc<str>,
-    /// Milliseconds from the operation's start.
+    /// Milliseconds from the operation's start, to the microsecond.
     pub start_ms: f64,
     pub duration_ms: f64,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -97,6 +103,11 @@ pub struct CallRecord {
 pub struct CallStats {
     started: Instant,
     calls: AtomicUsize,
+    /// Calls sent or looked up in the cache so far, against `budget`.
+    attempted: AtomicU64,
+    /// `[limits].max_upstream_calls` (docs/PLAN.md): the call past it is
+    /// not made. Checked before the cache is, so a cache hit counts too.
+    budget: AtomicU64,
     records: Option<Mutex<Vec<CallRecord>>>,
 }
 
@@ -105,13 +116,35 @@ impl CallStats {
         CallStats {
             started: Instant::now(),
             calls: AtomicUsize::new(0),
+            attempted: AtomicU64::new(0),
+            budget: AtomicU64::new(u64::MAX),
             records: debug.then(|| Mutex::new(Vec::new())),
+        }
+    }
+
+    /// Bounds the calls the operation may still make.
+    pub fn set_budget(&self, max: u64) {
+        self.budget.store(max, Ordering::Relaxed);
+    }
+
+    /// Takes one call from the budget; `Err(max)` when none is left.
+    fn take_one(&self) -> Result<(), u64> {
+        let max = self.budget.load(Ordering::Relaxed);
+        if self.attempted.fetch_add(1, Ordering::Relaxed) < max {
+            Ok(())
+        } else {
+            Err(max)
         }
     }
 
     /// Calls that went upstream (cache hits and joined calls not counted).
     pub fn upstream_calls(&self) -> usize {
         self.calls.load(Ordering::Relaxed)
+    }
+
+    /// Whether the waterfall is recorded.
+    pub fn recording(&self) -> bool {
+        self.records.is_some()
     }
 
     /// The waterfall, when recording.
@@ -121,6 +154,12 @@ impl CallStats {
         records.sort_by(|a, b| a.start_ms.total_cmp(&b.start_ms));
         Some(records)
     }
+}
+
+/// `duration` in milliseconds, rounded to the microsecond: the waterfall
+/// shows `7.844`, not `7.843852999999999`.
+fn whole_microseconds(duration: std::time::Duration) -> f64 {
+    duration.as_micros() as f64 / 1000.0
 }
 
 /// Sends one call through the fetcher, and accounts for it: the
@@ -135,6 +174,12 @@ async fn measured(
 ) -> CallResult {
     let method = request.method.clone();
     let started = Instant::now();
+    if let Err(max) = stats.take_one() {
+        return Err(UpstreamError {
+            service: Arc::from(service.name.as_str()),
+            failure: crate::upstream::UpstreamFailure::OverBudget(max),
+        });
+    }
     let result = fetcher.fetch(&service, request, policy).await;
     let duration = started.elapsed();
     let cache_hit = matches!(&result, Ok(fetched) if fetched.from_cache);
@@ -154,11 +199,12 @@ async fn measured(
     }
     if let Some(records) = &stats.records {
         let record = CallRecord {
+            field: label.field,
             service: service.name.clone(),
             method: method.to_string(),
             path: label.path,
-            start_ms: started.duration_since(stats.started).as_secs_f64() * 1000.0,
-            duration_ms: duration.as_secs_f64() * 1000.0,
+            start_ms: whole_microseconds(started.duration_since(stats.started)),
+            duration_ms: whole_microseconds(duration),
             batch_size: label.batch_size,
             cache_hit,
             status: status.to_owned(),

@@ -48,6 +48,12 @@ pub struct Caller<'a> {
     /// Takes incremental delivery (`Accept: multipart/mixed`): `@defer`
     /// defers.
     pub incremental: bool,
+    /// Answer the plan instead of running it (`conflux-explain: 1` with
+    /// `[server].debug`, and `conflux explain`; docs/PLAN.md).
+    pub explain: bool,
+    /// `[rate_limit] cost = "upstream_calls"`: the client's bucket, from
+    /// which the operation's predicted calls are taken once it is planned.
+    pub rate_key: Option<String>,
 }
 
 /// Why an operation did not run; the HTTP layer turns it into a status.
@@ -63,6 +69,9 @@ pub enum Refusal {
     /// Answered with an error a client acts on, with 200 (APQ's
     /// `PersistedQueryNotFound`).
     Answered,
+    /// The predicted calls are more than the client's bucket holds (429,
+    /// `Retry-After` these seconds).
+    RateLimited(u64),
 }
 
 /// What one operation produced.
@@ -184,6 +193,8 @@ pub struct Report {
     /// one): only then is the name a metric label, so that a client cannot
     /// make up label values.
     pub operation_chosen: bool,
+    /// The calls the plan predicted (docs/PLAN.md), once it was planned.
+    pub prediction: Option<planned::Prediction>,
 }
 
 impl Default for Report {
@@ -193,6 +204,7 @@ impl Default for Report {
             upstream_calls: 0,
             operation_name: None,
             operation_chosen: false,
+            prediction: None,
         }
     }
 }
@@ -213,6 +225,8 @@ pub async fn run(
         claims,
         over_get,
         incremental,
+        explain,
+        rate_key,
     } = caller;
     let admission = &gateway.admission;
     let query = match admission
@@ -351,12 +365,56 @@ pub async fn run(
             }
         }
     };
+    // docs/PLAN.md: the calls the plan can make, predicted before any is.
+    let args = planned::arguments(&plan, &operation.node, &variables);
+    let limits = &gateway.config.limits;
+    let prediction = planned::predict(&plan, &args, limits.assumed_list_length);
+    let predicted = prediction.predicted_calls;
+    if explain {
+        let extensions = json!({ "conflux": { "plan": &prediction } });
+        report.prediction = Some(prediction);
+        return Outcome {
+            refusal: None,
+            data: Some(b"{\"data\":null".to_vec()),
+            errors: Vec::new(),
+            extensions: Some(extensions),
+            ..Outcome::request_error(ErrorCode::Internal, "")
+        };
+    }
+    report.prediction = Some(prediction);
+    if predicted > limits.max_upstream_calls {
+        return Outcome::request_error(
+            ErrorCode::TooManyUpstreamCalls,
+            format!(
+                "the operation could make {predicted} upstream calls, more than \
+                 [limits].max_upstream_calls ({}); ask for fewer items (`first`/`limit`) \
+                 or fewer fields",
+                limits.max_upstream_calls
+            ),
+        );
+    }
+    if let (Some(key), Some(limiter)) = (&rate_key, &admission.rate_limiter) {
+        if let Err(wait) = limiter.check_n(key, predicted).await {
+            crate::telemetry::metrics::rate_limited();
+            let seconds = crate::admission::rate_limit::retry_after_seconds(wait);
+            return Outcome {
+                refusal: Some(Refusal::RateLimited(seconds)),
+                ..Outcome::request_error(
+                    ErrorCode::RateLimited,
+                    format!(
+                        "the operation's {predicted} predicted upstream calls are more than \
+                         your rate limit allows now; retry in {seconds} s"
+                    ),
+                )
+            };
+        }
+    }
+    state.stats.set_budget(limits.max_upstream_calls);
     let (executed, rest) = if plan.defers {
-        let args = planned::arguments(&plan, &operation.node, &variables);
         deliver_incrementally(gateway, plan, state.clone(), args, variables).await
     } else {
         let executed =
-            planned::execute(&plan, &state, &operation.node, &variables, &gateway.schema).await;
+            planned::execute(&plan, &state, args, &variables, &gateway.schema).await;
         (executed, None)
     };
     report.upstream_calls = state.stats.upstream_calls();

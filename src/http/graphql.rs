@@ -48,6 +48,9 @@ pub async fn handle(State(gateway): State<Arc<Gateway>>, request: Request) -> Re
             .unwrap_or_default(),
         debug: gateway.config.server.debug
             && parts.headers.get("conflux-debug").is_some_and(|v| v == "1"),
+        explain: gateway.config.server.debug
+            && parts.headers.get("conflux-explain").is_some_and(|v| v == "1"),
+        rate_key: None,
         trace,
         headers: parts.headers,
     };
@@ -114,7 +117,15 @@ async fn admit(gateway: &Gateway, client: &mut Client) -> Result<Option<Claims>,
             Some(sub) => format!("sub:{sub}"),
             None => format!("ip:{}", client.ip),
         };
-        if let Err(wait) = limiter.check(&key).await {
+        let per_call = gateway
+            .config
+            .rate_limit
+            .as_ref()
+            .is_some_and(|r| r.cost == crate::config::RateCost::UpstreamCalls);
+        if per_call {
+            // Charged once each operation is planned (`execute::run`).
+            client.rate_key = Some(key);
+        } else if let Err(wait) = limiter.check(&key).await {
             metrics::rate_limited();
             let seconds = retry_after_seconds(wait);
             let mut response = request_error(

@@ -30,6 +30,12 @@ pub struct Client {
     pub trace: RequestTrace,
     /// `conflux-debug: 1` with `[server].debug = true`: answer the waterfall.
     pub debug: bool,
+    /// `conflux-explain: 1` with `[server].debug = true`: answer the plan,
+    /// run nothing (docs/PLAN.md).
+    pub explain: bool,
+    /// `[rate_limit] cost = "upstream_calls"`: the client's bucket, charged
+    /// each operation's predicted calls once it is planned.
+    pub rate_key: Option<String>,
 }
 
 /// The whole app; tests and `serve` use the same router.

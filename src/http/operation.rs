@@ -55,6 +55,8 @@ pub async fn run(
         claims,
         over_get: is_get,
         incremental,
+        explain: client.explain,
+        rate_key: client.rate_key.clone(),
     };
     let outcome = run::run(gateway, caller, request, &mut report)
         .instrument(span.clone())
@@ -68,6 +70,7 @@ pub async fn run(
         upstream_calls,
         operation_name,
         operation_chosen,
+        ..
     } = report;
     let duration = started.elapsed();
     let codes: Vec<&str> = outcome.errors.iter().filter_map(code_of).collect();

@@ -20,6 +20,7 @@ pub fn status_of(refusal: Option<Refusal>, media: ResponseMedia) -> StatusCode {
         Some(Refusal::Document) if media == ResponseMedia::Json => StatusCode::OK,
         Some(Refusal::Document) => StatusCode::BAD_REQUEST,
         Some(Refusal::MethodNotAllowed) => StatusCode::METHOD_NOT_ALLOWED,
+        Some(Refusal::RateLimited(_)) => StatusCode::TOO_MANY_REQUESTS,
     }
 }
 
@@ -33,6 +34,10 @@ pub fn response(mut outcome: Outcome, media: ResponseMedia) -> Response {
         _ => NO_STORE,
     };
     let forwarded = std::mem::take(&mut outcome.forwarded);
+    let retry_after = match outcome.refusal {
+        Some(Refusal::RateLimited(seconds)) => Some(seconds),
+        _ => None,
+    };
     let rest = outcome.rest.take();
     let mut response = match (outcome.into_body(), rest) {
         (Ok(body), None) => bytes_response(status, body, media),
@@ -44,6 +49,12 @@ pub fn response(mut outcome: Outcome, media: ResponseMedia) -> Response {
         headers.insert(CACHE_CONTROL, cache_control);
     }
     forward(headers, forwarded);
+    if let Some(seconds) = retry_after {
+        headers.insert(
+            axum::http::header::RETRY_AFTER,
+            axum::http::HeaderValue::from(seconds),
+        );
+    }
     response
 }
 

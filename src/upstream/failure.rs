@@ -25,6 +25,9 @@ pub enum UpstreamFailure {
     /// this instance's transport would resolve (changing the endpoint):
     /// the call is not sent.
     UnsafePath,
+    /// The operation has made `[limits].max_upstream_calls` calls already:
+    /// this one is not sent (docs/PLAN.md).
+    OverBudget(u64),
 }
 
 impl UpstreamFailure {
@@ -38,7 +41,7 @@ impl UpstreamFailure {
             UpstreamFailure::Timeout => "timeout",
             UpstreamFailure::Unavailable => "unavailable",
             UpstreamFailure::BadResponse | UpstreamFailure::TooLarge => "bad_response",
-            UpstreamFailure::UnsafePath => "refused",
+            UpstreamFailure::UnsafePath | UpstreamFailure::OverBudget(_) => "refused",
         }
     }
 
@@ -108,6 +111,14 @@ impl UpstreamError {
                 format!(
                     "a value of this field's arguments or parent makes a `.` or `..` path \
                      segment, which is not sent to service `{service}`"
+                ),
+                None,
+            ),
+            UpstreamFailure::OverBudget(max) => (
+                ErrorCode::TooManyUpstreamCalls,
+                format!(
+                    "the operation made [limits].max_upstream_calls ({max}) calls already; \
+                     this call to service `{service}` was not made"
                 ),
                 None,
             ),

@@ -15,6 +15,7 @@
 
 mod deferred;
 mod plan;
+mod predict;
 mod resolve;
 #[cfg(test)]
 mod tests;
@@ -34,6 +35,7 @@ use deferred::Deferral;
 use plan::DeferredPlan;
 pub use plan::OperationPlan;
 pub use plan::PlanSchema;
+pub use predict::{predict, PredictedCall, Prediction};
 pub use resolve::arguments;
 use resolve::Resolution;
 use write::Writer;
@@ -190,16 +192,17 @@ impl Plans {
 }
 
 /// Runs a planned operation. `executor` answers its introspection fields.
+/// `args`: the request's [`arguments`].
 pub async fn execute(
     plan: &OperationPlan,
     state: &OperationState,
-    operation: &OperationDefinition,
+    args: Vec<Option<Args>>,
     variables: &Variables,
     executor: &async_graphql::dynamic::Schema,
 ) -> Executed {
     // The root's parent: an object of its own, so its address is unique.
     let root = Json::new_object();
-    let resolution = Resolution::new(state, arguments(plan, operation, variables));
+    let resolution = Resolution::new(state, plan, args);
     let introspected = resolve_first(plan, &resolution, &root, variables, executor).await;
     write_first(plan, &resolution, &root, introspected.as_deref()).0
 }
@@ -224,7 +227,7 @@ pub async fn execute_incremental(
     later: &PayloadSender,
 ) {
     let root = Json::new_object();
-    let resolution = Resolution::new(state, args);
+    let resolution = Resolution::new(state, plan, args);
     let introspected = resolve_first(plan, &resolution, &root, variables, executor).await;
     let introspected = introspected.as_deref();
     let (mut executed, deferrals) = write_first(plan, &resolution, &root, introspected);

@@ -37,6 +37,9 @@ pub struct Resolution<'p> {
     answers: Mutex<FxHashMap<(usize, usize), Arc<FieldAnswer>>>,
     /// (object, plan) pairs already walked.
     walked: Mutex<FxHashSet<(usize, usize)>>,
+    /// Each field's document path by id, when the waterfall is recorded
+    /// (it names the field of each call).
+    paths: Vec<Option<Arc<str>>>,
 }
 
 /// The identity of a JSON value while the operation holds it.
@@ -62,13 +65,24 @@ pub fn arguments(
 
 impl<'p> Resolution<'p> {
     /// `args`: the request's [`arguments`].
-    pub fn new(state: &'p OperationState, args: Vec<Option<Args>>) -> Self {
+    pub fn new(state: &'p OperationState, plan: &OperationPlan, args: Vec<Option<Args>>) -> Self {
+        let paths = if state.stats.recording() {
+            super::predict::field_paths(plan)
+        } else {
+            Vec::new()
+        };
         Resolution {
             state,
             args,
             answers: Mutex::new(FxHashMap::default()),
             walked: Mutex::default(),
+            paths,
         }
+    }
+
+    /// The document path of field `id`, when the waterfall is recorded.
+    fn path_of(&self, id: usize) -> Option<Arc<str>> {
+        self.paths.get(id).cloned().flatten()
     }
 
     /// Makes every call of the deferred fragment `plan` at the object
@@ -188,7 +202,8 @@ impl<'p> Resolution<'p> {
                     };
                     let providing = self.state.batches.provide(feeds);
                     let args = self.args[field.id].as_ref();
-                    let scope = FieldScope::new(binding, self.state, args, Some(parent));
+                    let mut scope = FieldScope::new(binding, self.state, args, Some(parent));
+                    scope.field_path = self.path_of(field.id);
                     // Boxed: a call's future is kilobytes, and inline it made
                     // every field's future (and `join_all`'s list of them,
                     // grown by doubling) that large, calls or not.
@@ -315,7 +330,8 @@ impl<'p> Resolution<'p> {
             let found = if keys.is_empty() {
                 Ok(Vec::new())
             } else {
-                let scope = FieldScope::new(binding, self.state, args, None);
+                let mut scope = FieldScope::new(binding, self.state, args, None);
+                scope.field_path = self.path_of(field.id);
                 let id = calls::batch_id(batch, args);
                 let pairs = keys.iter().map(|(t, k)| (t.clone(), k.clone())).collect();
                 let load = self.state.batches.load_many(&id, pairs, |keys| {
