@@ -7,6 +7,7 @@ mod support;
 mod admission;
 mod auth;
 mod batching;
+mod budget;
 mod caching;
 mod check;
 mod client_caching;
