@@ -14,6 +14,7 @@ mod client_caching;
 mod defer;
 mod defer_apollo;
 mod execution;
+mod explain;
 mod graphql_semantics;
 mod hostile;
 mod hostile_documents;
