@@ -205,9 +205,16 @@ fn main() -> ExitCode {
 /// lints; warnings alone keep the exit code 0.
 fn check(config: &std::path::Path, openapi: &[(String, PathBuf)]) -> ExitCode {
     let mut failed = false;
-    if let Err(problems) = gateway::load(config) {
-        eprint!("{problems}");
-        failed = true;
+    match gateway::load(config) {
+        Ok(loaded) => {
+            for warning in conflux::schema::reach::warnings(&loaded.sdl, &loaded.bindings) {
+                eprintln!("{warning}");
+            }
+        }
+        Err(problems) => {
+            eprint!("{problems}");
+            failed = true;
+        }
     }
     for (service, spec) in openapi {
         match conflux::openapi::lint::check(config, service, spec) {

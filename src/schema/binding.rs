@@ -32,6 +32,8 @@ pub struct FieldBinding {
     /// `invalidates` (a mutation field): the calls whose cached entries
     /// its success drops.
     pub invalidates: Vec<BoundCall>,
+    /// Where its `[resolvers]` entry is; `None` for an unmapped field.
+    pub location: Option<crate::config::Location>,
 }
 
 #[derive(Debug)]
@@ -95,8 +97,10 @@ pub fn bind(config: &mut Config, schema: &SchemaModel) -> Result<Bindings, Diagn
             let key = format!("{type_name}.{}", field.name.node);
             let output = outputs.compile(&field.ty.node);
             let mut invalidates = Vec::new();
+            let mut location = None;
             let source = match mapped.remove(&key) {
                 Some(mut mapping) => {
+                    location = Some(mapping.location.clone());
                     invalidates = std::mem::take(&mut mapping.invalidates)
                         .into_iter()
                         .map(|spec| bind_call(spec, None, None, config))
@@ -125,6 +129,7 @@ pub fn bind(config: &mut Config, schema: &SchemaModel) -> Result<Bindings, Diagn
                     source,
                     access,
                     invalidates,
+                    location,
                 }),
             );
         }

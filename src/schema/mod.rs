@@ -3,6 +3,7 @@
 pub mod binding;
 pub mod build;
 pub mod print;
+pub mod reach;
 pub mod sdl;
 
 pub use binding::{Bindings, FieldBinding};

@@ -10,6 +10,7 @@ mod batching;
 mod budget;
 mod caching;
 mod check;
+mod check_warnings;
 mod client_caching;
 mod defer;
 mod defer_apollo;
