@@ -384,6 +384,13 @@ pub struct Selected {
 }
 
 impl Selected {
+    /// The `select` path, when the answer (JSON) does not have it.
+    pub fn missing_select(&self) -> Option<&[String]> {
+        let path = self.path.as_deref()?;
+        let value = self.answer.json()?;
+        json::at(value, path).is_none().then_some(path)
+    }
+
     pub fn get(&self) -> &Json {
         let Some(value) = self.answer.json() else {
             return &json::NULL;

@@ -100,6 +100,24 @@ pub struct CallRecord {
     pub status: String,
 }
 
+/// `problem` of a [`MappingProblem`]: the value the mapping reads is not
+/// in the upstream answer.
+pub const MISSING: &str = "missing";
+/// `problem` of a [`MappingProblem`]: the value does not fit the field's type.
+pub const WRONG_TYPE: &str = "wrong_type";
+
+/// A mapping problem met writing the response (docs/PLAN.md), as the
+/// debug waterfall lists it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct MappingProblem {
+    /// `Type.field`.
+    pub field: String,
+    /// Where in the response.
+    pub path: Vec<PathSegment>,
+    pub problem: &'static str,
+    pub detail: String,
+}
+
 pub struct CallStats {
     started: Instant,
     calls: AtomicUsize,
@@ -109,6 +127,8 @@ pub struct CallStats {
     /// not made. Checked before the cache is, so a cache hit counts too.
     budget: AtomicU64,
     records: Option<Mutex<Vec<CallRecord>>>,
+    /// Mapping problems met, when recording.
+    problems: Mutex<Vec<MappingProblem>>,
 }
 
 impl CallStats {
@@ -119,6 +139,7 @@ impl CallStats {
             attempted: AtomicU64::new(0),
             budget: AtomicU64::new(u64::MAX),
             records: debug.then(|| Mutex::new(Vec::new())),
+            problems: Mutex::new(Vec::new()),
         }
     }
 
@@ -145,6 +166,11 @@ impl CallStats {
     /// Whether the waterfall is recorded.
     pub fn recording(&self) -> bool {
         self.records.is_some()
+    }
+
+    /// The mapping problems met, in the order met.
+    pub fn take_problems(&self) -> Vec<MappingProblem> {
+        std::mem::take(&mut *lock(&self.problems))
     }
 
     /// The waterfall, when recording.
@@ -295,6 +321,11 @@ impl OperationState {
     /// The answer headers to send to the client.
     pub fn take_forwarded(&self) -> Forwarded {
         std::mem::take(&mut *lock(&self.forwarded))
+    }
+
+    /// Keeps a mapping problem for the waterfall.
+    pub fn note_problem(&self, problem: MappingProblem) {
+        lock(&self.stats.problems).push(problem);
     }
 
     /// Records that the field at `path` was served from a stale cache entry.

@@ -487,6 +487,10 @@ fn conflux_extensions(state: &OperationState) -> Option<serde_json::Value> {
     }
     if let Some(calls) = state.stats.records() {
         conflux.insert("calls".to_owned(), json!(calls));
+        let problems = state.stats.take_problems();
+        if !problems.is_empty() {
+            conflux.insert("problems".to_owned(), json!(problems));
+        }
     }
     (!conflux.is_empty()).then(|| json!({ "conflux": conflux }))
 }

@@ -255,6 +255,13 @@ pub fn cache(result: &'static str) {
     counter!("conflux_cache_lookups_total", "result" => result).increment(1);
 }
 
+/// A mapping problem met writing `field` (`Type.field`; bounded by the
+/// schema): `missing` or `wrong_type` (docs/PLAN.md).
+pub fn mapping_problem(field: &str, problem: &'static str) {
+    counter!("conflux_mapping_problems_total", "field" => field.to_owned(), "problem" => problem)
+        .increment(1);
+}
+
 pub fn rate_limited() {
     counter!("conflux_rate_limited_total").increment(1);
 }

@@ -30,3 +30,4 @@ mod resilience;
 mod schema_constructs;
 mod tls;
 mod upstream_answers;
+mod waterfall;

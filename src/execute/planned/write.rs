@@ -27,6 +27,8 @@ use crate::error::FieldError;
 use crate::execute::calls::{self, bad_response, FieldAnswer, Held};
 use crate::schema::binding::BoundSource;
 use crate::schema::FieldBinding;
+use crate::execute::operation::{MappingProblem, MISSING, WRONG_TYPE};
+use crate::telemetry::metrics;
 use crate::upstream::json::{self, Json};
 
 /// An error below made this position fail; the nearest nullable position
@@ -217,9 +219,22 @@ impl<'r> Writer<'r> {
         match &binding.source {
             BoundSource::ParentKey(key) => {
                 let json = read.unwrap_or_else(|| json::get(parent, key));
+                if json.is_none() {
+                    self.problem(binding, MISSING, || {
+                        format!("the upstream object has no key `{key}`")
+                    });
+                }
                 self.value(json, &binding.output, &at)
             }
-            BoundSource::From(path) => self.value(json::at(parent, path), &binding.output, &at),
+            BoundSource::From(path) => {
+                let json = json::at(parent, path);
+                if json.is_none() {
+                    self.problem(binding, MISSING, || {
+                        format!("the `from` path `{}` is not in the upstream object", path.join("."))
+                    });
+                }
+                self.value(json, &binding.output, &at)
+            }
             _ => {
                 let Some(answer) = self.resolution.answer_of(parent, field.id) else {
                     // The first phase ran out of time before reaching it.
@@ -232,6 +247,13 @@ impl<'r> Writer<'r> {
                         if *stale {
                             let path = self.current_path();
                             self.stale.push(path);
+                        }
+                        if let Held::Selected(selected) = held {
+                            if let Some(path) = selected.missing_select() {
+                                self.problem(binding, MISSING, || {
+                                    format!("the `select` path `{}` is not in the answer", path.join("."))
+                                });
+                            }
                         }
                         match held {
                             // The resolution holds every answer until the
@@ -276,7 +298,7 @@ impl<'r> Writer<'r> {
     fn value(&mut self, json: Option<&Json>, ty: &OutputType, at: &Field<'r>) -> Written {
         let json = match json {
             Some(json) if !json.is_null() => json,
-            _ if ty.non_null => return self.bad(at, "a non-null value is null"),
+            _ if ty.non_null => return self.fail_bad(at, "a non-null value is null"),
             _ => {
                 self.out.extend_from_slice(b"null");
                 return Ok(());
@@ -341,7 +363,30 @@ impl<'r> Writer<'r> {
         serde_json::to_writer(&mut self.out, value).map_err(|_| Bubble)
     }
 
+    /// A value of the wrong type for the schema: an error, and a mapping
+    /// problem.
     fn bad(&mut self, at: &Field<'r>, message: &str) -> Written {
+        self.problem(at.binding, WRONG_TYPE, || message.to_owned());
+        self.fail_bad(at, message)
+    }
+
+    /// A mapping problem met writing `binding`'s value (docs/PLAN.md):
+    /// counted per field in `/metrics`, and listed with its path in the
+    /// debug waterfall, so that a silent `null` has an explanation.
+    fn problem(&mut self, binding: &FieldBinding, kind: &'static str, detail: impl FnOnce() -> String) {
+        metrics::mapping_problem(&binding.name, kind);
+        let state = self.resolution.state();
+        if state.stats.recording() {
+            state.note_problem(MappingProblem {
+                field: binding.name.clone(),
+                path: self.current_path(),
+                problem: kind,
+                detail: detail(),
+            });
+        }
+    }
+
+    fn fail_bad(&mut self, at: &Field<'r>, message: &str) -> Written {
         let mut err = bad_response(at.binding, message);
         if let Some(service) = at.service {
             err = err.from_service(service);
