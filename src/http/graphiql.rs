@@ -20,6 +20,11 @@ const ASSETS: &[(&str, &str, &[u8])] = &[
         include_bytes!("../../assets/graphiql/graphiql.min.css"),
     ),
     (
+        "conflux-panel.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../../assets/graphiql/conflux-panel.js"),
+    ),
+    (
         "react.production.min.js",
         "text/javascript; charset=utf-8",
         include_bytes!("../../assets/graphiql/react.production.min.js"),

@@ -16,6 +16,7 @@ mod defer;
 mod defer_apollo;
 mod execution;
 mod explain;
+mod graphiql_panel;
 mod graphql_semantics;
 mod hostile;
 mod hostile_documents;

@@ -1,6 +1,7 @@
 //! Test support: gateways started from SDL + TOML text, mock upstreams,
 //! `check`, and an HTTP client whose answers are easy to assert on.
 
+pub mod browser;
 pub mod check;
 pub mod client;
 pub mod gateway;
