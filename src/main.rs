@@ -265,7 +265,10 @@ async fn explain(
             return ExitCode::FAILURE;
         }
     };
-    let variables = match variables.as_deref().map(serde_json::from_str::<serde_json::Value>) {
+    let variables = match variables
+        .as_deref()
+        .map(serde_json::from_str::<serde_json::Value>)
+    {
         None => None,
         Some(Ok(value)) if value.is_object() => Some(value),
         Some(Ok(_)) => {

@@ -456,7 +456,11 @@ impl Validator<'_> {
         }
         self.one_of(&limit.key, &["ip", "subject"], "rate limit key");
         self.one_of(&limit.backend, &["memory", "redis"], "rate limit backend");
-        self.one_of(&limit.cost, &["requests", "upstream_calls"], "rate limit cost");
+        self.one_of(
+            &limit.cost,
+            &["requests", "upstream_calls"],
+            "rate limit cost",
+        );
         let backend = match (limit.backend.get_ref().as_str(), &limit.redis_url) {
             ("redis", Some(url)) => {
                 if redis::Client::open(url.get_ref().as_str()).is_err() {

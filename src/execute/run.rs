@@ -413,8 +413,7 @@ pub async fn run(
     let (executed, rest) = if plan.defers {
         deliver_incrementally(gateway, plan, state.clone(), args, variables).await
     } else {
-        let executed =
-            planned::execute(&plan, &state, args, &variables, &gateway.schema).await;
+        let executed = planned::execute(&plan, &state, args, &variables, &gateway.schema).await;
         (executed, None)
     };
     report.upstream_calls = state.stats.upstream_calls();

@@ -49,7 +49,10 @@ pub async fn handle(State(gateway): State<Arc<Gateway>>, request: Request) -> Re
         debug: gateway.config.server.debug
             && parts.headers.get("conflux-debug").is_some_and(|v| v == "1"),
         explain: gateway.config.server.debug
-            && parts.headers.get("conflux-explain").is_some_and(|v| v == "1"),
+            && parts
+                .headers
+                .get("conflux-explain")
+                .is_some_and(|v| v == "1"),
         rate_key: None,
         trace,
         headers: parts.headers,

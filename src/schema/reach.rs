@@ -6,7 +6,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
-use super::binding::{BoundSource, Bindings};
+use super::binding::{Bindings, BoundSource};
 use super::sdl::SchemaModel;
 use crate::config::Diagnostic;
 use crate::connector::coerce::{OutputKind, OutputType};

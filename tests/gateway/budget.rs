@@ -86,7 +86,13 @@ struct Orders;
 
 impl Respond for Orders {
     fn respond(&self, request: &Request) -> ResponseTemplate {
-        let user = request.url.path().split('/').nth(2).unwrap_or("?").to_owned();
+        let user = request
+            .url
+            .path()
+            .split('/')
+            .nth(2)
+            .unwrap_or("?")
+            .to_owned();
         let first = request
             .url
             .query_pairs()
@@ -150,7 +156,9 @@ impl Shop {
             .await;
         Mock::given(method("GET"))
             .and(path_regex("^/users/[^/]+$"))
-            .respond_with(ResponseTemplate::new(200).set_body_json(json!({"id": "u1", "name": "Ada"})))
+            .respond_with(
+                ResponseTemplate::new(200).set_body_json(json!({"id": "u1", "name": "Ada"})),
+            )
             .mount(&users)
             .await;
         Mock::given(method("GET"))
@@ -198,7 +206,10 @@ impl Shop {
             .post_raw(
                 serde_json::to_vec(&json!({"query": query, "variables": variables}))
                     .expect("serializes"),
-                &[("content-type", "application/json"), ("conflux-explain", "1")],
+                &[
+                    ("content-type", "application/json"),
+                    ("conflux-explain", "1"),
+                ],
             )
             .await;
         assert_eq!(reply.status, 200, "{}", reply.text);
@@ -256,7 +267,10 @@ async fn nested_lists_and_batches_are_predicted_per_parent_and_match_the_calls_m
     assert_eq!(reply.status, 200, "{}", reply.text);
     let body = reply.json();
     assert!(body.get("errors").is_none(), "{body}");
-    assert_eq!(body["data"]["users"][2]["orders"][3]["product"]["name"], "product u2-p3");
+    assert_eq!(
+        body["data"]["users"][2]["orders"][3]["product"]["name"],
+        "product u2-p3"
+    );
     assert_eq!(shop.calls_received().await, 23);
     assert_eq!(received(&shop.products).await.len(), 6);
 }
@@ -270,7 +284,11 @@ async fn lists_without_first_count_assumed_list_length() {
     // 1 + 4 users × 1 + 4 × 4 orders × 1 detail.
     assert_eq!(
         counts(&plan),
-        owned(&[("users", 1), ("users.orders", 4), ("users.orders.detail", 16)])
+        owned(&[
+            ("users", 1),
+            ("users.orders", 4),
+            ("users.orders.detail", 16)
+        ])
     );
     assert_eq!(plan["predicted_calls"], 21);
     assert_eq!(plan["calls"][2]["per_item_of"], "users.orders");
@@ -301,7 +319,11 @@ async fn first_given_as_a_variable_is_read_from_the_request() {
     let plan = shop.plan(query, json!({"n": 5})).await;
     assert_eq!(
         counts(&plan),
-        owned(&[("users", 1), ("users.orders", 5), ("users.orders.product", 13)])
+        owned(&[
+            ("users", 1),
+            ("users.orders", 5),
+            ("users.orders.product", 13)
+        ])
     );
     assert_eq!(plan["predicted_calls"], 19);
     // n = 1: 1 + 1 + 1, from the same document (its plan cached).
@@ -315,8 +337,14 @@ async fn an_operation_predicted_over_the_budget_is_refused_before_any_call() {
     let reply = shop.gateway.post(NESTED).await;
     assert_eq!(reply.status, 400, "{}", reply.text);
     assert_eq!(reply.error_codes(), ["TOO_MANY_UPSTREAM_CALLS"]);
-    let message = reply.json()["errors"][0]["message"].as_str().unwrap_or_default().to_owned();
-    assert!(message.contains("23") && message.contains("22"), "{message}");
+    let message = reply.json()["errors"][0]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        message.contains("23") && message.contains("22"),
+        "{message}"
+    );
     assert_eq!(shop.calls_received().await, 0);
     // One fewer item fits: 1 + 1 + 3 + ceil(9 / 2) = 5 + 9 = 19.
     let reply = shop
@@ -357,10 +385,9 @@ async fn calls_past_the_budget_during_execution_are_not_made() {
 #[tokio::test]
 async fn rate_limit_cost_takes_the_predicted_calls_from_the_bucket() {
     // A bucket of 10 that refills one token per 1000 s.
-    let shop = Shop::start(
-        "[rate_limit]\nper_second = 0.001\nburst = 10\ncost = \"upstream_calls\"",
-    )
-    .await;
+    let shop =
+        Shop::start("[rate_limit]\nper_second = 0.001\nburst = 10\ncost = \"upstream_calls\"")
+            .await;
     let six = "{ users(first: 5) { orders(first: 1) { id } } }";
     let reply = shop.gateway.post(six).await;
     assert_eq!(reply.status, 200, "{}", reply.text);
@@ -376,7 +403,10 @@ async fn rate_limit_cost_takes_the_predicted_calls_from_the_bucket() {
     assert!(retry >= 1000, "two tokens short at 0.001/s: {retry}");
     assert_eq!(shop.calls_received().await, 6, "nothing called");
     // 4 still fit.
-    let reply = shop.gateway.post("{ users(first: 3) { orders(first: 1) { id } } }").await;
+    let reply = shop
+        .gateway
+        .post("{ users(first: 3) { orders(first: 1) { id } } }")
+        .await;
     assert_eq!(reply.status, 200, "{}", reply.text);
     assert_eq!(shop.calls_received().await, 10);
 }

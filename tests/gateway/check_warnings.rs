@@ -37,7 +37,12 @@ fn check(toml: &str) -> crate::support::check::BinaryRun {
 #[test]
 fn a_per_item_call_under_a_list_and_an_unreachable_mapping_are_warned_of() {
     let run = check(TOML);
-    assert_eq!(run.code, Some(0), "warnings keep check at 0: {}", run.stderr);
+    assert_eq!(
+        run.code,
+        Some(0),
+        "warnings keep check at 0: {}",
+        run.stderr
+    );
     let warnings: Vec<&str> = run
         .stderr_lines()
         .into_iter()
@@ -83,5 +88,9 @@ fn an_error_still_fails_check_beside_the_warnings() {
     let toml = TOML.replace(r#"get = "/notes""#, r#"get = "/notes/{args.nope}""#);
     let run = check(&toml);
     assert_eq!(run.code, Some(1), "{}", run.stderr);
-    assert!(run.stderr.contains("has no argument `nope`"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("has no argument `nope`"),
+        "{}",
+        run.stderr
+    );
 }

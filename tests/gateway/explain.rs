@@ -76,9 +76,14 @@ async fn the_explain_header_answers_the_plan_exactly_and_calls_nothing() {
     let reply = shop
         .gateway
         .post_raw(
-            serde_json::to_vec(&json!({"query": QUERY, "operationName": "Page", "variables": {"n": 3}}))
-                .expect("serializes"),
-            &[("content-type", "application/json"), ("conflux-explain", "1")],
+            serde_json::to_vec(
+                &json!({"query": QUERY, "operationName": "Page", "variables": {"n": 3}}),
+            )
+            .expect("serializes"),
+            &[
+                ("content-type", "application/json"),
+                ("conflux-explain", "1"),
+            ],
         )
         .await;
     assert_eq!(reply.status, 200, "{}", reply.text);
@@ -112,7 +117,10 @@ async fn the_explain_header_needs_debug() {
     let reply = gateway
         .post_with_headers("{ settings { theme } }", &[("conflux-explain", "1")])
         .await;
-    assert_eq!(reply.json(), json!({"data": {"settings": {"theme": "dark"}}}));
+    assert_eq!(
+        reply.json(),
+        json!({"data": {"settings": {"theme": "dark"}}})
+    );
 }
 
 #[tokio::test]
@@ -121,7 +129,15 @@ async fn conflux_explain_prints_the_same_plan_as_json_and_calls_nothing() {
     let dir = project(&shop);
     let (code, stdout, stderr) = explain(
         &dir,
-        &["--format", "json", "--operation", "Page", "--variables", r#"{"n": 3}"#, "page.graphql"],
+        &[
+            "--format",
+            "json",
+            "--operation",
+            "Page",
+            "--variables",
+            r#"{"n": 3}"#,
+            "page.graphql",
+        ],
         "",
     );
     assert_eq!(code, Some(0), "{stderr}");

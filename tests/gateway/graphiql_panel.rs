@@ -31,7 +31,9 @@ fn run_query(query: &str) -> String {
 async fn the_panel_shows_one_bar_per_upstream_call_and_the_plan_as_a_tree() {
     let shop = Shop::start("").await;
     let mut browser = Browser::start(1400, 800).await;
-    browser.open(&format!("{}/graphql", shop.gateway.base)).await;
+    browser
+        .open(&format!("{}/graphql", shop.gateway.base))
+        .await;
     let within = Duration::from_secs(20);
     browser
         .wait_for(
@@ -47,7 +49,10 @@ async fn the_panel_shows_one_bar_per_upstream_call_and_the_plan_as_a_tree() {
         .await;
     browser.eval(&run_query(QUERY)).await;
     browser
-        .wait_for("document.querySelectorAll('.conflux-bar').length > 0", within)
+        .wait_for(
+            "document.querySelectorAll('.conflux-bar').length > 0",
+            within,
+        )
         .await;
     let called = shop.calls_received().await;
     // 1 list of users, 2 orders calls, 4 products in batches of 2.
@@ -70,7 +75,10 @@ async fn the_panel_shows_one_bar_per_upstream_call_and_the_plan_as_a_tree() {
         .eval("document.querySelector('.conflux-call:last-child .conflux-facts').textContent")
         .await;
     let facts = facts.as_str().unwrap_or_default();
-    assert!(facts.contains("batch of 2") && facts.contains("2xx"), "{facts}");
+    assert!(
+        facts.contains("batch of 2") && facts.contains("2xx"),
+        "{facts}"
+    );
     if let Ok(path) = std::env::var("CONFLUX_SCREENSHOT") {
         let png = decode_base64(&browser.screenshot().await);
         std::fs::write(&path, png).expect("write the screenshot");
@@ -85,7 +93,10 @@ async fn the_panel_shows_one_bar_per_upstream_call_and_the_plan_as_a_tree() {
         .await;
     browser.eval(&run_query(QUERY)).await;
     browser
-        .wait_for("document.querySelectorAll('.conflux-plan-call').length > 0", within)
+        .wait_for(
+            "document.querySelectorAll('.conflux-plan-call').length > 0",
+            within,
+        )
         .await;
     let tree = browser
         .eval(
@@ -103,7 +114,11 @@ async fn the_panel_shows_one_bar_per_upstream_call_and_the_plan_as_a_tree() {
             ["users.orders.product", "users.orders", "× 2"]
         ])
     );
-    assert_eq!(shop.calls_received().await, called, "explaining calls nothing");
+    assert_eq!(
+        shop.calls_received().await,
+        called,
+        "explaining calls nothing"
+    );
 }
 
 /// Standard base64 (what CDP sends screenshots in).

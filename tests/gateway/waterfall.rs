@@ -125,7 +125,11 @@ async fn the_waterfall_lists_the_mapping_problems_behind_silent_nulls() {
         .iter()
         .map(|p| {
             (
-                format!("{} {}", p["field"].as_str().unwrap_or("?"), p["problem"].as_str().unwrap_or("?")),
+                format!(
+                    "{} {}",
+                    p["field"].as_str().unwrap_or("?"),
+                    p["problem"].as_str().unwrap_or("?")
+                ),
                 p["path"].clone(),
                 p["detail"].as_str().unwrap_or("?").to_owned(),
             )
@@ -189,7 +193,10 @@ async fn metrics_count_the_mapping_problems_per_field() {
         metrics
             .lines()
             .filter(|l| l.starts_with("conflux_mapping_problems_total{"))
-            .filter(|l| l.contains(&format!("field=\"{field}\"")) && l.contains(&format!("problem=\"{problem}\"")))
+            .filter(|l| {
+                l.contains(&format!("field=\"{field}\""))
+                    && l.contains(&format!("problem=\"{problem}\""))
+            })
             .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
             .sum()
     };

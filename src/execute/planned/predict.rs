@@ -60,7 +60,11 @@ pub struct PredictedCall {
 /// Predicts the calls of `plan` with the request's `args`
 /// (`planned::arguments`); lists without `first`/`limit` count
 /// `assumed_list_length` items.
-pub fn predict(plan: &OperationPlan, args: &[Option<Args>], assumed_list_length: u64) -> Prediction {
+pub fn predict(
+    plan: &OperationPlan,
+    args: &[Option<Args>],
+    assumed_list_length: u64,
+) -> Prediction {
     let mut walk = Walk {
         args,
         assumed: assumed_list_length,
@@ -221,10 +225,12 @@ fn list_length(output: &OutputType, args: Option<&Args>, assumed: u64) -> Option
         return None;
     };
     let given = args.and_then(|args| {
-        ["first", "limit"].iter().find_map(|name| match args.get(*name) {
-            Some(GqlValue::Number(n)) => n.as_u64().or(n.as_i64().map(|_| 0)),
-            _ => None,
-        })
+        ["first", "limit"]
+            .iter()
+            .find_map(|name| match args.get(*name) {
+                Some(GqlValue::Number(n)) => n.as_u64().or(n.as_i64().map(|_| 0)),
+                _ => None,
+            })
     });
     let mut items = given.unwrap_or(assumed);
     // `[[T]]`: the inner lists are of unknown length.
@@ -239,13 +245,15 @@ fn list_length(output: &OutputType, args: Option<&Args>, assumed: u64) -> Option
 /// Whether any template of the call reads the parent object: then each
 /// parent's call is a request of its own.
 pub fn uses_parent(spec: &CallSpec) -> bool {
-    let parent = |t: &crate::connector::template::Template| {
-        t.placeholders().any(|p| p.root == Root::Parent)
-    };
+    let parent =
+        |t: &crate::connector::template::Template| t.placeholders().any(|p| p.root == Root::Parent);
     parent(&spec.path)
         || spec.query.iter().any(|(_, t)| parent(t))
         || spec.headers.iter().any(|(_, t)| parent(t))
-        || spec.body.as_ref().is_some_and(|b| body_uses_parent(b, &parent))
+        || spec
+            .body
+            .as_ref()
+            .is_some_and(|b| body_uses_parent(b, &parent))
 }
 
 fn body_uses_parent(

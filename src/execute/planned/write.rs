@@ -25,9 +25,9 @@ use super::resolve::Resolution;
 use crate::connector::coerce::{write_leaf, OutputKind, OutputType};
 use crate::error::FieldError;
 use crate::execute::calls::{self, bad_response, FieldAnswer, Held};
+use crate::execute::operation::{MappingProblem, MISSING, WRONG_TYPE};
 use crate::schema::binding::BoundSource;
 use crate::schema::FieldBinding;
-use crate::execute::operation::{MappingProblem, MISSING, WRONG_TYPE};
 use crate::telemetry::metrics;
 use crate::upstream::json::{self, Json};
 
@@ -230,7 +230,10 @@ impl<'r> Writer<'r> {
                 let json = json::at(parent, path);
                 if json.is_none() {
                     self.problem(binding, MISSING, || {
-                        format!("the `from` path `{}` is not in the upstream object", path.join("."))
+                        format!(
+                            "the `from` path `{}` is not in the upstream object",
+                            path.join(".")
+                        )
                     });
                 }
                 self.value(json, &binding.output, &at)
@@ -251,7 +254,10 @@ impl<'r> Writer<'r> {
                         if let Held::Selected(selected) = held {
                             if let Some(path) = selected.missing_select() {
                                 self.problem(binding, MISSING, || {
-                                    format!("the `select` path `{}` is not in the answer", path.join("."))
+                                    format!(
+                                        "the `select` path `{}` is not in the answer",
+                                        path.join(".")
+                                    )
                                 });
                             }
                         }
@@ -373,7 +379,12 @@ impl<'r> Writer<'r> {
     /// A mapping problem met writing `binding`'s value (docs/PLAN.md):
     /// counted per field in `/metrics`, and listed with its path in the
     /// debug waterfall, so that a silent `null` has an explanation.
-    fn problem(&mut self, binding: &FieldBinding, kind: &'static str, detail: impl FnOnce() -> String) {
+    fn problem(
+        &mut self,
+        binding: &FieldBinding,
+        kind: &'static str,
+        detail: impl FnOnce() -> String,
+    ) {
         metrics::mapping_problem(&binding.name, kind);
         let state = self.resolution.state();
         if state.stats.recording() {

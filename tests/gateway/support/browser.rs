@@ -54,7 +54,10 @@ impl Browser {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap_or_else(|err| {
-                panic!("cannot start `{}` ({err}); tests/run installs chromium", binary())
+                panic!(
+                    "cannot start `{}` ({err}); tests/run installs chromium",
+                    binary()
+                )
             });
         let stderr = child.stderr.take().expect("stderr");
         let (found, announced) = std::sync::mpsc::channel();
@@ -90,7 +93,10 @@ impl Browser {
                 json!({"targetId": target["targetId"], "flatten": true}),
             )
             .await;
-        browser.session = attached["sessionId"].as_str().expect("a session").to_owned();
+        browser.session = attached["sessionId"]
+            .as_str()
+            .expect("a session")
+            .to_owned();
         browser
             .call(
                 "Emulation.setDeviceMetricsOverride",
@@ -179,7 +185,10 @@ async fn handshake(host: &str, path: &str) -> TcpStream {
         "GET {path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
     );
-    socket.write_all(request.as_bytes()).await.expect("send the upgrade");
+    socket
+        .write_all(request.as_bytes())
+        .await
+        .expect("send the upgrade");
     let mut head = Vec::new();
     while !head.ends_with(b"\r\n\r\n") {
         let byte = socket.read_u8().await.expect("read the upgrade answer");
