@@ -106,6 +106,10 @@ pub const MISSING: &str = "missing";
 /// `problem` of a [`MappingProblem`]: the value does not fit the field's type.
 pub const WRONG_TYPE: &str = "wrong_type";
 
+/// Mapping problems listed per response, at most (all are counted in
+/// `/metrics`).
+pub const MAX_PROBLEMS: usize = 100;
+
 /// A mapping problem met writing the response (docs/PLAN.md), as the
 /// debug waterfall lists it.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -323,9 +327,14 @@ impl OperationState {
         std::mem::take(&mut *lock(&self.forwarded))
     }
 
-    /// Keeps a mapping problem for the waterfall.
+    /// Keeps a mapping problem for the waterfall: the first
+    /// [`MAX_PROBLEMS`], so a list of a million items each missing a key
+    /// does not keep a million entries.
     pub fn note_problem(&self, problem: MappingProblem) {
-        lock(&self.stats.problems).push(problem);
+        let mut problems = lock(&self.stats.problems);
+        if problems.len() < MAX_PROBLEMS {
+            problems.push(problem);
+        }
     }
 
     /// Records that the field at `path` was served from a stale cache entry.

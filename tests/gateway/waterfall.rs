@@ -205,3 +205,30 @@ async fn metrics_count_the_mapping_problems_per_field() {
     assert_eq!(count("Profile.city", "missing"), 3.0, "{metrics}");
     assert_eq!(count("Profile.nickname", "missing"), 0.0, "not asked for");
 }
+
+#[tokio::test]
+async fn a_long_list_of_problems_is_cut_at_one_hundred() {
+    let people = MockServer::start().await;
+    let many: Vec<Value> = (0..500).map(|i| json!({"id": format!("p{i}")})).collect();
+    serve(&people, "GET", "/people", json_reply(Value::Array(many))).await;
+    let gateway = TestGateway::builder()
+        .schema(SDL)
+        .config(TOML)
+        .upstream("people", &people)
+        .start()
+        .await;
+    let (body, headers) = debug_post("{ profiles { id name } }");
+    let reply = gateway.post_raw(body, &headers).await;
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    let answer = reply.json();
+    assert_eq!(
+        answer["data"]["profiles"].as_array().map(Vec::len),
+        Some(500)
+    );
+    let problems = answer["extensions"]["conflux"]["problems"]
+        .as_array()
+        .expect("problems")
+        .clone();
+    assert_eq!(problems.len(), 100);
+    assert_eq!(problems[99]["path"], json!(["profiles", 99, "name"]));
+}
