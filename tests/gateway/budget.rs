@@ -410,3 +410,57 @@ async fn rate_limit_cost_takes_the_predicted_calls_from_the_bucket() {
     assert_eq!(reply.status, 200, "{}", reply.text);
     assert_eq!(shop.calls_received().await, 10);
 }
+
+#[tokio::test]
+async fn a_huge_list_is_refused_and_a_negative_one_counts_no_item() {
+    // `max_complexity` out of the way: it would refuse these first.
+    let shop = Shop::start("max_complexity = 9000000000000000000").await;
+    let reply = shop
+        .gateway
+        .post_raw(
+            serde_json::to_vec(&json!({"query":
+                "{ users(first: 1000000) { orders(first: 1000000) { product { name } detail { note } } } }"}))
+            .expect("serializes"),
+            &[("content-type", "application/json"), ("accept", "application/graphql-response+json")],
+        )
+        .await;
+    assert_eq!(reply.status, 400, "{}", reply.text);
+    assert_eq!(reply.error_codes(), ["TOO_MANY_UPSTREAM_CALLS"]);
+    let plan = shop
+        .plan(
+            "{ users(first: -5) { orders { detail { note } } } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(plan["predicted_calls"], 1, "no user, no order: {plan}");
+    assert_eq!(shop.calls_received().await, 0);
+}
+
+#[tokio::test]
+async fn a_deferred_fragment_s_calls_are_predicted_too() {
+    // 1 + 3 orders calls + 3 × 4 details = 16 with the deferred part, 4
+    // without it: a budget of 10 refuses it, before anything is called.
+    let shop = Shop::start("max_upstream_calls = 10").await;
+    let query = "{ users(first: 3) { orders(first: 4) { id ... @defer { detail { note } } } } }";
+    let reply = shop
+        .gateway
+        .post_raw(
+            serde_json::to_vec(&json!({ "query": query })).expect("serializes"),
+            &[
+                ("content-type", "application/json"),
+                (
+                    "accept",
+                    "multipart/mixed;deferSpec=20220824, application/json",
+                ),
+            ],
+        )
+        .await;
+    assert_eq!(reply.status, 400, "{}", reply.text);
+    assert!(
+        reply.text.contains("TOO_MANY_UPSTREAM_CALLS"),
+        "{}",
+        reply.text
+    );
+    assert!(reply.text.contains("16 upstream calls"), "{}", reply.text);
+    assert_eq!(shop.calls_received().await, 0);
+}
