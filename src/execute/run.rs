@@ -194,6 +194,8 @@ pub struct Report {
     /// make up label values.
     pub operation_chosen: bool,
     /// The calls the plan predicted (docs/PLAN.md), once it was planned.
+    pub predicted_calls: Option<u64>,
+    /// The whole prediction, when the request asked to explain it.
     pub prediction: Option<planned::Prediction>,
 }
 
@@ -204,6 +206,7 @@ impl Default for Report {
             upstream_calls: 0,
             operation_name: None,
             operation_chosen: false,
+            predicted_calls: None,
             prediction: None,
         }
     }
@@ -368,9 +371,8 @@ pub async fn run(
     // docs/PLAN.md: the calls the plan can make, predicted before any is.
     let args = planned::arguments(&plan, &operation.node, &variables);
     let limits = &gateway.config.limits;
-    let prediction = planned::predict(&plan, &args, limits.assumed_list_length);
-    let predicted = prediction.predicted_calls;
     if explain {
+        let prediction = planned::predict(&plan, &args, limits.assumed_list_length);
         let extensions = json!({ "conflux": { "plan": &prediction } });
         report.prediction = Some(prediction);
         return Outcome {
@@ -381,7 +383,8 @@ pub async fn run(
             ..Outcome::request_error(ErrorCode::Internal, "")
         };
     }
-    report.prediction = Some(prediction);
+    let predicted = planned::predicted_calls(&plan, &args, limits.assumed_list_length);
+    report.predicted_calls = Some(predicted);
     if predicted > limits.max_upstream_calls {
         return Outcome::request_error(
             ErrorCode::TooManyUpstreamCalls,

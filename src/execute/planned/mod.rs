@@ -35,7 +35,7 @@ use deferred::Deferral;
 use plan::DeferredPlan;
 pub use plan::OperationPlan;
 pub use plan::PlanSchema;
-pub use predict::{predict, uses_parent, PredictedCall, Prediction};
+pub use predict::{predict, predicted_calls, uses_parent, PredictedCall, Prediction};
 pub use resolve::arguments;
 use resolve::Resolution;
 use write::Writer;

@@ -65,11 +65,33 @@ pub fn predict(
     args: &[Option<Args>],
     assumed_list_length: u64,
 ) -> Prediction {
+    walk(plan, args, assumed_list_length, true)
+}
+
+/// The predicted number of calls alone (what the budget and the rate
+/// limit read on every request): the same walk without the entries, so
+/// no path or name is formatted.
+pub fn predicted_calls(
+    plan: &OperationPlan,
+    args: &[Option<Args>],
+    assumed_list_length: u64,
+) -> u64 {
+    walk(plan, args, assumed_list_length, false).predicted_calls
+}
+
+fn walk(
+    plan: &OperationPlan,
+    args: &[Option<Args>],
+    assumed_list_length: u64,
+    detailed: bool,
+) -> Prediction {
     let mut walk = Walk {
         args,
         assumed: assumed_list_length,
         seen: HashSet::new(),
         calls: Vec::new(),
+        detailed,
+        total: 0,
     };
     let root = Place {
         path: String::new(),
@@ -78,12 +100,8 @@ pub fn predict(
         depends_on: None,
     };
     walk.object(&plan.root, &root);
-    let predicted_calls = walk
-        .calls
-        .iter()
-        .fold(0u64, |sum, call| sum.saturating_add(call.count));
     Prediction {
-        predicted_calls,
+        predicted_calls: walk.total,
         calls: walk.calls,
     }
 }
@@ -95,6 +113,9 @@ struct Walk<'a> {
     /// appear: (field, arguments).
     seen: HashSet<(String, String)>,
     calls: Vec<PredictedCall>,
+    /// Build `calls` (explain), or only add up `total` (every request).
+    detailed: bool,
+    total: u64,
 }
 
 /// Where in the operation a selection sits.
@@ -115,7 +136,9 @@ impl Walk<'_> {
             let FieldKind::Field { binding, sub, .. } = &field.kind else {
                 continue;
             };
-            let path = if place.path.is_empty() {
+            let path = if !self.detailed {
+                String::new()
+            } else if place.path.is_empty() {
                 field.key.to_string()
             } else {
                 format!("{}.{}", place.path, field.key)
@@ -134,34 +157,48 @@ impl Walk<'_> {
                 }
                 BoundSource::Batch(batch) => {
                     let max = batch.spec.max.max(1) as u64;
-                    self.calls.push(PredictedCall {
-                        field: path.clone(),
-                        service: batch.service.name.clone(),
-                        method: batch.spec.call.method.to_string(),
-                        path: batch.spec.call.path_text.clone(),
-                        depends_on: place.depends_on.iter().cloned().collect(),
-                        batched: Some(batch.spec.max),
-                        per_item_of: None,
-                        count: place.parents.div_ceil(max),
-                        cache_ttl_s: batch.cache.map(|c| c.ttl.as_secs()),
-                    });
+                    let count = place.parents.div_ceil(max);
+                    self.total = self.total.saturating_add(count);
+                    if self.detailed {
+                        self.calls.push(PredictedCall {
+                            field: path.clone(),
+                            service: batch.service.name.clone(),
+                            method: batch.spec.call.method.to_string(),
+                            path: batch.spec.call.path_text.clone(),
+                            depends_on: place.depends_on.iter().cloned().collect(),
+                            batched: Some(batch.spec.max),
+                            per_item_of: None,
+                            count,
+                            cache_ttl_s: batch.cache.map(|c| c.ttl.as_secs()),
+                        });
+                    }
                     true
                 }
                 BoundSource::ParentKey(_) | BoundSource::From(_) => false,
             };
             let items = list_length(&binding.output, args, self.assumed);
-            let below = Place {
-                parents: place.parents.saturating_mul(items.unwrap_or(1)),
-                list: match items {
-                    Some(_) => Some(path.clone()),
-                    None => place.list.clone(),
-                },
-                depends_on: if calls {
-                    Some(path.clone())
-                } else {
-                    place.depends_on.clone()
-                },
-                path,
+            let parents = place.parents.saturating_mul(items.unwrap_or(1));
+            let below = if self.detailed {
+                Place {
+                    parents,
+                    list: match items {
+                        Some(_) => Some(path.clone()),
+                        None => place.list.clone(),
+                    },
+                    depends_on: if calls {
+                        Some(path.clone())
+                    } else {
+                        place.depends_on.clone()
+                    },
+                    path,
+                }
+            } else {
+                Place {
+                    parents,
+                    path,
+                    list: None,
+                    depends_on: None,
+                }
             };
             match sub {
                 SubPlan::Leaf => {}
@@ -200,6 +237,10 @@ impl Walk<'_> {
         } else {
             place.parents
         };
+        self.total = self.total.saturating_add(count);
+        if !self.detailed {
+            return;
+        }
         self.calls.push(PredictedCall {
             field: path.to_owned(),
             service: spec.service.clone(),
