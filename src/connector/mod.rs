@@ -5,3 +5,5 @@
 pub mod coerce;
 pub mod request;
 pub mod template;
+pub mod errors;
+pub mod shape;
