@@ -131,6 +131,7 @@ pub fn from_toml(value: &toml::Value) -> Json {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sonic_rs::JsonContainerTrait;
     use crate::connector::template::Placeholder;
     use std::borrow::Cow;
 

@@ -25,5 +25,8 @@ mod openapi;
 mod operations;
 mod resilience;
 mod schema_constructs;
+mod shaping;
+mod shaping_check;
+mod oauth2;
 mod tls;
 mod upstream_answers;
