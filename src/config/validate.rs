@@ -802,8 +802,10 @@ impl Validator<'_> {
         let mapping = raw.get_ref();
         let mut placeholders = Vec::new();
         let has_call = mapping.service.is_some() || method_of(&mapping.as_call()).is_some();
-        let other_source =
-            mapping.from.is_some() || mapping.merge.is_some() || mapping.batch.is_some() || has_call;
+        let other_source = mapping.from.is_some()
+            || mapping.merge.is_some()
+            || mapping.batch.is_some()
+            || has_call;
         let source = if let Some(value) = &mapping.value {
             if other_source {
                 self.error(
@@ -823,54 +825,56 @@ impl Validator<'_> {
             Some(FieldSource::From(vec![field_name.to_owned()]))
         } else {
             match (&mapping.from, &mapping.merge, &mapping.batch, has_call) {
-            (Some(from), None, None, false) => Some(FieldSource::From(dotted(from.get_ref()))),
-            (None, Some(calls), None, false) => {
-                if calls.is_empty() {
-                    self.error(at, "`merge` needs at least one call");
+                (Some(from), None, None, false) => Some(FieldSource::From(dotted(from.get_ref()))),
+                (None, Some(calls), None, false) => {
+                    if calls.is_empty() {
+                        self.error(at, "`merge` needs at least one call");
+                    }
+                    let specs: Vec<CallSpec> = calls
+                        .iter()
+                        .filter_map(|call| {
+                            self.call(
+                                call.span().start,
+                                &call.get_ref().as_call(),
+                                services,
+                                &mut placeholders,
+                            )
+                        })
+                        .collect();
+                    (specs.len() == calls.len()).then_some(FieldSource::Merge(specs))
                 }
-                let specs: Vec<CallSpec> = calls
-                    .iter()
-                    .filter_map(|call| {
-                        self.call(
-                            call.span().start,
-                            &call.get_ref().as_call(),
-                            services,
-                            &mut placeholders,
-                        )
-                    })
-                    .collect();
-                (specs.len() == calls.len()).then_some(FieldSource::Merge(specs))
-            }
-            (None, None, Some(batch), _) => self.batch(mapping, batch, services, &mut placeholders),
-            (None, None, None, true) => self
-                .call(
-                    raw.span().start,
-                    &mapping.as_call(),
-                    services,
-                    &mut placeholders,
-                )
-                .map(FieldSource::Call),
-            (None, None, None, false) => {
-                self.error(
+                (None, None, Some(batch), _) => {
+                    self.batch(mapping, batch, services, &mut placeholders)
+                }
+                (None, None, None, true) => self
+                    .call(
+                        raw.span().start,
+                        &mapping.as_call(),
+                        services,
+                        &mut placeholders,
+                    )
+                    .map(FieldSource::Call),
+                (None, None, None, false) => {
+                    self.error(
                     at,
                     format!(
                         "resolver `{}` needs a call (`service` + get/post/put/patch/delete), `from`, `merge` or `batch`",
                         key
                     ),
                 );
-                None
+                    None
+                }
+                _ => {
+                    self.error(
+                        at,
+                        format!(
+                            "resolver `{}` mixes `from`, `merge`, `batch` and a call; use one",
+                            key
+                        ),
+                    );
+                    None
+                }
             }
-            _ => {
-                self.error(
-                    at,
-                    format!(
-                        "resolver `{}` mixes `from`, `merge`, `batch` and a call; use one",
-                        key
-                    ),
-                );
-                None
-            }
-        }
         };
         let mut source = source;
         self.shape_calls(key, at, mapping, source.as_mut(), &mut placeholders);
@@ -1162,7 +1166,6 @@ impl Validator<'_> {
     }
 }
 
-
 /// docs/SHAPING.md: `errors`, `null_on`, `error_when`, `value`, `filter`,
 /// `limit`, `map`, `default`, `body_format`, `oauth2`.
 impl Validator<'_> {
@@ -1292,10 +1295,10 @@ impl Validator<'_> {
             );
         }
         if form {
-            let body = mapping
-                .body
+            let body = mapping.body.as_ref().or(mapping
+                .batch
                 .as_ref()
-                .or(mapping.batch.as_ref().and_then(|b| b.get_ref().body.as_ref()));
+                .and_then(|b| b.get_ref().body.as_ref()));
             match body {
                 Some(body) => self.form_body(body),
                 None => self.error(at, "`body_format = \"form\"` needs a `body` table"),
@@ -1391,7 +1394,9 @@ impl Validator<'_> {
         else {
             self.error(
                 at,
-                format!("service `{name}`: `oauth2` needs `token_url`, `client_id` and `client_secret`"),
+                format!(
+                    "service `{name}`: `oauth2` needs `token_url`, `client_id` and `client_secret`"
+                ),
             );
             return None;
         };
@@ -1417,7 +1422,10 @@ impl Validator<'_> {
 impl RawMapping {
     /// Any of `filter`, `limit`, `map`, `default`.
     fn has_shape(&self) -> bool {
-        self.filter.is_some() || self.limit.is_some() || self.map.is_some() || self.default.is_some()
+        self.filter.is_some()
+            || self.limit.is_some()
+            || self.map.is_some()
+            || self.default.is_some()
     }
 }
 

@@ -83,7 +83,10 @@ impl AnswerRules {
         for (name, template) in &own.extensions {
             match rules.errors.extensions.iter_mut().find(|(n, _)| n == name) {
                 Some(entry) => entry.1 = template.clone(),
-                None => rules.errors.extensions.push((name.clone(), template.clone())),
+                None => rules
+                    .errors
+                    .extensions
+                    .push((name.clone(), template.clone())),
             }
         }
         if let Some(null_on) = &overrides.null_on {
@@ -130,16 +133,28 @@ impl AnswerRules {
 
     /// `base` (Conflux's own error for the failure) shaped by `errors`.
     /// `service` and `status` stay Conflux's.
-    pub fn shape(&self, mut base: FieldError, response: &Response<'_>, scope: &dyn Scope) -> FieldError {
+    pub fn shape(
+        &self,
+        mut base: FieldError,
+        response: &Response<'_>,
+        scope: &dyn Scope,
+    ) -> FieldError {
         let templates = &self.errors;
-        if templates.message.is_none() && templates.code.is_none() && templates.extensions.is_empty() {
+        if templates.message.is_none()
+            && templates.code.is_none()
+            && templates.extensions.is_empty()
+        {
             return base;
         }
         let scope = ResponseScope {
             inner: scope,
             response,
         };
-        if let Some(message) = templates.message.as_ref().and_then(|t| t.render_text(&scope)) {
+        if let Some(message) = templates
+            .message
+            .as_ref()
+            .and_then(|t| t.render_text(&scope))
+        {
             base.message = message;
         }
         let code = templates
@@ -162,6 +177,33 @@ impl AnswerRules {
     }
 }
 
+/// What a failed call comes to for its field.
+pub enum Failed {
+    /// A status in `null_on`: null on a nullable field.
+    Null(u16),
+    Error(FieldError),
+}
+
+impl AnswerRules {
+    /// A failed call as its field sees it: a status in `null_on` nulls
+    /// it; any other status is the error `errors` makes of it; other
+    /// failures (timeouts, connections, bodies) are Conflux's own errors.
+    pub fn failed(&self, err: &crate::upstream::UpstreamError, scope: &dyn Scope) -> Failed {
+        let crate::upstream::UpstreamFailure::Status(status, answer) = &err.failure else {
+            return Failed::Error(err.to_field_error());
+        };
+        if self.nulls(*status) {
+            return Failed::Null(*status);
+        }
+        let response = Response {
+            status: *status,
+            headers: answer.as_ref().map(|a| &a.headers),
+            body: answer.as_ref().and_then(|a| a.body.as_ref()),
+        };
+        Failed::Error(self.shape(err.to_field_error(), &response, scope))
+    }
+}
+
 /// Extension names Conflux sets itself: `code` from `errors.code`,
 /// `service` and `status` always its own.
 const RESERVED: [&str; 3] = ["code", "service", "status"];
@@ -170,7 +212,8 @@ fn to_serde(value: &Looked<'_>) -> Value {
     match value {
         Looked::Input(value) => value.clone().into_owned(),
         Looked::Upstream(value) => {
-            serde_json::from_str(&sonic_rs::to_string(*value).unwrap_or_default()).unwrap_or(Value::Null)
+            serde_json::from_str(&sonic_rs::to_string(*value).unwrap_or_default())
+                .unwrap_or(Value::Null)
         }
     }
 }
@@ -196,9 +239,9 @@ impl Scope for ResponseScope<'_> {
         }
         let (first, rest) = placeholder.path.split_first()?;
         match first.as_str() {
-            "status" if rest.is_empty() => Some(Looked::Input(Cow::Owned(Value::from(
-                self.response.status,
-            )))),
+            "status" if rest.is_empty() => {
+                Some(Looked::Input(Cow::Owned(Value::from(self.response.status))))
+            }
             "body" => json::at(self.response.body?, rest).map(Looked::Upstream),
             "headers" if !rest.is_empty() => {
                 let value = self.response.headers?.get(rest.join(".").as_str())?;

@@ -3,7 +3,7 @@
 //! the GraphQL executor, so a planned fast path can reuse them.
 
 pub mod coerce;
-pub mod request;
-pub mod template;
 pub mod errors;
+pub mod request;
 pub mod shape;
+pub mod template;

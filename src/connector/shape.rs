@@ -32,7 +32,10 @@ pub struct Shape {
 
 impl Shape {
     pub fn is_empty(&self) -> bool {
-        self.filter.is_empty() && self.limit.is_none() && self.map.is_empty() && self.default.is_none()
+        self.filter.is_empty()
+            && self.limit.is_none()
+            && self.map.is_empty()
+            && self.default.is_none()
     }
 
     /// The shaped copy of `value` (`None`: absent). Templates read
@@ -131,8 +134,8 @@ pub fn from_toml(value: &toml::Value) -> Json {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use sonic_rs::JsonContainerTrait;
     use crate::connector::template::Placeholder;
+    use sonic_rs::JsonContainerTrait;
     use std::borrow::Cow;
 
     struct Args(serde_json::Value);

@@ -15,7 +15,7 @@ use sonic_rs::JsonValueTrait;
 use super::operation::{CallLabel, OperationState};
 use crate::batch::{BatchId, Grouped};
 use crate::connector::coerce::{OutputKind, ScalarKind};
-use crate::connector::errors::Response;
+use crate::connector::errors::{Failed, Response};
 use crate::connector::request::{self, render_value, ClientContext};
 use crate::connector::template::{value_at, Looked, Placeholder, Root, Scope};
 use crate::error::{ErrorCode, FieldError};
@@ -204,7 +204,7 @@ async fn answer_calls(scope: &FieldScope<'_>, state: &OperationState) -> FieldAn
                 held: Held::Owned(Json::from(true)),
                 stale,
             },
-            (CallOutcome::NotFound, _) => not_found(binding, &call.service.name),
+            (CallOutcome::NotFound(status), _) => not_found(binding, &call.service.name, status),
             (CallOutcome::NoCall(placeholder), _) => missing_value(binding, &placeholder, scope),
             (CallOutcome::Failed(err), _) => FieldAnswer::Failed(err),
         },
@@ -228,7 +228,9 @@ async fn answer_calls(scope: &FieldScope<'_>, state: &OperationState) -> FieldAn
                         )
                     }
                     // docs/CONFIG.md: a 404 from any of them applies to the whole field.
-                    CallOutcome::NotFound => return not_found(binding, &call.service.name),
+                    CallOutcome::NotFound(status) => {
+                        return not_found(binding, &call.service.name, status)
+                    }
                     CallOutcome::NoCall(placeholder) => {
                         return missing_value(binding, &placeholder, scope)
                     }
@@ -288,7 +290,10 @@ fn held_copy(value: Option<&Json>) -> FieldAnswer {
 /// one placeholder alone keeps its JSON type, text is a `String`. A
 /// placeholder without a value makes the field null (`MISSING_VALUE` on a
 /// non-null field).
-fn local_value(template: &crate::connector::template::Template, scope: &FieldScope<'_>) -> FieldAnswer {
+fn local_value(
+    template: &crate::connector::template::Template,
+    scope: &FieldScope<'_>,
+) -> FieldAnswer {
     let missing = template
         .placeholders()
         .find(|p| scope.lookup(p).is_none_or(|v| v.is_null()));
@@ -388,7 +393,8 @@ enum CallOutcome {
     /// `select`: `true`, the call succeeded (what `conflux import openapi`
     /// maps an operation without a JSON answer to; docs/OPENAPI.md).
     Success,
-    NotFound,
+    /// A 404, or another status in `null_on`.
+    NotFound(u16),
     NoCall(Placeholder),
     Failed(FieldError),
 }
@@ -421,7 +427,7 @@ async fn fetch(
     state.note_lifetime(fetched.lifetime);
     let rules = &call.spec.answers;
     let outcome = match &*fetched.answer {
-        UpstreamAnswer::NotFound if rules.nulls(404) => CallOutcome::NotFound,
+        UpstreamAnswer::NotFound if rules.nulls(404) => CallOutcome::NotFound(404),
         UpstreamAnswer::NotFound => {
             let mut base = FieldError::new(
                 ErrorCode::UpstreamError,
@@ -478,24 +484,17 @@ async fn fetch(
     (outcome, fetched.stale)
 }
 
-/// A failed call as its field sees it (docs/SHAPING.md): a status in
-/// `null_on` is a 404 is (null on a nullable field); any other status is
-/// the error its `errors` templates make of it; other failures are
-/// Conflux's own errors.
-fn failed_call(call: &BoundCall, scope: &FieldScope<'_>, err: &crate::upstream::UpstreamError) -> CallOutcome {
-    let rules = &call.spec.answers;
-    let crate::upstream::UpstreamFailure::Status(status, answer) = &err.failure else {
-        return CallOutcome::Failed(err.to_field_error());
-    };
-    if rules.nulls(*status) {
-        return CallOutcome::NotFound;
+/// A failed call as its field sees it (docs/SHAPING.md `null_on`,
+/// `errors`).
+fn failed_call(
+    call: &BoundCall,
+    scope: &FieldScope<'_>,
+    err: &crate::upstream::UpstreamError,
+) -> CallOutcome {
+    match call.spec.answers.failed(err, scope) {
+        Failed::Null(status) => CallOutcome::NotFound(status),
+        Failed::Error(err) => CallOutcome::Failed(err),
     }
-    let response = Response {
-        status: *status,
-        headers: answer.as_ref().map(|a| &a.headers),
-        body: answer.as_ref().and_then(|a| a.body.as_ref()),
-    };
-    CallOutcome::Failed(rules.shape(err.to_field_error(), &response, scope))
 }
 
 /// An upstream answer and the part of it a field selects, borrowed.
@@ -516,15 +515,16 @@ impl Selected {
     }
 }
 
-/// docs/CONFIG.md: 404 makes a nullable field null without an error.
-fn not_found(binding: &Binding, service: &str) -> FieldAnswer {
+/// docs/CONFIG.md: 404 (or a `null_on` status, docs/SHAPING.md) makes a
+/// nullable field null without an error.
+fn not_found(binding: &Binding, service: &str, status: u16) -> FieldAnswer {
     if binding.output.non_null {
         let mut err = FieldError::new(
             ErrorCode::UpstreamError,
-            format!("service `{service}` answered HTTP 404"),
+            format!("service `{service}` answered HTTP {status}"),
         )
         .from_service(service);
-        err.status = Some(404);
+        err.status = Some(status);
         FieldAnswer::Failed(err)
     } else {
         FieldAnswer::Null

@@ -367,9 +367,9 @@ fn fits(value: &toml::Value, ty: &Type, schema: &SchemaModel) -> bool {
             ("ID", toml::Value::String(_) | toml::Value::Integer(_)) => true,
             ("Int" | "Float" | "String" | "Boolean" | "ID", _) => false,
             (other, value) => match schema.types.get(other).map(|t| &t.kind) {
-                Some(TypeKind::Enum(values)) => value.as_str().is_some_and(|text| {
-                    values.values.iter().any(|v| v.node.value.node == text)
-                }),
+                Some(TypeKind::Enum(values)) => value
+                    .as_str()
+                    .is_some_and(|text| values.values.iter().any(|v| v.node.value.node == text)),
                 Some(TypeKind::Scalar) | None => true,
                 Some(_) => value.is_table(),
             },

@@ -201,7 +201,10 @@ impl Tokens {
                 form_credential(&self.config.client_id),
                 Some(form_credential(self.config.client_secret.expose())),
             )
-            .header(http::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .header(
+                http::header::CONTENT_TYPE,
+                "application/x-www-form-urlencoded",
+            )
             .header(http::header::ACCEPT, "application/json")
             .body(body)
             .send()

@@ -108,7 +108,11 @@ fn base64(text: &str) -> String {
     const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::new();
     for chunk in text.as_bytes().chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
         let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
         for i in 0..4 {
             if i <= chunk.len() {
@@ -256,9 +260,7 @@ async fn a_token_is_renewed_before_it_expires() {
 async fn a_failed_token_fetch_is_upstream_unavailable_and_no_call_is_made() {
     let idp = MockServer::start().await;
     Mock::given(method("POST"))
-        .respond_with(
-            ResponseTemplate::new(500).set_body_string(format!("denied for {SECRET}")),
-        )
+        .respond_with(ResponseTemplate::new(500).set_body_string(format!("denied for {SECRET}")))
         .mount(&idp)
         .await;
     let shop = shop("Bearer tok-1").await;
@@ -266,7 +268,10 @@ async fn a_failed_token_fetch_is_upstream_unavailable_and_no_call_is_made() {
     let reply = gateway.post(r#"{ order(id: "o1") { id } }"#).await;
     let body = reply.json();
     assert_eq!(body["data"], json!({"order": null}));
-    assert_eq!(body["errors"][0]["extensions"]["code"], "UPSTREAM_UNAVAILABLE");
+    assert_eq!(
+        body["errors"][0]["extensions"]["code"],
+        "UPSTREAM_UNAVAILABLE"
+    );
     assert_eq!(body["errors"][0]["extensions"]["service"], "shop");
     assert!(!body.to_string().contains(SECRET));
     assert!(received(&shop).await.is_empty());
@@ -278,7 +283,9 @@ async fn neither_the_secret_nor_the_token_reaches_logs_metrics_or_answers() {
     let idp = MockServer::start().await;
     Mock::given(method("POST"))
         .and(path("/oauth/token"))
-        .respond_with(json_reply(json!({"access_token": token, "expires_in": 3600})))
+        .respond_with(json_reply(
+            json!({"access_token": token, "expires_in": 3600}),
+        ))
         .mount(&idp)
         .await;
     // A 401 first (a renewal, logged), then the order.
@@ -328,8 +335,15 @@ oauth2 = {{ token_url = "http://127.0.0.1:9/token", client_id = "gw-client", cli
         .await
         .json();
     assert_eq!(body["data"]["order"], json!({"id": "o1"}));
-    assert_eq!(body["errors"][0]["extensions"]["code"], "UPSTREAM_UNAVAILABLE");
-    assert_eq!(calls.load(Ordering::SeqCst), 2, "a 401, then the renewed call");
+    assert_eq!(
+        body["errors"][0]["extensions"]["code"],
+        "UPSTREAM_UNAVAILABLE"
+    );
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        2,
+        "a 401, then the renewed call"
+    );
     let metrics = client
         .request(reqwest::Method::GET, "/metrics", &[], None)
         .await
@@ -339,20 +353,31 @@ oauth2 = {{ token_url = "http://127.0.0.1:9/token", client_id = "gw-client", cli
     let mut lines = Vec::new();
     for _ in 0..50 {
         lines = serving.lines();
-        if lines.iter().any(|l| l.contains("oauth2 token fetch failed")) {
+        if lines
+            .iter()
+            .any(|l| l.contains("oauth2 token fetch failed"))
+        {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(
-        lines.iter().any(|l| l.contains("oauth2 token fetch failed")),
+        lines
+            .iter()
+            .any(|l| l.contains("oauth2 token fetch failed")),
         "the failure is logged: {lines:#?}"
     );
     assert!(
-        lines.iter().any(|l| l.contains("renewing its oauth2 token")),
+        lines
+            .iter()
+            .any(|l| l.contains("renewing its oauth2 token")),
         "the renewal is logged: {lines:#?}"
     );
-    for (what, text) in [("logs", lines.join("\n")), ("metrics", metrics), ("answer", body.to_string())] {
+    for (what, text) in [
+        ("logs", lines.join("\n")),
+        ("metrics", metrics),
+        ("answer", body.to_string()),
+    ] {
         for needle in [SECRET, token, basic.as_str()] {
             assert!(!text.contains(needle), "{what} contain `{needle}`");
         }

@@ -48,13 +48,34 @@ type Product {
 
 /// Every root field needs a mapping: these, unless the test gives its own.
 const ROOTS: [(&str, &str); 7] = [
-    ("Query.user", r#"{ service = "shop", get = "/users/{args.id}" }"#),
-    ("Query.strictUser", r#"{ service = "shop", get = "/users/{args.id}" }"#),
-    ("Query.order", r#"{ service = "shop", get = "/orders/{args.id}" }"#),
-    ("Query.products", r#"{ service = "shop", get = "/products" }"#),
-    ("Mutation.placeOrder", r#"{ service = "shop", post = "/orders" }"#),
-    ("Mutation.signup", r#"{ service = "shop", post = "/signup" }"#),
-    ("Mutation.recent", r#"{ service = "shop", post = "/recent" }"#),
+    (
+        "Query.user",
+        r#"{ service = "shop", get = "/users/{args.id}" }"#,
+    ),
+    (
+        "Query.strictUser",
+        r#"{ service = "shop", get = "/users/{args.id}" }"#,
+    ),
+    (
+        "Query.order",
+        r#"{ service = "shop", get = "/orders/{args.id}" }"#,
+    ),
+    (
+        "Query.products",
+        r#"{ service = "shop", get = "/products" }"#,
+    ),
+    (
+        "Mutation.placeOrder",
+        r#"{ service = "shop", post = "/orders" }"#,
+    ),
+    (
+        "Mutation.signup",
+        r#"{ service = "shop", post = "/signup" }"#,
+    ),
+    (
+        "Mutation.recent",
+        r#"{ service = "shop", post = "/recent" }"#,
+    ),
 ];
 
 fn toml(service_extra: &str, resolvers: &str) -> String {
@@ -170,7 +191,8 @@ async fn a_service_default_errors_is_overridden_by_the_mapping_key_by_key() {
             &shop,
             "GET",
             route,
-            ResponseTemplate::new(422).set_body_json(json!({"err": "E_BAD", "msg": "bad input", "hint": "retry"})),
+            ResponseTemplate::new(422)
+                .set_body_json(json!({"err": "E_BAD", "msg": "bad input", "hint": "retry"})),
         )
         .await;
     }
@@ -214,7 +236,14 @@ async fn a_service_default_errors_is_overridden_by_the_mapping_key_by_key() {
 async fn null_on_decides_which_statuses_null_a_field() {
     let shop = MockServer::start().await;
     serve_times(&shop, "GET", "/users/gone", ResponseTemplate::new(410), 2).await;
-    serve_times(&shop, "GET", "/users/missing", ResponseTemplate::new(404), 1).await;
+    serve_times(
+        &shop,
+        "GET",
+        "/users/missing",
+        ResponseTemplate::new(404),
+        1,
+    )
+    .await;
     let gateway = gateway(
         &shop,
         "null_on = [410]",
@@ -327,7 +356,9 @@ async fn value_renders_a_template_without_a_call() {
         &shop,
         "GET",
         "/users/u1",
-        json_reply(json!({"id": "u1", "name": "Ada", "first": "Ada", "last": "Lovelace", "years": 36})),
+        json_reply(
+            json!({"id": "u1", "name": "Ada", "first": "Ada", "last": "Lovelace", "years": 36}),
+        ),
         2,
     )
     .await;
@@ -618,4 +649,56 @@ async fn a_form_body_is_sent_urlencoded_with_its_content_type() {
         String::from_utf8_lossy(&sent[1].body),
         "name=Bo&source=web+app&v=2"
     );
+}
+
+#[tokio::test]
+async fn a_batched_call_is_shaped_by_errors_and_null_on_too() {
+    for (status, null_on, expected_code) in
+        [(429, "[404]", Some("SLOW_DOWN")), (503, "[503]", None)]
+    {
+        let shop = MockServer::start().await;
+        serve_times(
+            &shop,
+            "POST",
+            "/recent",
+            json_reply(json!([{"id": "o1", "productId": "p1"}, {"id": "o2", "productId": "p2"}])),
+            1,
+        )
+        .await;
+        serve_times(
+            &shop,
+            "GET",
+            "/products/batch",
+            ResponseTemplate::new(status).set_body_json(json!({"code": "SLOW_DOWN"})),
+            1,
+        )
+        .await;
+        // No retry of the 503, so each status is one batched call.
+        let gateway = gateway(
+            &shop,
+            "retries = 0",
+            &format!(
+                r#""Order.product" = {{ service = "shop", get = "/products/{{parent.productId}}", batch = {{ key = "{{parent.productId}}", get = "/products/batch?ids={{keys}}", match = "id" }}, null_on = {null_on}, errors = {{ code = "{{response.body.code}}" }} }}"#
+            ),
+        )
+        .await;
+        let body = gateway
+            .post(r#"mutation { recent { id product { id } } }"#)
+            .await
+            .json();
+        assert_eq!(
+            body["data"],
+            json!({"recent": [{"id": "o1", "product": null}, {"id": "o2", "product": null}]}),
+            "{body}"
+        );
+        let codes: Vec<String> = error_codes(&body);
+        match expected_code {
+            Some(code) => {
+                assert_eq!(codes, vec![code, code], "{body}");
+                assert_eq!(body["errors"][0]["extensions"]["status"], status);
+            }
+            None => assert!(codes.is_empty(), "{body}"),
+        }
+        assert_eq!(received(&shop).await.len(), 2);
+    }
 }

@@ -166,15 +166,24 @@ oauth2 = { client_secret = "hunter2-very-secret" }
 "#;
     let result = check(text, SDL);
     assert!(!result.ok);
-    let line = result.line_at(&format!("services.toml:{}: ", position(text, r#""not a url""#)));
+    let line = result.line_at(&format!(
+        "services.toml:{}: ",
+        position(text, r#""not a url""#)
+    ));
     assert!(line.contains("token_url"), "{line}");
     let line = result.line_at(&format!(
         "services.toml:{}: ",
         position(text, r#"{ client_secret"#)
     ));
-    assert!(line.contains("token_url") && line.contains("client_id"), "{line}");
+    assert!(
+        line.contains("token_url") && line.contains("client_id"),
+        "{line}"
+    );
     let all = result.lines.join("\n");
-    assert!(!all.contains("hunter2"), "the secret is in check's output:\n{all}");
+    assert!(
+        !all.contains("hunter2"),
+        "the secret is in check's output:\n{all}"
+    );
     // The binary prints the same, without the secret either.
     let run = run_binary(&["check"], text, &[("schema/schema.graphql", SDL)]);
     assert_eq!(run.code, Some(1));
