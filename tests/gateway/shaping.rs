@@ -702,3 +702,62 @@ async fn a_batched_call_is_shaped_by_errors_and_null_on_too() {
         assert_eq!(received(&shop).await.len(), 2);
     }
 }
+
+#[tokio::test]
+async fn a_deferred_fragment_gets_its_fields_shaped_like_any_other() {
+    use crate::support::multipart::{read_parts, MULTIPART_ACCEPT};
+    let shop = MockServer::start().await;
+    serve_times(
+        &shop,
+        "GET",
+        "/users/u1",
+        json_reply(json!({"id": "u1", "name": "Ada", "state": "I"})),
+        1,
+    )
+    .await;
+    serve_times(
+        &shop,
+        "GET",
+        "/orders",
+        json_reply(json!([
+            {"id": "o1", "status": "I"}, {"id": "o2", "status": "A"}, {"id": "o3", "status": "A"}
+        ])),
+        1,
+    )
+    .await;
+    let gateway = gateway(
+        &shop,
+        "",
+        r#"
+"User.orders"  = { service = "shop", get = "/orders", filter = { status = "{args.status}" }, limit = "{args.first}" }
+"User.status"  = { from = "state", map = { "A" = "ACTIVE", "I" = "INACTIVE" } }
+"Order.status" = { map = { "A" = "ACTIVE", "I" = "INACTIVE" } }
+"#,
+    )
+    .await;
+    let response = reqwest::Client::new()
+        .post(gateway.url("/graphql"))
+        .header("accept", MULTIPART_ACCEPT)
+        .json(&json!({"query": r#"{ user(id: "u1") { id ... @defer { status orders(status: "A", first: 1) { id status } } } }"#}))
+        .send()
+        .await
+        .expect("the gateway answers");
+    let reply = read_parts(response).await;
+    assert_eq!(
+        reply.jsons(),
+        [
+            json!({"data": {"user": {"id": "u1"}}, "hasNext": true}),
+            json!({
+                "incremental": [{
+                    "data": {"status": "INACTIVE", "orders": [{"id": "o2", "status": "ACTIVE"}]},
+                    "path": ["user"]
+                }],
+                "hasNext": false
+            }),
+        ]
+    );
+    assert_eq!(
+        request_lines(&received(&shop).await),
+        ["GET /users/u1", "GET /orders"]
+    );
+}
