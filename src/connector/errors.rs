@@ -38,6 +38,9 @@ pub struct AnswerRules {
     /// A template over a 2xx answer: a value that is not null or false
     /// makes the answer a failure.
     pub error_when: Option<Template>,
+    /// An `errors` template names `{response.body.…}`: error bodies are
+    /// read (decided once here, not per call).
+    pub reads_error_body: bool,
 }
 
 impl Default for AnswerRules {
@@ -46,6 +49,7 @@ impl Default for AnswerRules {
             errors: ErrorTemplates::default(),
             null_on: vec![404],
             error_when: None,
+            reads_error_body: false,
         }
     }
 }
@@ -95,12 +99,13 @@ impl AnswerRules {
         if overrides.error_when.is_some() {
             rules.error_when.clone_from(&overrides.error_when);
         }
+        rules.reads_error_body = rules.names_body();
         rules
     }
 
     /// Whether a non-2xx answer's body is worth reading: a template of
-    /// `errors` may name `{response.body.…}`.
-    pub fn reads_error_body(&self) -> bool {
+    /// `errors` names `{response.body.…}`.
+    fn names_body(&self) -> bool {
         let e = &self.errors;
         e.message
             .iter()

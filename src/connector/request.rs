@@ -285,7 +285,7 @@ pub fn build<'s>(
         timeout,
         template: spec.path_text.clone(),
         personal: personal || watched.personal.get(),
-        error_body: spec.answers.reads_error_body(),
+        error_body: spec.answers.reads_error_body,
         identity: OnceLock::new(),
     })
 }
