@@ -383,3 +383,30 @@ oauth2 = {{ token_url = "http://127.0.0.1:9/token", client_id = "gw-client", cli
         }
     }
 }
+
+#[tokio::test]
+async fn a_hostile_token_endpoint_is_upstream_unavailable_without_unbounded_reads() {
+    for answer in [
+        // Larger than the 64 KiB a token answer may be.
+        ResponseTemplate::new(200).set_body_string("x".repeat(1024 * 1024)),
+        ResponseTemplate::new(200).set_body_string("not json"),
+        ResponseTemplate::new(200).set_body_json(json!({"token": "no access_token key"})),
+        ResponseTemplate::new(302).insert_header("location", "http://127.0.0.1:9/elsewhere"),
+    ] {
+        let idp = MockServer::start().await;
+        Mock::given(method("POST"))
+            .respond_with(answer)
+            .mount(&idp)
+            .await;
+        let shop = shop("Bearer tok-1").await;
+        let gateway = gateway(&shop, &idp).await;
+        let body = gateway.post(r#"{ order(id: "o1") { id } }"#).await.json();
+        assert_eq!(body["data"], json!({"order": null}));
+        assert_eq!(
+            body["errors"][0]["extensions"]["code"],
+            "UPSTREAM_UNAVAILABLE"
+        );
+        assert!(received(&shop).await.is_empty(), "no call without a token");
+        assert_eq!(received(&idp).await.len(), 1);
+    }
+}
