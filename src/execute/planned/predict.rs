@@ -174,7 +174,7 @@ impl Walk<'_> {
                     }
                     true
                 }
-                BoundSource::ParentKey(_) | BoundSource::From(_) => false,
+                BoundSource::ParentKey(_) | BoundSource::From(_) | BoundSource::Value(_) => false,
             };
             let items = list_length(&binding.output, args, self.assumed);
             let parents = place.parents.saturating_mul(items.unwrap_or(1));

@@ -217,7 +217,7 @@ impl<'r> Writer<'r> {
             service: service_of(binding, parent_service),
         };
         match &binding.source {
-            BoundSource::ParentKey(key) => {
+            BoundSource::ParentKey(key) if binding.shape.is_none() => {
                 let json = read.unwrap_or_else(|| json::get(parent, key));
                 if json.is_none() {
                     self.problem(binding, MISSING, || {
@@ -226,7 +226,7 @@ impl<'r> Writer<'r> {
                 }
                 self.value(json, &binding.output, &at)
             }
-            BoundSource::From(path) => {
+            BoundSource::From(path) if binding.shape.is_none() => {
                 let json = json::at(parent, path);
                 if json.is_none() {
                     self.problem(binding, MISSING, || {
@@ -485,7 +485,7 @@ fn service_of<'r>(binding: &'r FieldBinding, parent_service: Option<&'r str>) ->
         BoundSource::Call(call) => Some(call.service.name.as_str()),
         BoundSource::Merge(calls) => calls.first().map(|c| c.service.name.as_str()),
         BoundSource::Batch(batch) => Some(batch.service.name.as_str()),
-        BoundSource::ParentKey(_) | BoundSource::From(_) => parent_service,
+        BoundSource::ParentKey(_) | BoundSource::From(_) | BoundSource::Value(_) => parent_service,
     }
 }
 
