@@ -1,4 +1,4 @@
-//! The HTTP surface (README "HTTP surface"): `/graphql` (POST, GET, GraphiQL),
+//! The HTTP surface (docs/HTTP.md): `/graphql` (POST, GET, GraphiQL),
 //! `/graphiql/*` assets, `/healthz`, `/readyz`.
 
 mod cors;

@@ -1,4 +1,4 @@
-//! Prometheus metrics (README "Metrics", `[telemetry].metrics`), through
+//! Prometheus metrics (docs/OPERATIONS.md "Metrics", `[telemetry].metrics`), through
 //! the `metrics` facade and its Prometheus exporter. Until the recorder is
 //! installed every call here is a no-op, so metrics cost nothing when off.
 //!
