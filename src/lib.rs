@@ -15,6 +15,7 @@
 //! - [`execute`]: per-operation state (call de-duplication), input coercion, and the one
 //!   engine every operation runs on (`execute::planned`), with the call semantics it uses.
 //! - [`http`]: the axum router: `/graphql` (POST, GET, GraphiQL), `/healthz`, `/readyz`, `/metrics`.
+//! - [`init`]: `conflux init`, a small commented project to start from.
 //! - [`openapi`]: `conflux import openapi` (a project from an OpenAPI document) and `check --openapi` (mappings linted against one).
 //! - [`reload`]: the live configuration, swapped atomically on SIGHUP or a file change.
 //! - [`telemetry`]: request ids, W3C trace context, Prometheus metrics.
@@ -34,6 +35,7 @@ pub mod execute;
 pub mod fetch;
 pub mod gateway;
 pub mod http;
+pub mod init;
 pub mod openapi;
 pub mod redis_connection;
 pub mod reload;

@@ -63,6 +63,12 @@ enum Command {
         #[arg(long = "openapi", value_name = "NAME=SPEC", value_parser = parse_openapi_arg)]
         openapi: Vec<(String, PathBuf)>,
     },
+    /// Write a small project to start from: one service, its schema and
+    /// mappings, with comments (in DIR, default the current folder).
+    Init {
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+    },
     /// Write a project generated from an API description.
     Import {
         #[command(subcommand)]
@@ -125,6 +131,7 @@ fn main() -> ExitCode {
     }
     match cli.command {
         Command::Check { config, openapi } => check(&config, &openapi),
+        Command::Init { dir } => init(&dir),
         Command::Import {
             source:
                 ImportSource::Openapi {
@@ -199,6 +206,30 @@ fn check(config: &std::path::Path, openapi: &[(String, PathBuf)]) -> ExitCode {
     } else {
         eprintln!("{}: ok", config.display());
         ExitCode::SUCCESS
+    }
+}
+
+/// `conflux init`: writes the project and says what to run next.
+fn init(dir: &std::path::Path) -> ExitCode {
+    match conflux::init::init(dir) {
+        Ok(written) => {
+            for path in &written {
+                eprintln!("wrote {}", path.display());
+            }
+            let cd = if dir == std::path::Path::new(".") {
+                String::new()
+            } else {
+                format!("cd {} && ", dir.display())
+            };
+            eprintln!(
+                "next: {cd}conflux check && conflux serve, then open http://127.0.0.1:4000/graphql"
+            );
+            ExitCode::SUCCESS
+        }
+        Err(problem) => {
+            eprintln!("{problem}");
+            ExitCode::FAILURE
+        }
     }
 }
 

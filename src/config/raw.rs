@@ -4,13 +4,21 @@
 //! No `deny_unknown_fields` here: unknown keys are collected all at once by
 //! `serde_ignored` in `config::load`, so `check` can report every one of them
 //! with its location instead of stopping at the first.
+//!
+//! The same types give the JSON Schema of `services.toml`
+//! (`docs/services.schema.json`, [`json_schema`]) that editors complete
+//! from, and the known keys `check` suggests from: a key added here is in
+//! both without another list to keep. The schema says
+//! `additionalProperties: false` (`schemars(deny_unknown_fields)`), as
+//! `check` does.
 
 use indexmap::IndexMap;
+use schemars::JsonSchema;
 use serde::Deserialize;
-use toml::Spanned;
 
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Deserialize, Default, JsonSchema)]
 #[serde(default)]
+#[schemars(deny_unknown_fields)]
 pub struct RawConfig {
     /// A .graphql file, a directory of them, or a list of either.
     pub schema: Option<Spanned<OneOrMany>>,
@@ -26,15 +34,16 @@ pub struct RawConfig {
     pub resolvers: IndexMap<String, Spanned<RawMapping>>,
 }
 
-#[derive(Debug, Deserialize, Clone)]
+#[derive(Debug, Deserialize, Clone, JsonSchema)]
 #[serde(untagged)]
 pub enum OneOrMany {
     One(String),
     Many(Vec<String>),
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(default)]
+#[schemars(deny_unknown_fields)]
 pub struct RawServer {
     pub listen: Spanned<String>,
     pub graphiql: bool,
@@ -61,15 +70,17 @@ impl Default for RawServer {
     }
 }
 
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Deserialize, Default, JsonSchema)]
 #[serde(default)]
+#[schemars(deny_unknown_fields)]
 pub struct RawServerTls {
     pub cert_file: Option<Spanned<String>>,
     pub key_file: Option<Spanned<String>>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(default)]
+#[schemars(deny_unknown_fields)]
 pub struct RawLimits {
     pub max_depth: u32,
     pub max_complexity: u64,
@@ -92,8 +103,9 @@ impl Default for RawLimits {
     }
 }
 
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Deserialize, Default, JsonSchema)]
 #[serde(default)]
+#[schemars(deny_unknown_fields)]
 pub struct RawAuth {
     pub required: bool,
     pub algorithms: Option<Vec<Spanned<String>>>,
@@ -106,8 +118,9 @@ pub struct RawAuth {
     pub leeway_s: Option<u64>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(default)]
+#[schemars(deny_unknown_fields)]
 pub struct RawService {
     pub url: Option<Spanned<String>>,
     pub urls: Option<Vec<Spanned<String>>>,
@@ -150,8 +163,9 @@ impl Default for RawService {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(default)]
+#[schemars(deny_unknown_fields)]
 pub struct RawHealth {
     pub path: String,
     pub interval_ms: u64,
@@ -166,8 +180,9 @@ impl Default for RawHealth {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(default)]
+#[schemars(deny_unknown_fields)]
 pub struct RawCircuitBreaker {
     pub failures: u32,
     pub open_ms: u64,
@@ -182,16 +197,18 @@ impl Default for RawCircuitBreaker {
     }
 }
 
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Deserialize, Default, JsonSchema)]
 #[serde(default)]
+#[schemars(deny_unknown_fields)]
 pub struct RawServiceTls {
     pub ca_file: Option<Spanned<String>>,
     pub client_cert_file: Option<Spanned<String>>,
     pub client_key_file: Option<Spanned<String>>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(default)]
+#[schemars(deny_unknown_fields)]
 pub struct RawCache {
     pub backend: Spanned<String>,
     pub max_entries: u64,
@@ -208,8 +225,9 @@ impl Default for RawCache {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(default)]
+#[schemars(deny_unknown_fields)]
 pub struct RawRateLimit {
     pub per_second: f64,
     pub burst: u32,
@@ -230,8 +248,9 @@ impl Default for RawRateLimit {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(default)]
+#[schemars(deny_unknown_fields)]
 pub struct RawPersistedQueries {
     pub apq: bool,
     pub safelist: Option<Spanned<String>>,
@@ -248,8 +267,9 @@ impl Default for RawPersistedQueries {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(default)]
+#[schemars(deny_unknown_fields)]
 pub struct RawTelemetry {
     pub metrics: bool,
     pub otlp_endpoint: Option<Spanned<String>>,
@@ -266,16 +286,18 @@ impl Default for RawTelemetry {
     }
 }
 
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Deserialize, Default, JsonSchema)]
 #[serde(default)]
+#[schemars(deny_unknown_fields)]
 pub struct RawTypeResolution {
     pub discriminator: Option<Spanned<String>>,
     pub map: IndexMap<String, Spanned<String>>,
 }
 
 /// One upstream call: the shape shared by a mapping and each `merge` entry.
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Deserialize, Default, JsonSchema)]
 #[serde(default)]
+#[schemars(deny_unknown_fields)]
 pub struct RawCall {
     pub service: Option<Spanned<String>>,
     pub get: Option<Spanned<String>>,
@@ -285,14 +307,16 @@ pub struct RawCall {
     pub delete: Option<Spanned<String>>,
     pub query: IndexMap<String, Spanned<String>>,
     pub headers: IndexMap<String, Spanned<String>>,
+    #[schemars(with = "Option<serde_json::Value>")]
     pub body: Option<Spanned<toml::Value>>,
     pub select: Option<Spanned<String>>,
 }
 
 /// A `[resolvers]` entry. Which keys may appear together is checked in
 /// `config::validate`, where every bad combination gets its own message.
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Deserialize, Default, JsonSchema)]
 #[serde(default)]
+#[schemars(deny_unknown_fields)]
 pub struct RawMapping {
     pub service: Option<Spanned<String>>,
     pub get: Option<Spanned<String>>,
@@ -302,6 +326,7 @@ pub struct RawMapping {
     pub delete: Option<Spanned<String>>,
     pub query: IndexMap<String, Spanned<String>>,
     pub headers: IndexMap<String, Spanned<String>>,
+    #[schemars(with = "Option<serde_json::Value>")]
     pub body: Option<Spanned<toml::Value>>,
     pub select: Option<Spanned<String>>,
     pub from: Option<Spanned<String>>,
@@ -315,15 +340,79 @@ pub struct RawMapping {
     pub timeout_ms: Option<u64>,
 }
 
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Deserialize, Default, JsonSchema)]
 #[serde(default)]
+#[schemars(deny_unknown_fields)]
 pub struct RawBatch {
     pub key: Option<Spanned<String>>,
     pub get: Option<Spanned<String>>,
     pub post: Option<Spanned<String>>,
+    #[schemars(with = "Option<serde_json::Value>")]
     pub body: Option<Spanned<toml::Value>>,
     pub select: Option<Spanned<String>>,
     #[serde(rename = "match")]
     pub match_field: Option<Spanned<String>>,
     pub max: Option<u32>,
+}
+
+/// `toml::Spanned` (the value and where it is written), which the JSON
+/// Schema sees through: its schema is `T`'s. Derefs to `toml::Spanned`, so
+/// `span()` and `get_ref()` read as before.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Spanned<T>(toml::Spanned<T>);
+
+impl<T> Spanned<T> {
+    pub fn new(range: std::ops::Range<usize>, value: T) -> Self {
+        Spanned(toml::Spanned::new(range, value))
+    }
+}
+
+impl<T> std::ops::Deref for Spanned<T> {
+    type Target = toml::Spanned<T>;
+    fn deref(&self) -> &toml::Spanned<T> {
+        &self.0
+    }
+}
+
+impl<T> AsRef<T> for Spanned<T> {
+    fn as_ref(&self) -> &T {
+        self.0.get_ref()
+    }
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Spanned<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        toml::Spanned::<T>::deserialize(deserializer).map(Spanned)
+    }
+}
+
+impl<T: JsonSchema> JsonSchema for Spanned<T> {
+    fn inline_schema() -> bool {
+        T::inline_schema()
+    }
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        T::schema_name()
+    }
+    fn schema_id() -> std::borrow::Cow<'static, str> {
+        T::schema_id()
+    }
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        T::json_schema(generator)
+    }
+}
+
+/// The JSON Schema of `services.toml`, generated from the types above
+/// (committed as `docs/services.schema.json`; a test keeps it equal).
+pub fn json_schema() -> serde_json::Value {
+    // Draft 7 (`definitions`), the draft editors' TOML tooling (Taplo) reads.
+    let generator = schemars::generate::SchemaSettings::draft07().into_generator();
+    let mut schema = generator.into_root_schema_for::<RawConfig>().to_value();
+    if let Some(object) = schema.as_object_mut() {
+        object.insert("title".into(), "services.toml".into());
+        object.insert(
+            "description".into(),
+            "Conflux gateway configuration: every key in docs/CONFIG.md".into(),
+        );
+    }
+    schema
 }
