@@ -133,7 +133,9 @@ fn parse(source: &Source<'_>) -> Result<(raw::RawConfig, ParseFacts, Diagnostics
         diagnostics.push(source.diagnostic(offset, message));
     }
     // In the order of the file, as an editor lists them.
-    diagnostics.0.sort_by_key(|d| d.location.as_ref().map(|l| (l.line, l.col)));
+    diagnostics
+        .0
+        .sort_by_key(|d| d.location.as_ref().map(|l| (l.line, l.col)));
     let facts = ParseFacts {
         key_offsets,
         failed_strings,

@@ -138,7 +138,10 @@ pub(super) fn dotted(path: &[Segment]) -> String {
                 if !out.is_empty() {
                     out.push('.');
                 }
-                if key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+                if key
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+                {
                     out.push_str(key);
                 } else {
                     out.push_str(&format!("\"{key}\""));
@@ -223,7 +226,10 @@ mod tests {
             "`true` or `false`"
         );
         assert_eq!(
-            expected("invalid type: string \"x\", expected struct RawHealth", "health"),
+            expected(
+                "invalid type: string \"x\", expected struct RawHealth",
+                "health"
+            ),
             "a table (`{ … }` or a `[header]`)"
         );
     }

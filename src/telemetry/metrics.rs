@@ -93,10 +93,7 @@ fn describe() {
         Unit::Seconds,
         "Duration of calls to services, by service, instance and status class"
     );
-    describe_histogram!(
-        "conflux_batch_keys",
-        "Keys sent in one batched call"
-    );
+    describe_histogram!("conflux_batch_keys", "Keys sent in one batched call");
     describe_counter!(
         "conflux_cache_lookups_total",
         "Response cache lookups, by result (hit, miss, stale, revalidate)"

@@ -223,7 +223,10 @@ fn check_outside_a_project_names_config_and_init() {
 
     assert_eq!(output.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.starts_with("services.toml: cannot read config"), "{stderr}");
+    assert!(
+        stderr.starts_with("services.toml: cannot read config"),
+        "{stderr}"
+    );
     assert!(
         stderr.contains("--config FILE") && stderr.contains("conflux init"),
         "{stderr}"

@@ -67,7 +67,11 @@ async fn the_demo_lets_local_dev_servers_call_it_and_its_root_points_to_graphql(
         .request(Method::GET, "/", &[("accept", "text/html,*/*")], None)
         .await;
     assert_eq!(page.status, 200);
-    assert!(page.media_type().starts_with("text/html"), "{:?}", page.headers);
+    assert!(
+        page.media_type().starts_with("text/html"),
+        "{:?}",
+        page.headers
+    );
     assert!(page.text.contains("href=\"/graphql\""), "{}", page.text);
 }
 
@@ -76,7 +80,13 @@ const SDL: &str = "type Query { user(id: ID!): User }\ntype User { id: ID! name:
 #[tokio::test]
 async fn every_metric_has_help_and_an_unnamed_operation_is_anonymous_in_logs_and_metrics() {
     let users = MockServer::start().await;
-    serve(&users, "GET", "/users/1", json_reply(json!({ "id": "1", "name": "Ada" }))).await;
+    serve(
+        &users,
+        "GET",
+        "/users/1",
+        json_reply(json!({ "id": "1", "name": "Ada" })),
+    )
+    .await;
     let dir = TempDir::new();
     dir.write(
         "services.toml",
@@ -95,7 +105,10 @@ async fn every_metric_has_help_and_an_unnamed_operation_is_anonymous_in_logs_and
             &[("x-request-id", "first-contact-anonymous")],
         )
         .await;
-    assert_eq!(reply.json(), json!({ "data": { "user": { "name": "Ada" } } }));
+    assert_eq!(
+        reply.json(),
+        json!({ "data": { "user": { "name": "Ada" } } })
+    );
     assert_eq!(received(&users).await.len(), 1);
 
     let line = wait_for_request_line(&serving, "first-contact-anonymous").await;
@@ -138,8 +151,7 @@ async fn wait_for_request_line(serving: &Serving, request_id: &str) -> Value {
     loop {
         let found = serving.lines().iter().find_map(|line| {
             let value: Value = serde_json::from_str(line).ok()?;
-            (value["target"] == "conflux::request"
-                && value["fields"]["request_id"] == request_id)
+            (value["target"] == "conflux::request" && value["fields"]["request_id"] == request_id)
                 .then_some(value)
         });
         if let Some(line) = found {
