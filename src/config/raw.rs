@@ -22,15 +22,25 @@ use serde::Deserialize;
 pub struct RawConfig {
     /// A .graphql file, a directory of them, or a list of either.
     pub schema: Option<Spanned<OneOrMany>>,
+    /// The listen address, GraphiQL, introspection, CORS, TLS, timeouts.
     pub server: RawServer,
+    /// What a document may cost before it is refused.
     pub limits: RawLimits,
+    /// JWT verification; without this table no token is read.
     pub auth: Option<Spanned<RawAuth>>,
+    /// The REST services, by name: `[services.NAME]`.
     pub services: IndexMap<String, Spanned<RawService>>,
+    /// The response cache's backend (memory or Redis).
     pub cache: RawCache,
+    /// A token bucket per client; without this table no limit.
     pub rate_limit: Option<Spanned<RawRateLimit>>,
+    /// Automatic persisted queries and the safelist.
     pub persisted_queries: RawPersistedQueries,
+    /// Metrics, trace context, OTLP export.
     pub telemetry: RawTelemetry,
+    /// How a JSON object's type is told for an interface or union.
     pub types: IndexMap<String, Spanned<RawTypeResolution>>,
+    /// `"Type.field" = { … }`: the call (or path) that answers each field.
     pub resolvers: IndexMap<String, Spanned<RawMapping>>,
 }
 
