@@ -162,7 +162,8 @@ fn keys(object: &Value) -> Vec<String> {
     }
 }
 
-/// Follows `$ref`s, and an `Option`'s `anyOf: [T, null]` to its `T`.
+/// Follows `$ref`s (also as `allOf: [ref]`, how draft 7 gives a
+/// reference a description), and an `Option`'s `anyOf: [T, null]` to its `T`.
 fn resolve<'s>(schema: &'s Value, mut node: &'s Value) -> &'s Value {
     for _ in 0..16 {
         if let Some(Value::String(reference)) = node.get("$ref") {
@@ -171,7 +172,11 @@ fn resolve<'s>(schema: &'s Value, mut node: &'s Value) -> &'s Value {
                 Some(target) => node = target,
                 None => return node,
             }
-        } else if let Some(Value::Array(variants)) = node.get("anyOf").or(node.get("oneOf")) {
+        } else if let Some(Value::Array(variants)) = node
+            .get("allOf")
+            .or(node.get("anyOf"))
+            .or(node.get("oneOf"))
+        {
             let object = variants
                 .iter()
                 .find(|v| v.get("$ref").is_some() || v.get("properties").is_some());
