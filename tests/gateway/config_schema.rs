@@ -23,9 +23,18 @@ fn toml_as_json(text: &str) -> Value {
     serde_json::to_value(value).expect("TOML values are JSON values")
 }
 
+/// docs/services.schema.json, rewritten first when CONFLUX_WRITE_SCHEMA=1
+/// (by whichever test reads it first: they run in parallel).
+fn committed() -> String {
+    let path = repo("docs/services.schema.json");
+    if std::env::var_os("CONFLUX_WRITE_SCHEMA").is_some_and(|v| v == "1") {
+        std::fs::write(&path, generated()).expect("write docs/services.schema.json");
+    }
+    std::fs::read_to_string(&path).unwrap_or_default()
+}
+
 fn validator() -> jsonschema::Validator {
-    let committed = std::fs::read_to_string(repo("docs/services.schema.json"))
-        .expect("docs/services.schema.json is committed");
+    let committed = committed();
     let schema: Value = serde_json::from_str(&committed).expect("the schema is JSON");
     jsonschema::validator_for(&schema).expect("a valid JSON Schema")
 }
@@ -39,11 +48,7 @@ fn errors(validator: &jsonschema::Validator, instance: &Value) -> Vec<String> {
 
 #[test]
 fn the_committed_schema_is_the_generated_one() {
-    let path = repo("docs/services.schema.json");
-    if std::env::var_os("CONFLUX_WRITE_SCHEMA").is_some_and(|v| v == "1") {
-        std::fs::write(&path, generated()).expect("write docs/services.schema.json");
-    }
-    let committed = std::fs::read_to_string(&path).unwrap_or_default();
+    let committed = committed();
     assert!(
         committed == generated(),
         "docs/services.schema.json differs from the config types; regenerate it with \
