@@ -16,6 +16,7 @@
 //!   engine every operation runs on (`execute::planned`), with the call semantics it uses.
 //! - [`explain`]: `conflux explain`: the calls a document would make, predicted from its plan.
 //! - [`http`]: the axum router: `/graphql` (POST, GET, GraphiQL), `/healthz`, `/readyz`, `/metrics`.
+//! - [`init`]: `conflux init`, a small commented project to start from.
 //! - [`openapi`]: `conflux import openapi` (a project from an OpenAPI document) and `check --openapi` (mappings linted against one).
 //! - [`reload`]: the live configuration, swapped atomically on SIGHUP or a file change.
 //! - [`telemetry`]: request ids, W3C trace context, Prometheus metrics.
@@ -36,6 +37,7 @@ pub mod explain;
 pub mod fetch;
 pub mod gateway;
 pub mod http;
+pub mod init;
 pub mod openapi;
 pub mod redis_connection;
 pub mod reload;

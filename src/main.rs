@@ -63,6 +63,12 @@ enum Command {
         #[arg(long = "openapi", value_name = "NAME=SPEC", value_parser = parse_openapi_arg)]
         openapi: Vec<(String, PathBuf)>,
     },
+    /// Write a small project to start from: one service, its schema and
+    /// mappings, with comments (in DIR, default the current folder).
+    Init {
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+    },
     /// Write a project generated from an API description.
     Import {
         #[command(subcommand)]
@@ -147,6 +153,7 @@ fn main() -> ExitCode {
     }
     match cli.command {
         Command::Check { config, openapi } => check(&config, &openapi),
+        Command::Init { dir } => init(&dir),
         Command::Import {
             source:
                 ImportSource::Openapi {
@@ -310,6 +317,30 @@ async fn explain(
             for problem in problems {
                 eprintln!("{problem}");
             }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `conflux init`: writes the project and says what to run next.
+fn init(dir: &std::path::Path) -> ExitCode {
+    match conflux::init::init(dir) {
+        Ok(written) => {
+            for path in &written {
+                eprintln!("wrote {}", path.display());
+            }
+            let cd = if dir == std::path::Path::new(".") {
+                String::new()
+            } else {
+                format!("cd {} && ", dir.display())
+            };
+            eprintln!(
+                "next: {cd}conflux check && conflux serve, then open http://127.0.0.1:4000/graphql"
+            );
+            ExitCode::SUCCESS
+        }
+        Err(problem) => {
+            eprintln!("{problem}");
             ExitCode::FAILURE
         }
     }

@@ -1,4 +1,4 @@
-//! Live configuration (README "The command line" `--hot-reload`, SIGHUP): the app serving
+//! Live configuration (docs/CLI.md `--hot-reload`, SIGHUP): the app serving
 //! requests is rebuilt from a fully validated new configuration and swapped
 //! in atomically. A request keeps the router (and so the `Gateway`) it
 //! started with, so in-flight requests finish on the old configuration; an
@@ -120,7 +120,7 @@ impl LiveGateway {
     }
 }
 
-/// Reloads on every SIGHUP, with or without `--hot-reload` (README "The command line").
+/// Reloads on every SIGHUP, with or without `--hot-reload` (docs/CLI.md).
 pub fn reload_on_sighup(live: Arc<LiveGateway>) {
     #[cfg(unix)]
     {

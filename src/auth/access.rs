@@ -1,4 +1,4 @@
-//! `@authenticated` and `@requiresScopes` (README "Authentication and authorization") as a rule per field,
+//! `@authenticated` and `@requiresScopes` (docs/AUTH.md) as a rule per field,
 //! computed once from the SDL and checked before the field resolves.
 
 use serde_json::Value;

@@ -11,7 +11,7 @@ use jsonwebtoken::jwk::{Jwk, JwkSet};
 use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey};
 use tokio::time::Instant;
 
-/// The largest JWKS document read (README "Security").
+/// The largest JWKS document read (docs/SECURITY.md).
 const MAX_JWKS_BYTES: usize = 1024 * 1024;
 
 pub struct Jwks {

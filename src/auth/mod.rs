@@ -1,4 +1,4 @@
-//! JWT authentication at the edge (docs/CONFIG.md `[auth]`, README "Authentication and authorization"): a token is
+//! JWT authentication at the edge (docs/CONFIG.md `[auth]`, docs/AUTH.md): a token is
 //! verified once per HTTP request, before anything executes; the verified
 //! claims then drive the directive checks (`access`), `{claims.…}`
 //! templates and `claims_headers`.
@@ -217,7 +217,7 @@ impl Authenticator {
 }
 
 /// The token of `Authorization: Bearer <token>`. Another scheme is not a
-/// token: the request is anonymous (README "HTTP surface").
+/// token: the request is anonymous (docs/HTTP.md).
 pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
     let value = headers.get(AUTHORIZATION)?.to_str().ok()?.trim();
     let (scheme, token) = value.split_once(' ')?;

@@ -1,5 +1,5 @@
 //! Problems found while loading configuration and schema, printed as
-//! `FILE:LINE:COL: message` (README "The command line", `conflux check`).
+//! `FILE:LINE:COL: message` (docs/CLI.md, `conflux check`).
 
 use std::fmt;
 use std::sync::Arc;

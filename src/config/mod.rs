@@ -8,6 +8,8 @@ pub mod diagnostic;
 mod env;
 pub mod model;
 mod raw;
+mod suggest;
+mod type_error;
 mod validate;
 
 use std::path::Path;
@@ -18,6 +20,7 @@ use toml::Spanned;
 
 pub use diagnostic::{Diagnostic, Diagnostics, Location};
 pub use model::*;
+pub use raw::json_schema;
 
 /// The source text of the config file, for turning spans into locations.
 pub(crate) struct Source<'a> {
@@ -44,10 +47,15 @@ impl Source<'_> {
 pub fn load(path: &Path) -> Result<(Config, Diagnostics), Diagnostics> {
     let file: Arc<str> = Arc::from(path.display().to_string());
     let text = std::fs::read_to_string(path).map_err(|err| {
-        Diagnostics(vec![Diagnostic::in_file(
-            &file,
-            format!("cannot read config: {err}"),
-        )])
+        let message = if err.kind() == std::io::ErrorKind::NotFound {
+            // Most often: run outside a project.
+            "cannot read config: no such file. Run Conflux in a project's folder, \
+             name the file with `--config FILE`, or start a project with `conflux init`"
+                .to_owned()
+        } else {
+            format!("cannot read config: {err}")
+        };
+        Diagnostics(vec![Diagnostic::in_file(&file, message)])
     })?;
     let source = Source { file, text: &text };
     let (raw, key_offsets, diagnostics) = parse(&source)?;
@@ -77,15 +85,34 @@ fn parse(source: &Source<'_>) -> Result<(raw::RawConfig, ParseFacts, Diagnostics
     let spans = table.clone();
     let key_offsets = resolver_key_offsets(&spans);
 
-    let mut unknown: Vec<Vec<Segment>> = Vec::new();
-    let deserializer = toml::de::Deserializer::from(table);
-    let parsed = serde_ignored::deserialize(deserializer, |path| unknown.push(segments(&path)));
-    let raw = match parsed {
-        Ok(raw) => raw,
-        Err(err) => {
-            let offset = err.span().map_or(0, |span| span.start);
-            diagnostics.push(source.diagnostic(offset, err.message().trim_end().to_owned()));
-            return Err(diagnostics);
+    // A value of the wrong type stops serde: each one is reported in plain
+    // words, dropped from the tree, and the tree read again, so every wrong
+    // value and every unknown key of the file comes out of one run.
+    let mut tree = table;
+    let mut type_errors = 0;
+    let (raw, unknown) = loop {
+        let mut unknown: Vec<Vec<Segment>> = Vec::new();
+        let deserializer = toml::de::Deserializer::from(tree.clone());
+        let parsed: Result<raw::RawConfig, _> =
+            serde_ignored::deserialize(deserializer, |path| unknown.push(segments(&path)));
+        let err = match parsed {
+            Ok(raw) => break (raw, unknown),
+            Err(err) => err,
+        };
+        let explained = err
+            .span()
+            .and_then(|span| type_error::explain(&spans, span, err.message()));
+        match explained {
+            Some(wrong) if type_errors < type_error::MAX_TYPE_ERRORS => {
+                diagnostics.push(source.diagnostic(wrong.offset, wrong.message));
+                type_error::remove(tree.get_mut(), &wrong.path);
+                type_errors += 1;
+            }
+            _ => {
+                let offset = err.span().map_or(0, |span| span.start);
+                diagnostics.push(source.diagnostic(offset, err.message().trim_end().to_owned()));
+                return Err(diagnostics);
+            }
         }
     };
     for path in unknown {
@@ -95,12 +122,20 @@ fn parse(source: &Source<'_>) -> Result<(raw::RawConfig, ParseFacts, Diagnostics
             Some(Segment::Index(i)) => i.to_string(),
             None => String::new(),
         };
-        let message = match table_name {
+        let mut message = match table_name {
             Some(table) => format!("unknown key `{key}` in [{table}]"),
             None => format!("unknown key `{key}`"),
         };
+        if let Some(hint) = suggest::hint(&path[..path.len().saturating_sub(1)], &key) {
+            message.push_str("; ");
+            message.push_str(&hint);
+        }
         diagnostics.push(source.diagnostic(offset, message));
     }
+    // In the order of the file, as an editor lists them.
+    diagnostics
+        .0
+        .sort_by_key(|d| d.location.as_ref().map(|l| (l.line, l.col)));
     let facts = ParseFacts {
         key_offsets,
         failed_strings,

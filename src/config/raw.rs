@@ -4,37 +4,56 @@
 //! No `deny_unknown_fields` here: unknown keys are collected all at once by
 //! `serde_ignored` in `config::load`, so `check` can report every one of them
 //! with its location instead of stopping at the first.
+//!
+//! The same types give the JSON Schema of `services.toml`
+//! (`docs/services.schema.json`, [`json_schema`]) that editors complete
+//! from, and the known keys `check` suggests from: a key added here is in
+//! both without another list to keep. The schema says
+//! `additionalProperties: false` (`schemars(deny_unknown_fields)`), as
+//! `check` does.
 
 use indexmap::IndexMap;
+use schemars::JsonSchema;
 use serde::Deserialize;
-use toml::Spanned;
 
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Deserialize, Default, JsonSchema)]
 #[serde(default)]
+#[schemars(deny_unknown_fields)]
 pub struct RawConfig {
     /// A .graphql file, a directory of them, or a list of either.
     pub schema: Option<Spanned<OneOrMany>>,
+    /// The listen address, GraphiQL, introspection, CORS, TLS, timeouts.
     pub server: RawServer,
+    /// What a document may cost before it is refused.
     pub limits: RawLimits,
+    /// JWT verification; without this table no token is read.
     pub auth: Option<Spanned<RawAuth>>,
+    /// The REST services, by name: `[services.NAME]`.
     pub services: IndexMap<String, Spanned<RawService>>,
+    /// The response cache's backend (memory or Redis).
     pub cache: RawCache,
+    /// A token bucket per client; without this table no limit.
     pub rate_limit: Option<Spanned<RawRateLimit>>,
+    /// Automatic persisted queries and the safelist.
     pub persisted_queries: RawPersistedQueries,
+    /// Metrics, trace context, OTLP export.
     pub telemetry: RawTelemetry,
+    /// How a JSON object's type is told for an interface or union.
     pub types: IndexMap<String, Spanned<RawTypeResolution>>,
+    /// `"Type.field" = { … }`: the call (or path) that answers each field.
     pub resolvers: IndexMap<String, Spanned<RawMapping>>,
 }
 
-#[derive(Debug, Deserialize, Clone)]
+#[derive(Debug, Deserialize, Clone, JsonSchema)]
 #[serde(untagged)]
 pub enum OneOrMany {
     One(String),
     Many(Vec<String>),
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(default)]
+#[schemars(deny_unknown_fields)]
 pub struct RawServer {
     pub listen: Spanned<String>,
     pub graphiql: bool,
@@ -61,15 +80,17 @@ impl Default for RawServer {
     }
 }
 
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Deserialize, Default, JsonSchema)]
 #[serde(default)]
+#[schemars(deny_unknown_fields)]
 pub struct RawServerTls {
     pub cert_file: Option<Spanned<String>>,
     pub key_file: Option<Spanned<String>>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(default)]
+#[schemars(deny_unknown_fields)]
 pub struct RawLimits {
     pub max_depth: u32,
     pub max_complexity: u64,
@@ -98,8 +119,9 @@ impl Default for RawLimits {
     }
 }
 
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Deserialize, Default, JsonSchema)]
 #[serde(default)]
+#[schemars(deny_unknown_fields)]
 pub struct RawAuth {
     pub required: bool,
     pub algorithms: Option<Vec<Spanned<String>>>,
@@ -112,8 +134,9 @@ pub struct RawAuth {
     pub leeway_s: Option<u64>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(default)]
+#[schemars(deny_unknown_fields)]
 pub struct RawService {
     pub url: Option<Spanned<String>>,
     pub urls: Option<Vec<Spanned<String>>>,
@@ -140,8 +163,9 @@ pub struct RawService {
 }
 
 /// `errors = { message, code, extensions }` (docs/SHAPING.md).
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Deserialize, Default, JsonSchema)]
 #[serde(default)]
+#[schemars(deny_unknown_fields)]
 pub struct RawErrors {
     pub message: Option<Spanned<String>>,
     pub code: Option<Spanned<String>>,
@@ -149,8 +173,9 @@ pub struct RawErrors {
 }
 
 /// `oauth2 = { token_url, client_id, client_secret, scopes }`.
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Deserialize, Default, JsonSchema)]
 #[serde(default)]
+#[schemars(deny_unknown_fields)]
 pub struct RawOAuth2 {
     pub token_url: Option<Spanned<String>>,
     pub client_id: Option<Spanned<String>>,
@@ -185,8 +210,9 @@ impl Default for RawService {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(default)]
+#[schemars(deny_unknown_fields)]
 pub struct RawHealth {
     pub path: String,
     pub interval_ms: u64,
@@ -201,8 +227,9 @@ impl Default for RawHealth {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(default)]
+#[schemars(deny_unknown_fields)]
 pub struct RawCircuitBreaker {
     pub failures: u32,
     pub open_ms: u64,
@@ -217,16 +244,18 @@ impl Default for RawCircuitBreaker {
     }
 }
 
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Deserialize, Default, JsonSchema)]
 #[serde(default)]
+#[schemars(deny_unknown_fields)]
 pub struct RawServiceTls {
     pub ca_file: Option<Spanned<String>>,
     pub client_cert_file: Option<Spanned<String>>,
     pub client_key_file: Option<Spanned<String>>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(default)]
+#[schemars(deny_unknown_fields)]
 pub struct RawCache {
     pub backend: Spanned<String>,
     pub max_entries: u64,
@@ -243,8 +272,9 @@ impl Default for RawCache {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(default)]
+#[schemars(deny_unknown_fields)]
 pub struct RawRateLimit {
     pub per_second: f64,
     pub burst: u32,
@@ -268,8 +298,9 @@ impl Default for RawRateLimit {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(default)]
+#[schemars(deny_unknown_fields)]
 pub struct RawPersistedQueries {
     pub apq: bool,
     pub safelist: Option<Spanned<String>>,
@@ -286,8 +317,9 @@ impl Default for RawPersistedQueries {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(default)]
+#[schemars(deny_unknown_fields)]
 pub struct RawTelemetry {
     pub metrics: bool,
     pub otlp_endpoint: Option<Spanned<String>>,
@@ -304,16 +336,18 @@ impl Default for RawTelemetry {
     }
 }
 
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Deserialize, Default, JsonSchema)]
 #[serde(default)]
+#[schemars(deny_unknown_fields)]
 pub struct RawTypeResolution {
     pub discriminator: Option<Spanned<String>>,
     pub map: IndexMap<String, Spanned<String>>,
 }
 
 /// One upstream call: the shape shared by a mapping and each `merge` entry.
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Deserialize, Default, JsonSchema)]
 #[serde(default)]
+#[schemars(deny_unknown_fields)]
 pub struct RawCall {
     pub service: Option<Spanned<String>>,
     pub get: Option<Spanned<String>>,
@@ -323,14 +357,16 @@ pub struct RawCall {
     pub delete: Option<Spanned<String>>,
     pub query: IndexMap<String, Spanned<String>>,
     pub headers: IndexMap<String, Spanned<String>>,
+    #[schemars(with = "Option<serde_json::Value>")]
     pub body: Option<Spanned<toml::Value>>,
     pub select: Option<Spanned<String>>,
 }
 
 /// A `[resolvers]` entry. Which keys may appear together is checked in
 /// `config::validate`, where every bad combination gets its own message.
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Deserialize, Default, JsonSchema)]
 #[serde(default)]
+#[schemars(deny_unknown_fields)]
 pub struct RawMapping {
     pub service: Option<Spanned<String>>,
     pub get: Option<Spanned<String>>,
@@ -340,6 +376,7 @@ pub struct RawMapping {
     pub delete: Option<Spanned<String>>,
     pub query: IndexMap<String, Spanned<String>>,
     pub headers: IndexMap<String, Spanned<String>>,
+    #[schemars(with = "Option<serde_json::Value>")]
     pub body: Option<Spanned<toml::Value>>,
     pub select: Option<Spanned<String>>,
     pub from: Option<Spanned<String>>,
@@ -357,21 +394,88 @@ pub struct RawMapping {
     pub error_when: Option<Spanned<String>>,
     pub value: Option<Spanned<String>>,
     pub filter: Option<Spanned<IndexMap<String, Spanned<String>>>>,
+    #[schemars(with = "Option<serde_json::Value>")]
     pub limit: Option<Spanned<toml::Value>>,
+    #[schemars(with = "Option<IndexMap<String, serde_json::Value>>")]
     pub map: Option<Spanned<IndexMap<String, Spanned<toml::Value>>>>,
+    #[schemars(with = "Option<serde_json::Value>")]
     pub default: Option<Spanned<toml::Value>>,
     pub body_format: Option<Spanned<String>>,
 }
 
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Deserialize, Default, JsonSchema)]
 #[serde(default)]
+#[schemars(deny_unknown_fields)]
 pub struct RawBatch {
     pub key: Option<Spanned<String>>,
     pub get: Option<Spanned<String>>,
     pub post: Option<Spanned<String>>,
+    #[schemars(with = "Option<serde_json::Value>")]
     pub body: Option<Spanned<toml::Value>>,
     pub select: Option<Spanned<String>>,
     #[serde(rename = "match")]
     pub match_field: Option<Spanned<String>>,
     pub max: Option<u32>,
+}
+
+/// `toml::Spanned` (the value and where it is written), which the JSON
+/// Schema sees through: its schema is `T`'s. Derefs to `toml::Spanned`, so
+/// `span()` and `get_ref()` read as before.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Spanned<T>(toml::Spanned<T>);
+
+impl<T> Spanned<T> {
+    pub fn new(range: std::ops::Range<usize>, value: T) -> Self {
+        Spanned(toml::Spanned::new(range, value))
+    }
+}
+
+impl<T> std::ops::Deref for Spanned<T> {
+    type Target = toml::Spanned<T>;
+    fn deref(&self) -> &toml::Spanned<T> {
+        &self.0
+    }
+}
+
+impl<T> AsRef<T> for Spanned<T> {
+    fn as_ref(&self) -> &T {
+        self.0.get_ref()
+    }
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Spanned<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        toml::Spanned::<T>::deserialize(deserializer).map(Spanned)
+    }
+}
+
+impl<T: JsonSchema> JsonSchema for Spanned<T> {
+    fn inline_schema() -> bool {
+        T::inline_schema()
+    }
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        T::schema_name()
+    }
+    fn schema_id() -> std::borrow::Cow<'static, str> {
+        T::schema_id()
+    }
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        T::json_schema(generator)
+    }
+}
+
+/// The JSON Schema of `services.toml`, generated from the types above
+/// (committed as `docs/services.schema.json`; a test keeps it equal).
+pub fn json_schema() -> serde_json::Value {
+    // Draft 7 (`definitions`), the draft editors' TOML tooling (Taplo) reads.
+    let generator = schemars::generate::SchemaSettings::draft07().into_generator();
+    let mut schema = generator.into_root_schema_for::<RawConfig>().to_value();
+    if let Some(object) = schema.as_object_mut() {
+        object.insert("title".into(), "services.toml".into());
+        object.insert(
+            "description".into(),
+            "Conflux gateway configuration: every key in docs/CONFIG.md".into(),
+        );
+    }
+    schema
 }

@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use http::{HeaderName, HeaderValue, Method};
 use indexmap::IndexMap;
-use toml::Spanned;
 
 use super::model::*;
 use super::raw::*;

@@ -30,7 +30,7 @@ pub struct UpstreamRequest {
     /// The path template as written, for logs and metrics: the filled URL
     /// may hold personal data and never goes into a log line.
     pub template: Arc<str>,
-    /// The request carries who the user is (README "Caching": a forwarded
+    /// The request carries who the user is (docs/CACHING.md: a forwarded
     /// `authorization` or cookie, a claims header, a `{claims.…}` value):
     /// its answer is the user's own, so the client's `Cache-Control` is
     /// `private`.

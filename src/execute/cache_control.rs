@@ -1,5 +1,5 @@
-//! The `Cache-Control` of a query's answer (README "Caching",
-//! docs/CACHING.md): the smallest lifetime among the calls it needed,
+//! The `Cache-Control` of a query's answer (docs/CACHING.md): the smallest
+//! lifetime among the calls it needed,
 //! `private` when any of them was the user's own, `public` otherwise; and
 //! `no-store` when any call may not be reused, when no call was made, and
 //! for answers no cache may keep (errors, mutations, batches, anything

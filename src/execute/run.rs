@@ -420,7 +420,7 @@ pub async fn run(
         (executed, None)
     };
     report.upstream_calls = state.stats.upstream_calls();
-    // README "Caching": only a query answered without errors may be reused.
+    // docs/CACHING.md: only a query answered without errors may be reused.
     // Parts delivered incrementally are never reused either.
     let cache_control =
         if operation_type == OperationType::Query && executed.errors.is_empty() && rest.is_none() {

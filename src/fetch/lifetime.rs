@@ -1,5 +1,5 @@
 //! How long a client may reuse what one call answered: each call's part of
-//! the response's `Cache-Control` (README "Caching", docs/CACHING.md).
+//! the response's `Cache-Control` (docs/CACHING.md).
 //!
 //! A call counts with what is left of a cache entry that answered it, or
 //! with `cache_ttl_s` (the upstream's own smaller `max-age` winning) when it

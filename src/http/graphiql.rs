@@ -1,5 +1,5 @@
 //! The GraphiQL playground, its scripts and styles embedded in the binary
-//! so it works on a machine without internet (README "HTTP surface"). Versions and
+//! so it works on a machine without internet (docs/HTTP.md). Versions and
 //! licenses: assets/graphiql/VERSIONS.md and LICENSES.md.
 
 use axum::extract::Path;

@@ -1,5 +1,5 @@
 //! `/graphql`: GraphQL over HTTP — POST (single or batched), GET (queries
-//! only), GraphiQL for browsers — with the statuses and codes of README "HTTP surface" and docs/ERRORS.md.
+//! only), GraphiQL for browsers — with the statuses and codes of docs/HTTP.md and docs/ERRORS.md.
 //! Authentication and the rate limit come first; each operation then runs
 //! through `operation::run`.
 
@@ -85,7 +85,7 @@ pub async fn handle(State(gateway): State<Arc<Gateway>>, request: Request) -> Re
     };
     let headers = response.headers_mut();
     headers.insert("x-request-id", request_id);
-    // README "Caching": an answer that says nothing else is not reused.
+    // docs/CACHING.md: an answer that says nothing else is not reused.
     if !headers.contains_key(CACHE_CONTROL) {
         headers.insert(CACHE_CONTROL, NO_STORE);
     }
@@ -146,7 +146,7 @@ async fn admit(gateway: &Gateway, client: &mut Client) -> Result<Option<Claims>,
     Ok(claims)
 }
 
-/// Verifies the request's token before anything runs (README "HTTP surface", docs/CONFIG.md `[auth]`):
+/// Verifies the request's token before anything runs (docs/HTTP.md, docs/CONFIG.md `[auth]`):
 /// an invalid token, or a missing one when required, is 401.
 async fn authenticate(
     gateway: &Gateway,

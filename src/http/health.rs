@@ -1,4 +1,4 @@
-//! `/readyz` (README "HTTP surface"): whether every service has an instance to call;
+//! `/readyz` (docs/HTTP.md): whether every service has an instance to call;
 //! and `/metrics`.
 //! Like `/healthz`, never authenticated and never rate limited: a load
 //! balancer polls it, and it must not spend anyone's budget.
@@ -29,7 +29,7 @@ pub async fn readyz(State(gateway): State<Arc<Gateway>>) -> Response {
     }
 }
 
-/// `/metrics` (README "HTTP surface"): Prometheus text, when `[telemetry].metrics`.
+/// `/metrics` (docs/HTTP.md): Prometheus text, when `[telemetry].metrics`.
 pub async fn metrics(State(gateway): State<Arc<Gateway>>) -> Response {
     if !gateway.config.telemetry.metrics {
         return (

@@ -1,4 +1,4 @@
-//! Which media type a client wants (GraphQL over HTTP, README "HTTP surface").
+//! Which media type a client wants (GraphQL over HTTP, docs/HTTP.md).
 
 use axum::http::header::ACCEPT;
 use axum::http::HeaderMap;

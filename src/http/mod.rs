@@ -1,5 +1,5 @@
-//! The HTTP surface (README "HTTP surface"): `/graphql` (POST, GET, GraphiQL),
-//! `/graphiql/*` assets, `/healthz`, `/readyz`.
+//! The HTTP surface (docs/HTTP.md): `/graphql` (POST, GET, GraphiQL),
+//! `/graphiql/*` assets, `/healthz`, `/readyz`, and `/` pointing at them.
 
 mod cors;
 mod graphiql;
@@ -10,6 +10,7 @@ mod multipart;
 mod operation;
 mod outcome;
 mod request;
+mod root;
 
 use std::sync::Arc;
 
@@ -42,6 +43,7 @@ pub struct Client {
 pub fn app(gateway: Arc<Gateway>) -> Router {
     let cors = cors::layer(&gateway.config.server.cors_origins);
     let router = Router::new()
+        .route("/", get(root::index))
         .route("/graphql", any(graphql::handle))
         .route("/graphiql/{file}", get(graphiql::asset))
         .route("/healthz", get(|| async { "ok" }))

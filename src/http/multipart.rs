@@ -32,7 +32,7 @@ const PART_START: &[u8] = b"\r\n---\r\ncontent-type: application/json; charset=u
 const END: &[u8] = b"\r\n-----\r\n";
 
 /// The response: `first`, then every payload of `rest` as it comes. Never
-/// cached (README "Caching for clients").
+/// cached (docs/CACHING.md).
 pub fn response(first: Vec<u8>, rest: Payloads) -> Response {
     let parts = stream::once(async { first })
         .chain(rest)

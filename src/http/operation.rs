@@ -85,7 +85,12 @@ pub async fn run(
         target: "conflux::request",
         request_id = client.trace.request_id.to_str().unwrap_or("-"),
         trace_id = client.trace.trace_id(),
-        operation = operation_name.as_deref().unwrap_or("-"),
+        // The same name the metrics give an unnamed operation.
+        operation = operation_name.as_deref().unwrap_or(if operation_chosen {
+            metrics::ANONYMOUS_OPERATION
+        } else {
+            metrics::UNKNOWN_OPERATION
+        }),
         kind,
         client_ip = %client.ip,
         subject = subject.as_deref().unwrap_or("-"),

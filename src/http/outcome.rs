@@ -1,5 +1,5 @@
 //! Answers: one operation's outcome as a JSON response with the status and
-//! media type GraphQL over HTTP asks for (README "HTTP surface").
+//! media type GraphQL over HTTP asks for (docs/HTTP.md).
 
 use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, SET_COOKIE};
 use axum::http::{HeaderMap, StatusCode};
@@ -82,7 +82,7 @@ pub fn batch_response(outcomes: &[Outcome], media: ResponseMedia) -> Response {
         }
     }
     body.push(b']');
-    // README "Caching": a batch's answer is never reused.
+    // docs/CACHING.md: a batch's answer is never reused.
     let mut response = bytes_response(StatusCode::OK, body, media);
     let headers = response.headers_mut();
     headers.insert(CACHE_CONTROL, NO_STORE);

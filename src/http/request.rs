@@ -46,7 +46,7 @@ pub fn parse_request(json: Value) -> Result<GraphqlRequest, String> {
 }
 
 /// A GET request's parameters as a request object: `variables` and
-/// `extensions` are JSON-encoded (README "HTTP surface").
+/// `extensions` are JSON-encoded (docs/HTTP.md).
 pub fn from_query_params(params: &HashMap<String, String>) -> Result<GraphqlRequest, String> {
     let mut object = serde_json::Map::new();
     for key in ["query", "operationName"] {

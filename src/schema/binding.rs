@@ -150,7 +150,7 @@ pub fn bind(config: &mut Config, schema: &SchemaModel) -> Result<Bindings, Diagn
     }
 }
 
-/// The access rule of `type_name.field`, from every place README "Authentication and authorization" allows a
+/// The access rule of `type_name.field`, from every place docs/AUTH.md allows a
 /// directive: the field, the interface fields it implements, the type it
 /// returns.
 fn access_rule(

@@ -13,7 +13,7 @@ use indexmap::IndexMap;
 
 use crate::config::{Diagnostic, Diagnostics, Location, SchemaFile};
 
-/// The directives Conflux declares itself (README "Authentication and authorization", docs/DEFER.md);
+/// The directives Conflux declares itself (docs/AUTH.md, docs/DEFER.md);
 /// schemas use them without declaring them.
 pub const CONFLUX_DIRECTIVES: &str = r#""""
 The caller must present a valid token.

@@ -1,4 +1,4 @@
-//! Prometheus metrics (README "Metrics", `[telemetry].metrics`), through
+//! Prometheus metrics (docs/OPERATIONS.md "Metrics", `[telemetry].metrics`), through
 //! the `metrics` facade and its Prometheus exporter. Until the recorder is
 //! installed every call here is a no-op, so metrics cost nothing when off.
 //!
@@ -29,6 +29,10 @@ pub const MAX_OPERATION_NAME_BYTES: usize = 64;
 /// `operationName` the document does not have.
 pub const UNKNOWN_OPERATION: &str = "unknown";
 
+/// The name of an operation the document gives no name, in the metrics
+/// and in the request's log line alike.
+pub const ANONYMOUS_OPERATION: &str = "anonymous";
+
 const LATENCY_BUCKETS: &[f64] = &[
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
@@ -50,6 +54,7 @@ pub fn install() -> Option<&'static PrometheusHandle> {
                 .and_then(|b| b.set_buckets_for_metric(Matcher::Full("conflux_batch_keys".into()), BATCH_BUCKETS));
             match builder.and_then(|b| b.install_recorder()) {
                 Ok(handle) => {
+                    describe();
                     keep_up(handle.clone(), UPKEEP_EVERY);
                     Some(handle)
                 }
@@ -60,6 +65,79 @@ pub fn install() -> Option<&'static PrometheusHandle> {
             }
         })
         .as_ref()
+}
+
+/// The `# HELP` line of every series (docs/OPERATIONS.md "Metrics"), so a
+/// scrape explains itself; the exporter writes it above each series.
+fn describe() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
+    describe_counter!(
+        "conflux_requests_total",
+        "GraphQL operations answered, by operation name and outcome (ok, partial, refused)"
+    );
+    describe_histogram!(
+        "conflux_request_duration_seconds",
+        Unit::Seconds,
+        "Time from the start of a GraphQL operation to its response"
+    );
+    describe_gauge!(
+        "conflux_requests_in_flight",
+        "/graphql requests being answered now"
+    );
+    describe_counter!(
+        "conflux_upstream_requests_total",
+        "Calls to services (cache hits excluded), by service, instance and status class"
+    );
+    describe_histogram!(
+        "conflux_upstream_duration_seconds",
+        Unit::Seconds,
+        "Duration of calls to services, by service, instance and status class"
+    );
+    describe_histogram!("conflux_batch_keys", "Keys sent in one batched call");
+    describe_counter!(
+        "conflux_cache_lookups_total",
+        "Response cache lookups, by result (hit, miss, stale, revalidate)"
+    );
+    describe_counter!(
+        "conflux_rate_limited_total",
+        "Requests refused with 429 by [rate_limit]"
+    );
+    describe_counter!(
+        "conflux_config_reloads_total",
+        "Configuration reloads, by outcome (success, failure)"
+    );
+    describe_gauge!(
+        "conflux_upstream_in_flight",
+        "Calls in flight to each service"
+    );
+    describe_gauge!(
+        "conflux_upstream_waiting",
+        "Calls waiting for a max_concurrency place, per service"
+    );
+    describe_gauge!(
+        "conflux_upstream_circuit_state",
+        "Circuit breaker per instance: 0 closed, 1 half-open, 2 open"
+    );
+    describe_gauge!(
+        "conflux_upstream_instance_usable",
+        "1 when the instance gets traffic (not ejected, passing its health check)"
+    );
+    describe_gauge!(
+        "conflux_upstream_instance_calls",
+        "Calls to the instance since the configuration was loaded"
+    );
+    describe_gauge!(
+        "conflux_upstream_instance_failures",
+        "Failed calls to the instance since the configuration was loaded"
+    );
+    describe_gauge!(
+        "conflux_upstream_instance_ejections",
+        "Times the circuit breaker ejected the instance since the configuration was loaded"
+    );
+    describe_gauge!(
+        "conflux_upstream_instance_recoveries",
+        "Times the instance came back after an ejection since the configuration was loaded"
+    );
 }
 
 /// Folds the recorder's histogram samples into their buckets every `every`,
@@ -118,7 +196,7 @@ pub fn render(upstream: &UpstreamClient) -> String {
 /// an anonymous one): bounded in length and in number.
 pub fn operation_label(name: Option<&str>) -> String {
     let Some(name) = name else {
-        return "anonymous".to_owned();
+        return ANONYMOUS_OPERATION.to_owned();
     };
     let name = truncate(name, MAX_OPERATION_NAME_BYTES);
     let mut seen = OPERATIONS

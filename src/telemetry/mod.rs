@@ -1,4 +1,4 @@
-//! What operators see (README "Operating Conflux"
+//! What operators see (docs/OPERATIONS.md
 //! `[telemetry]`): request ids and W3C trace context, Prometheus metrics,
 //! the per-request log line, and OTLP span export.
 

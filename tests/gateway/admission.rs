@@ -1,4 +1,4 @@
-//! Admission: what refuses work before execution. README "HTTP surface" (statuses, media
+//! Admission: what refuses work before execution. docs/HTTP.md (statuses, media
 //! types, 429 + `Retry-After`), docs/CONFIG.md (`[limits]`, `[rate_limit]`,
 //! `[persisted_queries]`, `[server].introspection`, `cors_origins`) and docs/ERRORS.md
 //! (codes).
@@ -153,7 +153,7 @@ fn assert_refused(reply: &Reply, status: u16, code: &str) {
 
 /// A document refused by `[limits]` (or failing validation): 400 for a
 /// client accepting `application/graphql-response+json`, 200 for a legacy
-/// `application/json` client, the same error body both times (README "HTTP surface").
+/// `application/json` client, the same error body both times (docs/HTTP.md).
 async fn assert_document_refused(gateway: &TestGateway, body: &Value, code: &str) {
     let modern = gateway
         .post_raw(body.to_string(), &[("accept", GRAPHQL_RESPONSE_JSON)])
@@ -526,7 +526,7 @@ async fn a_batch_at_max_batch_runs_and_one_more_is_batch_too_large_calling_nothi
         let over = gateway
             .post_raw(json!([one, two, one]).to_string(), &[("accept", accept)])
             .await;
-        // A batch-level problem is 4xx whatever the media type (README "HTTP surface").
+        // A batch-level problem is 4xx whatever the media type (docs/HTTP.md).
         assert_refused(&over, 400, "BATCH_TOO_LARGE");
     }
     assert_no_upstream_calls(&users, "batch too large").await;

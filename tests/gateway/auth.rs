@@ -1,5 +1,5 @@
-//! JWT authentication, end to end: README "HTTP surface" (the bearer token, 401), docs/CONFIG.md
-//! (`[auth]`, `claims_headers`, `{claims.…}` templates, `check`) and README "Authentication and authorization"
+//! JWT authentication, end to end: docs/HTTP.md (the bearer token, 401), docs/CONFIG.md
+//! (`[auth]`, `claims_headers`, `{claims.…}` templates, `check`) and docs/AUTH.md
 //! (`@authenticated`, `@requiresScopes`).
 //!
 //! Tokens are signed in the test with `jsonwebtoken` and the key pairs of

@@ -938,7 +938,7 @@ async fn a_gateway_whose_cache_redis_is_unreachable_from_the_start_serves() {
 
 #[test]
 fn check_and_print_schema_accept_a_redis_cache_config_without_reaching_redis() {
-    // README "The command line": `check` validates without serving (exit 0 when valid); the
+    // docs/CLI.md: `check` validates without serving (exit 0 when valid); the
     // Redis of `[cache]` is a runtime dependency, not something to reach or
     // need a runtime for at check time.
     let nowhere = closed_port_url().replace("http://", "redis://");

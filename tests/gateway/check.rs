@@ -1,4 +1,4 @@
-//! README "The command line" `conflux check` and docs/CONFIG.md: every configuration problem is reported
+//! docs/CLI.md `conflux check` and docs/CONFIG.md: every configuration problem is reported
 //! as `FILE:LINE:COL: message`, all of them in one run; exit 1 when any,
 //! 0 when none.
 

@@ -93,10 +93,7 @@ async fn a_typename_fragment_bomb_is_refused_quickly_with_query_too_complex() {
     assert_eq!(modern.status, 400, "{}", client::preview(&modern.text));
     assert_eq!(modern.error_codes(), ["QUERY_TOO_COMPLEX"]);
     assert!(modern.json().get("data").is_none(), "refused, not executed");
-    assert_eq!(
-        legacy.status, 200,
-        "legacy clients get 200 (README \"HTTP surface\")"
-    );
+    assert_eq!(legacy.status, 200, "legacy clients get 200 (docs/HTTP.md)");
     assert_eq!(legacy.error_codes(), ["QUERY_TOO_COMPLEX"]);
     assert_eq!(received(&users).await.len(), 0);
     assert_still_serving(&mut gateway).await;

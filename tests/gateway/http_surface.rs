@@ -1,4 +1,4 @@
-//! README "HTTP surface": the HTTP surface — POST and GET /graphql, batches, request
+//! docs/HTTP.md: the HTTP surface — POST and GET /graphql, batches, request
 //! errors and their statuses, media types, GraphiQL, /healthz.
 
 use reqwest::Method;

@@ -1,5 +1,5 @@
-//! Operating Conflux (issue 7; README "The command line" `--hot-reload`, SIGHUP and
-//! `--log-format`, README "Metrics", docs/CONFIG.md `[telemetry]` and `[server].debug`):
+//! Operating Conflux (issue 7; docs/CLI.md `--hot-reload`, SIGHUP and
+//! `--log-format`, docs/OPERATIONS.md "Metrics", docs/CONFIG.md `[telemetry]` and `[server].debug`):
 //! request ids and W3C trace context reaching the upstreams, Prometheus
 //! series that move by exactly the right amounts, the JSON log lines,
 //! reloads under traffic, and the debug waterfall.

@@ -1,5 +1,5 @@
 //! docs/CONFIG.md `urls`, `load_balancing`, `retries`, `health`, `circuit_breaker`,
-//! `max_concurrency`, `timeout_ms`, and README "HTTP surface" `/readyz`: the gateway keeps
+//! `max_concurrency`, `timeout_ms`, and docs/HTTP.md `/readyz`: the gateway keeps
 //! answering while instances die, hang, flap and come back.
 //!
 //! The upstreams are small axum servers on loopback ([`Instance`]) that a

@@ -2,7 +2,7 @@
 //! document (cached), then each request makes its calls (`resolve`) and
 //! writes the response JSON straight from the upstream values (`write`) —
 //! no future, map or value per field: that per-field cost is what keeps
-//! generic executors 2-40x behind hand-written code (README "Performance",
+//! generic executors 2-40x behind hand-written code (docs/PERFORMANCE.md,
 //! bench/README.md). Queries and mutations run here alike, whatever their variables
 //! and directives.
 //!

@@ -1,8 +1,8 @@
 //! A real `redis-server` on a free loopback port, for the tests of the
 //! Redis backends: started as a child process, killed on drop.
 //!
-//! `redis-server` must be installed (`apt-get install redis-server`; the CI
-//! script installs it). When it is missing the test FAILS with a message
+//! `redis-server` must be on PATH: `tests/run` (README "Run the tests")
+//! installs or fetches it. When it is missing the test FAILS with a message
 //! saying so: a skipped test would hide an untested backend.
 
 use std::io::{Read, Write};
@@ -60,9 +60,10 @@ impl RedisServer {
         let child = match spawned {
             Ok(child) => child,
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => panic!(
-                "`redis-server` is not installed, so the Redis rate-limit tests cannot run. \
-                 Install it (Debian/Ubuntu: `apt-get install redis-server`; macOS: \
-                 `brew install redis`); .ci/run installs it on CI."
+                "`redis-server` is not on PATH, so the Redis-backed tests (response cache, \
+                 persisted queries, rate limit) cannot run. Run the tests with `tests/run`, \
+                 which installs or fetches it, or install it (Debian/Ubuntu: \
+                 `apt-get install redis-server`; macOS: `brew install redis`)."
             ),
             Err(err) => panic!("cannot run `redis-server`: {err}"),
         };
