@@ -24,6 +24,10 @@ pub struct RawConfig {
     pub telemetry: RawTelemetry,
     pub types: IndexMap<String, Spanned<RawTypeResolution>>,
     pub resolvers: IndexMap<String, Spanned<RawMapping>>,
+    /// docs/SUBSCRIPTIONS.md: limits, keepalive, the webhook broker.
+    pub subscriptions: RawSubscriptions,
+    /// `[webhooks.NAME]`: the services that push events.
+    pub webhooks: IndexMap<String, Spanned<RawWebhook>>,
 }
 
 #[derive(Debug, Deserialize, Clone)]
@@ -313,6 +317,42 @@ pub struct RawMapping {
     /// On a mutation: the calls whose cached entries it drops.
     pub invalidates: Option<Vec<Spanned<RawCall>>>,
     pub timeout_ms: Option<u64>,
+    /// A subscription field fed by polling its call this often.
+    pub poll_ms: Option<Spanned<u64>>,
+    /// `"changes"` (default) or `"every"`: which polls become events.
+    pub emit: Option<Spanned<String>>,
+    /// A subscription field fed by `[webhooks.NAME]`.
+    pub webhook: Option<Spanned<String>>,
+    /// A webhook field: the body's values that must equal these templates.
+    pub filter: IndexMap<String, Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(default)]
+pub struct RawSubscriptions {
+    pub max_per_client: u32,
+    pub max_total: u32,
+    pub keepalive_ms: Spanned<u64>,
+    pub broker: Option<Spanned<String>>,
+    pub redis_url: Option<Spanned<String>>,
+}
+
+impl Default for RawSubscriptions {
+    fn default() -> Self {
+        RawSubscriptions {
+            max_per_client: 20,
+            max_total: 10_000,
+            keepalive_ms: Spanned::new(0..0, 15_000),
+            broker: None,
+            redis_url: None,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(default)]
+pub struct RawWebhook {
+    pub secret: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize, Default)]

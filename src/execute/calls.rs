@@ -194,19 +194,7 @@ async fn invalidate(scope: &FieldScope<'_>, state: &OperationState) {
 async fn answer_calls(scope: &FieldScope<'_>, state: &OperationState) -> FieldAnswer {
     let binding = scope.binding;
     match &binding.source {
-        BoundSource::Call(call) => match fetch(call, scope, state).await {
-            (CallOutcome::Value(selected), stale) => FieldAnswer::Value {
-                held: Held::Selected(selected),
-                stale,
-            },
-            (CallOutcome::Success, stale) => FieldAnswer::Value {
-                held: Held::Owned(Json::from(true)),
-                stale,
-            },
-            (CallOutcome::NotFound, _) => not_found(binding, &call.service.name),
-            (CallOutcome::NoCall(placeholder), _) => missing_value(binding, &placeholder, scope),
-            (CallOutcome::Failed(err), _) => FieldAnswer::Failed(err),
-        },
+        BoundSource::Call(call) => call_answer(call, scope, state).await,
         BoundSource::Merge(calls) => {
             let answers = join_all(calls.iter().map(|call| fetch(call, scope, state))).await;
             let mut merged = Json::new_object();
@@ -257,10 +245,33 @@ async fn answer_calls(scope: &FieldScope<'_>, state: &OperationState) -> FieldAn
                 Err(err) => FieldAnswer::Failed(err),
             }
         }
-        BoundSource::ParentKey(_) | BoundSource::From(_) => FieldAnswer::Failed(FieldError::new(
+        BoundSource::ParentKey(_) | BoundSource::From(_) | BoundSource::Event(_) => FieldAnswer::Failed(FieldError::new(
             ErrorCode::Internal,
             format!("`{}` has no call", binding.name),
         )),
+    }
+}
+
+/// What one call of the scope's field comes to: a `Call` field's answer,
+/// and each poll of a polled subscription field (`subscribe::poller`).
+pub async fn call_answer(
+    call: &BoundCall,
+    scope: &FieldScope<'_>,
+    state: &OperationState,
+) -> FieldAnswer {
+    let binding = scope.binding;
+    match fetch(call, scope, state).await {
+        (CallOutcome::Value(selected), stale) => FieldAnswer::Value {
+            held: Held::Selected(selected),
+            stale,
+        },
+        (CallOutcome::Success, stale) => FieldAnswer::Value {
+            held: Held::Owned(Json::from(true)),
+            stale,
+        },
+        (CallOutcome::NotFound, _) => not_found(binding, &call.service.name),
+        (CallOutcome::NoCall(placeholder), _) => missing_value(binding, &placeholder, scope),
+        (CallOutcome::Failed(err), _) => FieldAnswer::Failed(err),
     }
 }
 

@@ -83,6 +83,7 @@ async fn execute(gateway: &Gateway, query: &str, variables: Value) -> String {
         claims: None,
         over_get: false,
         incremental: false,
+        subscriber: None,
     };
     let request = GraphqlRequest {
         query: Some(query.to_owned()),

@@ -48,6 +48,10 @@ pub struct Caller<'a> {
     /// Takes incremental delivery (`Accept: multipart/mixed`): `@defer`
     /// defers.
     pub incremental: bool,
+    /// A streaming transport (SSE, graphql-ws) that can carry a
+    /// subscription's events; `None` over plain HTTP, where a subscription
+    /// is refused (`SUBSCRIPTIONS_NOT_SUPPORTED`).
+    pub subscriber: Option<crate::subscribe::Subscriber>,
 }
 
 /// Why an operation did not run; the HTTP layer turns it into a status.
@@ -63,6 +67,8 @@ pub enum Refusal {
     /// Answered with an error a client acts on, with 200 (APQ's
     /// `PersistedQueryNotFound`).
     Answered,
+    /// Over a limit (`TOO_MANY_SUBSCRIPTIONS`): 429.
+    TooMany,
 }
 
 /// What one operation produced.
@@ -87,6 +93,9 @@ pub struct Outcome {
     /// Incremental delivery: the parts after this one, as the engine
     /// produces them.
     pub rest: Option<Payloads>,
+    /// A subscription: one response object per event, until it ends
+    /// (docs/SUBSCRIPTIONS.md). The outcome has no body of its own.
+    pub events: Option<Payloads>,
 }
 
 impl Outcome {
@@ -101,6 +110,7 @@ impl Outcome {
             forwarded: Forwarded::new(),
             has_next: None,
             rest: None,
+            events: None,
         }
     }
 
@@ -113,7 +123,9 @@ impl Outcome {
 
     /// `ok`, `partial` (field errors) or `refused` (nothing ran).
     pub fn result(&self) -> &'static str {
-        if self.data.is_none() {
+        if self.events.is_some() {
+            "subscribed"
+        } else if self.data.is_none() {
             "refused"
         } else if self.errors.is_empty() {
             "ok"
@@ -213,6 +225,7 @@ pub async fn run(
         claims,
         over_get,
         incremental,
+        subscriber,
     } = caller;
     let admission = &gateway.admission;
     let query = match admission
@@ -351,6 +364,36 @@ pub async fn run(
             }
         }
     };
+    if operation_type == OperationType::Subscription {
+        let Some(subscriber) = subscriber else {
+            return Outcome::request_error(
+                ErrorCode::SubscriptionsNotSupported,
+                "subscriptions need a streaming transport: POST with `Accept: text/event-stream`, or a graphql-transport-ws WebSocket",
+            );
+        };
+        let args = planned::arguments(&plan, &operation.node, &variables);
+        let operation = crate::subscribe::Operation {
+            plan,
+            args,
+            headers: headers.clone(),
+            claims: state.claims.clone(),
+        };
+        return match crate::subscribe::start(operation, subscriber).await {
+            Ok(events) => Outcome {
+                refusal: None,
+                events: Some(events),
+                ..Outcome::request_error(ErrorCode::Internal, "")
+            }
+            .without_errors(),
+            Err(refused) => Outcome {
+                refusal: Some(match refused.code {
+                    ErrorCode::TooManySubscriptions => Refusal::TooMany,
+                    _ => Refusal::Request,
+                }),
+                ..Outcome::request_error(refused.code, refused.message)
+            },
+        };
+    }
     let (executed, rest) = if plan.defers {
         let args = planned::arguments(&plan, &operation.node, &variables);
         deliver_incrementally(gateway, plan, state.clone(), args, variables).await
@@ -377,6 +420,14 @@ pub async fn run(
         forwarded: state.take_forwarded(),
         has_next: executed.has_next,
         rest,
+        events: None,
+    }
+}
+
+impl Outcome {
+    fn without_errors(mut self) -> Outcome {
+        self.errors.clear();
+        self
     }
 }
 

@@ -10,6 +10,9 @@ mod multipart;
 mod operation;
 mod outcome;
 mod request;
+mod sse;
+mod webhooks;
+mod ws;
 
 use std::sync::Arc;
 
@@ -38,6 +41,7 @@ pub fn app(gateway: Arc<Gateway>) -> Router {
     let router = Router::new()
         .route("/graphql", any(graphql::handle))
         .route("/graphiql/{file}", get(graphiql::asset))
+        .route("/webhooks/{name}", any(webhooks::receive))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))

@@ -20,6 +20,7 @@ pub fn status_of(refusal: Option<Refusal>, media: ResponseMedia) -> StatusCode {
         Some(Refusal::Document) if media == ResponseMedia::Json => StatusCode::OK,
         Some(Refusal::Document) => StatusCode::BAD_REQUEST,
         Some(Refusal::MethodNotAllowed) => StatusCode::METHOD_NOT_ALLOWED,
+        Some(Refusal::TooMany) => StatusCode::TOO_MANY_REQUESTS,
     }
 }
 
