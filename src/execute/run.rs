@@ -305,7 +305,9 @@ pub async fn run(
         return Outcome::document_error(refusal.code, refusal.message);
     }
     let operation_type = operation.node.ty;
-    if over_get && operation_type != OperationType::Query {
+    // A subscription over GET is refused below, as over any plain HTTP
+    // request (`SUBSCRIPTIONS_NOT_SUPPORTED`).
+    if over_get && operation_type == OperationType::Mutation {
         return Outcome {
             refusal: Some(Refusal::MethodNotAllowed),
             ..Outcome::request_error(

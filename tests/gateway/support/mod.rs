@@ -7,6 +7,7 @@ pub mod gateway;
 pub mod multipart;
 pub mod process;
 pub mod redis;
+pub mod sse;
 pub mod temp;
 pub mod upstream;
 
