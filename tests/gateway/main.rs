@@ -28,3 +28,4 @@ mod schema_constructs;
 mod subscriptions;
 mod tls;
 mod upstream_answers;
+mod webhooks;
