@@ -467,3 +467,119 @@ async fn subscription_config_problems_point_at_their_line() {
         .expect("refused");
     assert!(missing.contains("needs `poll_ms` (with a call) or `webhook`"), "{missing}");
 }
+
+mod over_graphql_ws {
+    //! The same subscriptions over `graphql-transport-ws`.
+
+    use super::*;
+    use crate::support::ws::{Received, WsClient};
+
+    fn message(received: Received) -> Value {
+        match received {
+            Received::Message(value) => value,
+            other => panic!("expected a message, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_subscription_streams_next_messages_and_stops_on_complete() {
+        let (orders, products) = (MockServer::start().await, MockServer::start().await);
+        let script = Scripted::new(vec![order("placed"), order("placed"), order("shipped")]);
+        mount(&orders, "/orders/o1", script.clone()).await;
+        let gateway = start(&orders, &products, "").await;
+        let mut ws = WsClient::connect(&gateway.url(""), &[]).await;
+        ws.init(None).await;
+        ws.subscribe("s1", ORDER_SUB, json!({"id": "o1"})).await;
+        let first = message(ws.receive(WAIT).await);
+        assert_eq!(
+            first,
+            json!({"type": "next", "id": "s1", "payload": {"data": {"order": {"id": "o1", "status": "placed"}}}})
+        );
+        let second = message(ws.receive(WAIT).await);
+        assert_eq!(second["payload"]["data"]["order"]["status"], "shipped");
+        // The client's `complete` stops it: its poller too.
+        ws.send(json!({"id": "s1", "type": "complete"})).await;
+        tokio::time::sleep(Duration::from_millis(POLL_MS)).await;
+        let stopped = script.count();
+        tokio::time::sleep(Duration::from_millis(POLL_MS * 4)).await;
+        assert!(script.count() <= stopped + 1, "polling went on: {stopped} → {}", script.count());
+        // ping → pong.
+        ws.send(json!({"type": "ping"})).await;
+        assert_eq!(message(ws.receive(WAIT).await), json!({"type": "pong"}));
+    }
+
+    #[tokio::test]
+    async fn queries_and_mutations_are_one_next_then_complete() {
+        let (orders, products) = (MockServer::start().await, MockServer::start().await);
+        mount(&orders, "/orders/o1", Scripted::new(vec![order("placed")])).await;
+        let gateway = start(&orders, &products, "").await;
+        let mut ws = WsClient::connect(&gateway.url(""), &[]).await;
+        ws.init(None).await;
+        ws.subscribe("q1", "{ order(id: \"o1\") { status } }", json!({})).await;
+        assert_eq!(
+            message(ws.receive(WAIT).await),
+            json!({"type": "next", "id": "q1", "payload": {"data": {"order": {"status": "placed"}}}})
+        );
+        assert_eq!(message(ws.receive(WAIT).await), json!({"type": "complete", "id": "q1"}));
+        // A document that does not validate is an `error` for its id.
+        ws.subscribe("bad", "{ order(id: \"o1\") { nope } }", json!({})).await;
+        let error = message(ws.receive(WAIT).await);
+        assert_eq!(error["type"], "error");
+        assert_eq!(error["id"], "bad");
+        assert_eq!(error["payload"][0]["extensions"]["code"], "GRAPHQL_VALIDATION_FAILED");
+    }
+
+    #[tokio::test]
+    async fn the_token_comes_from_connection_init_or_the_upgrade_and_a_bad_one_closes_4403() {
+        let (orders, products) = (MockServer::start().await, MockServer::start().await);
+        let seen = Arrivals::answering(json_reply(json!({ "id": "o9", "status": "mine" })));
+        Mock::given(method("GET"))
+            .and(path("/mine"))
+            .respond_with(seen.clone())
+            .mount(&orders)
+            .await;
+        let gateway = start(&orders, &products, "").await;
+        let bearer = format!("Bearer {}", token("frank", 600));
+        let mut from_init = WsClient::connect(&gateway.url(""), &[]).await;
+        from_init.init(Some(json!({"authorization": bearer}))).await;
+        from_init.subscribe("m", "subscription { myOrder { status } }", json!({})).await;
+        assert_eq!(message(from_init.receive(WAIT).await)["payload"]["data"]["myOrder"]["status"], "mine");
+        let other = format!("Bearer {}", token("grace", 600));
+        let mut from_upgrade = WsClient::connect(&gateway.url(""), &[("authorization", &other)]).await;
+        from_upgrade.init(None).await;
+        from_upgrade.subscribe("m", "subscription { myOrder { status } }", json!({})).await;
+        assert_eq!(message(from_upgrade.receive(WAIT).await)["type"], "next");
+        // Each identity's poller sent its own verified token
+        // (`forward_headers`).
+        let tokens: Vec<Option<String>> = seen.log().iter().map(|(_, r)| header(r, "authorization")).collect();
+        assert!(tokens.contains(&Some(bearer.clone())), "{tokens:?}");
+        assert!(tokens.contains(&Some(other.clone())), "{tokens:?}");
+        assert!(tokens.iter().all(Option::is_some), "{tokens:?}");
+        let mut forged = WsClient::connect(&gateway.url(""), &[]).await;
+        forged
+            .send(json!({"type": "connection_init", "payload": {"authorization": "Bearer not.a.token"}}))
+            .await;
+        assert_eq!(forged.receive(WAIT).await, Received::Closed(Some(4403)));
+        // `subscribe` before the acknowledgement: 4401.
+        let mut early = WsClient::connect(&gateway.url(""), &[]).await;
+        early.subscribe("x", ORDER_SUB, json!({"id": "o1"})).await;
+        assert_eq!(early.receive(WAIT).await, Received::Closed(Some(4401)));
+    }
+
+    #[tokio::test]
+    async fn a_refused_subscription_is_an_error_message_and_keepalive_pings_come() {
+        let (orders, products) = (MockServer::start().await, MockServer::start().await);
+        mount(&orders, "/orders/o1", Scripted::new(vec![order("placed")])).await;
+        let gateway = start(&orders, &products, "max_per_client = 1\nkeepalive_ms = 150").await;
+        let mut ws = WsClient::connect(&gateway.url(""), &[]).await;
+        ws.init(None).await;
+        ws.subscribe("a", ORDER_SUB, json!({"id": "o1"})).await;
+        assert_eq!(message(ws.receive(WAIT).await)["type"], "next");
+        ws.subscribe("b", ORDER_SUB, json!({"id": "o1"})).await;
+        let refused = message(ws.receive(WAIT).await);
+        assert_eq!(refused["type"], "error");
+        assert_eq!(refused["id"], "b");
+        assert_eq!(refused["payload"][0]["extensions"]["code"], "TOO_MANY_SUBSCRIPTIONS");
+        assert_eq!(message(ws.receive_with_pings(WAIT).await), json!({"type": "ping"}));
+    }
+}

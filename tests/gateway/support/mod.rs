@@ -8,6 +8,7 @@ pub mod multipart;
 pub mod process;
 pub mod redis;
 pub mod sse;
+pub mod ws;
 pub mod temp;
 pub mod upstream;
 
