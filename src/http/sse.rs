@@ -4,8 +4,10 @@
 //! event for a subscription — then `event: complete`. A comment line every
 //! `keepalive_ms` keeps proxies from closing an idle stream.
 //!
-//! A request refused before anything runs (a bad body, a token, a limit)
-//! is answered with its HTTP status and a GraphQL error body, not a stream.
+//! A request refused before anything runs (a bad body, a token, a limit,
+//! a document that does not validate) is answered with its HTTP status —
+//! as for `application/graphql-response+json` clients — and a GraphQL
+//! error body, not a stream.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -18,6 +20,7 @@ use axum::response::{IntoResponse, Response};
 use futures::stream::{self, Stream, StreamExt};
 use serde_json::Value;
 
+use super::media::ResponseMedia;
 use super::operation;
 use super::outcome::{self, request_error};
 use super::request::parse_request;
@@ -57,7 +60,10 @@ pub async fn respond(
         return stream_response(with_keepalive(events.map(next_event), keepalive));
     }
     if outcome.refusal.is_some() {
-        return outcome::response(outcome, media);
+        // An event-stream client is no legacy client: a document that
+        // fails to validate is a 400, as GraphQL over HTTP's own media
+        // type answers it.
+        return outcome::response(outcome, ResponseMedia::GraphqlResponseJson);
     }
     match body_of(outcome) {
         Some(body) => stream_response(stream::iter([next_event(body)])),

@@ -26,6 +26,7 @@ mod operations;
 mod resilience;
 mod schema_constructs;
 mod subscriptions;
+mod subscriptions_process;
 mod tls;
 mod upstream_answers;
 mod webhooks;
