@@ -25,6 +25,7 @@ mod openapi;
 mod operations;
 mod resilience;
 mod schema_constructs;
+mod subscription_clients;
 mod subscriptions;
 mod subscriptions_process;
 mod tls;
