@@ -97,7 +97,11 @@ pub(super) fn validate(
                     format!(
                         "unknown webhook `{}` (defined: {})",
                         name.get_ref(),
-                        if known.is_empty() { "none".to_owned() } else { known.join(", ") }
+                        if known.is_empty() {
+                            "none".to_owned()
+                        } else {
+                            known.join(", ")
+                        }
                     ),
                 );
             }

@@ -245,10 +245,12 @@ async fn answer_calls(scope: &FieldScope<'_>, state: &OperationState) -> FieldAn
                 Err(err) => FieldAnswer::Failed(err),
             }
         }
-        BoundSource::ParentKey(_) | BoundSource::From(_) | BoundSource::Event(_) => FieldAnswer::Failed(FieldError::new(
-            ErrorCode::Internal,
-            format!("`{}` has no call", binding.name),
-        )),
+        BoundSource::ParentKey(_) | BoundSource::From(_) | BoundSource::Event(_) => {
+            FieldAnswer::Failed(FieldError::new(
+                ErrorCode::Internal,
+                format!("`{}` has no call", binding.name),
+            ))
+        }
     }
 }
 

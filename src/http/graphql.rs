@@ -98,7 +98,10 @@ fn has_two_authorizations(headers: &HeaderMap) -> bool {
 
 /// Authentication, then the rate limit: what an HTTP request passes before
 /// its body is even read.
-pub(super) async fn admit(gateway: &Gateway, client: &mut Client) -> Result<Option<Claims>, Response> {
+pub(super) async fn admit(
+    gateway: &Gateway,
+    client: &mut Client,
+) -> Result<Option<Claims>, Response> {
     let media = client.media;
     let claims = authenticate(gateway, &client.headers, media).await?;
     if gateway.auth.is_some() && claims.is_none() {

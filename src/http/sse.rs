@@ -45,16 +45,28 @@ pub async fn respond(
     let request = match parse_request(json) {
         Ok(request) => request,
         Err(message) => {
-            return request_error(StatusCode::BAD_REQUEST, ErrorCode::BadRequest, message, media)
+            return request_error(
+                StatusCode::BAD_REQUEST,
+                ErrorCode::BadRequest,
+                message,
+                media,
+            )
         }
     };
     let subscriber = Subscriber {
         gateway: gateway.clone(),
         client: client_key(client, claims.as_ref()),
     };
-    let mut outcome =
-        operation::run_streamed(gateway, client, claims, request, false, false, Some(subscriber))
-            .await;
+    let mut outcome = operation::run_streamed(
+        gateway,
+        client,
+        claims,
+        request,
+        false,
+        false,
+        Some(subscriber),
+    )
+    .await;
     let keepalive = gateway.config.subscriptions.keepalive;
     if let Some(events) = outcome.events.take() {
         return stream_response(with_keepalive(events.map(next_event), keepalive));

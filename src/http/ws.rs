@@ -134,7 +134,9 @@ async fn serve(socket: WebSocket, gateway: Arc<Gateway>, headers: HeaderMap, ip:
             Message::Text(text) => text,
             Message::Close(_) => break,
             Message::Binary(_) => {
-                connection.close(4400, "binary messages are not part of the protocol").await;
+                connection
+                    .close(4400, "binary messages are not part of the protocol")
+                    .await;
                 break;
             }
             Message::Ping(_) | Message::Pong(_) => continue,
@@ -171,7 +173,10 @@ struct Connection {
 impl Connection {
     /// Handles one message; `false` when the connection is closed.
     async fn handle(&mut self, message: Value) -> bool {
-        let kind = message.get("type").and_then(Value::as_str).unwrap_or_default();
+        let kind = message
+            .get("type")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
         match kind {
             "connection_init" if self.acknowledged => {
                 self.close(4429, "Too many initialisation requests").await;
@@ -193,7 +198,8 @@ impl Connection {
                     return false;
                 };
                 if self.running.get(id).is_some_and(|task| !task.is_finished()) {
-                    self.close(4409, &format!("Subscriber for {id} already exists")).await;
+                    self.close(4409, &format!("Subscriber for {id} already exists"))
+                        .await;
                     return false;
                 }
                 let payload = message.get("payload").cloned().unwrap_or(Value::Null);
@@ -246,10 +252,7 @@ impl Connection {
                 self.claims = claims;
                 self.headers = client.headers;
                 self.acknowledged = true;
-                let _ = self
-                    .out
-                    .send(text(json!({"type": "connection_ack"})))
-                    .await;
+                let _ = self.out.send(text(json!({"type": "connection_ack"}))).await;
                 true
             }
             Err(refused) => {
@@ -310,9 +313,16 @@ async fn run_operation(
         gateway: gateway.clone(),
         client: super::sse::client_key(&client, claims.as_ref()),
     };
-    let mut outcome =
-        operation::run_streamed(&gateway, &client, claims, request, false, false, Some(subscriber))
-            .await;
+    let mut outcome = operation::run_streamed(
+        &gateway,
+        &client,
+        claims,
+        request,
+        false,
+        false,
+        Some(subscriber),
+    )
+    .await;
     if let Some(mut events) = outcome.events.take() {
         while let Some(payload) = events.next().await {
             if out.send(next_message(&id, &payload)).await.is_err() {
@@ -335,9 +345,7 @@ async fn run_operation(
             Err(_) => return,
         }
     }
-    let _ = out
-        .send(text(json!({"type": "complete", "id": id})))
-        .await;
+    let _ = out.send(text(json!({"type": "complete", "id": id}))).await;
 }
 
 /// `{"type":"next","id":…,"payload":…}` around a result that is JSON text

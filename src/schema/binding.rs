@@ -314,7 +314,9 @@ fn check_mapping(
         (Some(_), false) => {
             error(
                 diagnostics,
-                format!("`{key}`: `poll_ms` and `webhook` are only for fields of the subscription type"),
+                format!(
+                    "`{key}`: `poll_ms` and `webhook` are only for fields of the subscription type"
+                ),
             );
             ok = false;
         }
@@ -391,7 +393,9 @@ fn bound_source_of(
 ) -> BoundSource {
     let bind_call = |spec: CallSpec| bind_call(spec, timeout, cache, config);
     match source {
-        FieldSource::Webhook => BoundSource::ParentKey(id.rsplit('.').next().unwrap_or_default().to_owned()),
+        FieldSource::Webhook => {
+            BoundSource::ParentKey(id.rsplit('.').next().unwrap_or_default().to_owned())
+        }
         FieldSource::From(path) => BoundSource::From(path),
         FieldSource::Call(spec) => BoundSource::Call(bind_call(spec)),
         FieldSource::Merge(specs) => BoundSource::Merge(specs.into_iter().map(bind_call).collect()),

@@ -39,7 +39,7 @@ pub fn build(
         model.mutation_type.as_deref(),
         subscription,
     )
-        .extension(ValidationCodes);
+    .extension(ValidationCodes);
     if !options.introspection {
         builder = builder.disable_introspection();
     }
@@ -166,17 +166,16 @@ fn object_field(field: &FieldDefinition) -> Field {
 /// A subscription field for validation and introspection; events are
 /// delivered by `subscribe/`, never by this resolver.
 fn subscription_field(field: &FieldDefinition) -> SubscriptionField {
-    let mut built = SubscriptionField::new(
-        field.name.node.as_str(),
-        type_ref(&field.ty.node),
-        |_| {
+    let mut built =
+        SubscriptionField::new(field.name.node.as_str(), type_ref(&field.ty.node), |_| {
             SubscriptionFieldFuture::new(async {
                 Err::<futures::stream::Empty<async_graphql::Result<FieldValue<'_>>>, _>(
-                    async_graphql::Error::new("subscriptions are served by the gateway's transports"),
+                    async_graphql::Error::new(
+                        "subscriptions are served by the gateway's transports",
+                    ),
                 )
             })
-        },
-    );
+        });
     if let Some(d) = &field.description {
         built = built.description(d.node.clone());
     }

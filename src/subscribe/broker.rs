@@ -73,7 +73,10 @@ impl Broker {
         });
     }
 
-    async fn listen_once(&self, local: &broadcast::Sender<Arc<Delivery>>) -> redis::RedisResult<()> {
+    async fn listen_once(
+        &self,
+        local: &broadcast::Sender<Arc<Delivery>>,
+    ) -> redis::RedisResult<()> {
         let client = redis::Client::open(self.url.as_str())?;
         let mut pubsub = client.get_async_pubsub().await?;
         pubsub.subscribe(CHANNEL).await?;

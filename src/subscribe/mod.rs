@@ -250,9 +250,15 @@ pub async fn start(operation: Operation, subscriber: Subscriber) -> Result<Paylo
 /// When a token's `exp` (plus `leeway_s`, as verification allows) passes.
 fn expiry(claims: Option<&serde_json::Value>, gateway: &Gateway) -> Option<tokio::time::Instant> {
     let exp = claims?.get("exp")?.as_u64()?;
-    let leeway = gateway.config.auth.as_ref().map_or(Duration::ZERO, |a| a.leeway);
+    let leeway = gateway
+        .config
+        .auth
+        .as_ref()
+        .map_or(Duration::ZERO, |a| a.leeway);
     let now = SystemTime::now().duration_since(UNIX_EPOCH).ok()?;
-    let left = Duration::from_secs(exp).saturating_add(leeway).saturating_sub(now);
+    let left = Duration::from_secs(exp)
+        .saturating_add(leeway)
+        .saturating_sub(now);
     Some(tokio::time::Instant::now() + left)
 }
 
@@ -274,7 +280,12 @@ struct Session<'a> {
 }
 
 impl Session<'_> {
-    async fn run(&self, mut events: Events, end: Arc<Notify>, expires: Option<tokio::time::Instant>) {
+    async fn run(
+        &self,
+        mut events: Events,
+        end: Arc<Notify>,
+        expires: Option<tokio::time::Instant>,
+    ) {
         let expired = async {
             match expires {
                 Some(at) => tokio::time::sleep_until(at).await,
@@ -356,15 +367,20 @@ impl Session<'_> {
     }
 
     fn event_source(&self) -> Option<(&crate::schema::FieldBinding, &EventSource)> {
-        self.operation.plan.root.fields.iter().find_map(|field| match &field.kind {
-            planned::FieldKind::Field { binding, .. } if field.id == self.field_id => {
-                match &binding.source {
-                    BoundSource::Event(source) => Some((&**binding, source)),
-                    _ => None,
+        self.operation
+            .plan
+            .root
+            .fields
+            .iter()
+            .find_map(|field| match &field.kind {
+                planned::FieldKind::Field { binding, .. } if field.id == self.field_id => {
+                    match &binding.source {
+                        BoundSource::Event(source) => Some((&**binding, source)),
+                        _ => None,
+                    }
                 }
-            }
-            _ => None,
-        })
+                _ => None,
+            })
     }
 
     fn state(&self) -> OperationState {

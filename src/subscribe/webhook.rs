@@ -30,7 +30,11 @@ pub fn signed(secret: &str, body: &[u8], header: Option<&[u8]>) -> bool {
     };
     // Lowercase hex only, as docs/SUBSCRIPTIONS.md says: one spelling per
     // signature.
-    if hex_part.len() != 64 || !hex_part.iter().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+    if hex_part.len() != 64
+        || !hex_part
+            .iter()
+            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    {
         return false;
     }
     let Ok(given) = hex::decode(hex_part) else {
@@ -82,9 +86,17 @@ mod tests {
         let header = signature("s3cret", body);
         assert!(signed("s3cret", body, Some(header.as_bytes())));
         assert!(!signed("other", body, Some(header.as_bytes())));
-        assert!(!signed("s3cret", br#"{"orderId":"o2"}"#, Some(header.as_bytes())));
+        assert!(!signed(
+            "s3cret",
+            br#"{"orderId":"o2"}"#,
+            Some(header.as_bytes())
+        ));
         assert!(!signed("s3cret", body, None));
-        assert!(!signed("s3cret", body, Some(header.to_uppercase().as_bytes())));
+        assert!(!signed(
+            "s3cret",
+            body,
+            Some(header.to_uppercase().as_bytes())
+        ));
         assert!(!signed("s3cret", body, Some(&header.as_bytes()[..70])));
     }
 }

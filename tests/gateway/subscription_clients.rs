@@ -133,12 +133,24 @@ async fn receives_events_then_leaving_stops_the_poller(mode: &str) {
     let after_leaving = counting.arrivals.lock().expect("arrivals").len();
     tokio::time::sleep(Duration::from_millis(750)).await;
     let later = counting.arrivals.lock().expect("arrivals").len();
-    assert_eq!(after_leaving, later, "polling went on after {mode}'s client left");
+    assert_eq!(
+        after_leaving, later,
+        "polling went on after {mode}'s client left"
+    );
 
-    let query = run_client(mode, gateway.url("/graphql"), "{ order(id: \"o1\") { id } }", 5).await;
+    let query = run_client(
+        mode,
+        gateway.url("/graphql"),
+        "{ order(id: \"o1\") { id } }",
+        5,
+    )
+    .await;
     assert_eq!(
         query,
-        vec![json!({"data": {"order": {"id": "o1"}}}), json!({"complete": true})]
+        vec![
+            json!({"data": {"order": {"id": "o1"}}}),
+            json!({"complete": true})
+        ]
     );
 }
 

@@ -163,7 +163,11 @@ async fn events(stream: &mut SseStream, count: usize) -> Vec<Value> {
 async fn wait_for_polls(responder: &Scripted, count: usize) {
     let deadline = Instant::now() + WAIT;
     while responder.count() < count {
-        assert!(Instant::now() < deadline, "only {} polls came", responder.count());
+        assert!(
+            Instant::now() < deadline,
+            "only {} polls came",
+            responder.count()
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -199,7 +203,11 @@ async fn a_poll_sends_the_first_answer_then_only_changes() {
     let arrivals = script.arrivals();
     // One poll per `poll_ms`: every gap is about `poll_ms`, none a burst.
     for gap in gaps(&arrivals) {
-        assert!(gap >= Duration::from_millis(POLL_MS / 2), "gaps {:?}", gaps(&arrivals));
+        assert!(
+            gap >= Duration::from_millis(POLL_MS / 2),
+            "gaps {:?}",
+            gaps(&arrivals)
+        );
     }
 }
 
@@ -232,9 +240,15 @@ async fn subscribers_of_the_same_request_share_one_poller_and_a_joiner_gets_the_
     // The joiner's first event is the running poller's current answer,
     // without a poll of its own.
     let joined = events(&mut second, 1).await;
-    assert_eq!(joined[0], json!({"data": {"order": {"id": "o1", "status": "placed"}}}));
+    assert_eq!(
+        joined[0],
+        json!({"data": {"order": {"id": "o1", "status": "placed"}}})
+    );
     let polls_at_join = script.count();
-    assert!(polls_at_join <= before_join + 1, "the joiner polled: {before_join} → {polls_at_join}");
+    assert!(
+        polls_at_join <= before_join + 1,
+        "the joiner polled: {before_join} → {polls_at_join}"
+    );
     wait_for_polls(&script, polls_at_join + 4).await;
     let arrivals = script.arrivals();
     for gap in gaps(&arrivals) {
@@ -265,12 +279,33 @@ async fn different_identities_never_share_a_poller() {
         .mount(&orders)
         .await;
     let gateway = start(&orders, &products, "").await;
-    let (alice, bob) = (format!("Bearer {}", token("alice", 600)), format!("Bearer {}", token("bob", 600)));
+    let (alice, bob) = (
+        format!("Bearer {}", token("alice", 600)),
+        format!("Bearer {}", token("bob", 600)),
+    );
     let query = "subscription { myOrder { status } }";
-    let mut a = subscribe(&gateway.url(""), query, json!({}), &[("authorization", &alice)]).await;
-    let mut b = subscribe(&gateway.url(""), query, json!({}), &[("authorization", &bob)]).await;
-    assert_eq!(events(&mut a, 1).await[0], json!({"data": {"myOrder": {"status": alice}}}));
-    assert_eq!(events(&mut b, 1).await[0], json!({"data": {"myOrder": {"status": bob}}}));
+    let mut a = subscribe(
+        &gateway.url(""),
+        query,
+        json!({}),
+        &[("authorization", &alice)],
+    )
+    .await;
+    let mut b = subscribe(
+        &gateway.url(""),
+        query,
+        json!({}),
+        &[("authorization", &bob)],
+    )
+    .await;
+    assert_eq!(
+        events(&mut a, 1).await[0],
+        json!({"data": {"myOrder": {"status": alice}}})
+    );
+    assert_eq!(
+        events(&mut b, 1).await[0],
+        json!({"data": {"myOrder": {"status": bob}}})
+    );
     let seen = seen.lock().expect("seen").clone();
     assert!(seen.contains(&alice) && seen.contains(&bob), "{seen:?}");
 }
@@ -317,11 +352,19 @@ async fn the_poller_stops_when_its_last_subscriber_leaves() {
         .map(|(at, _)| *at - left)
         .collect();
     assert!(
-        late.iter().all(|after| *after < Duration::from_millis(POLL_MS * 2)) && late.len() <= 1,
+        late.iter()
+            .all(|after| *after < Duration::from_millis(POLL_MS * 2))
+            && late.len() <= 1,
         "polls after the client left: {late:?}"
     );
-    let metrics = gateway.request(reqwest::Method::GET, "/metrics", &[], None).await;
-    assert!(metrics.text.contains("conflux_subscription_pollers"), "{}", metrics.text);
+    let metrics = gateway
+        .request(reqwest::Method::GET, "/metrics", &[], None)
+        .await;
+    assert!(
+        metrics.text.contains("conflux_subscription_pollers"),
+        "{}",
+        metrics.text
+    );
 }
 
 #[tokio::test]
@@ -347,7 +390,10 @@ async fn each_event_resolves_nested_calls_batching_and_access_rules() {
     assert_eq!(got[0]["errors"][0]["path"], json!(["order", "secret"]));
     let calls = product_calls.log();
     assert_eq!(calls.len(), 1);
-    assert_eq!(query_pairs(&calls[0].1), vec![("ids".to_owned(), "p1".to_owned())]);
+    assert_eq!(
+        query_pairs(&calls[0].1),
+        vec![("ids".to_owned(), "p1".to_owned())]
+    );
 }
 
 #[tokio::test]
@@ -363,11 +409,23 @@ async fn limits_refuse_with_too_many_subscriptions() {
     assert_eq!(error_codes(&body), vec!["TOO_MANY_SUBSCRIPTIONS"]);
     // Another client (a subject) still may, up to max_total.
     let carol = format!("Bearer {}", token("carol", 600));
-    let mut other = subscribe(&gateway.url(""), ORDER_SUB, json!({"id": "o1"}), &[("authorization", &carol)]).await;
+    let mut other = subscribe(
+        &gateway.url(""),
+        ORDER_SUB,
+        json!({"id": "o1"}),
+        &[("authorization", &carol)],
+    )
+    .await;
     assert_eq!(other.status, 200);
     events(&mut other, 1).await;
     let dave = format!("Bearer {}", token("dave", 600));
-    let over_total = subscribe(&gateway.url(""), ORDER_SUB, json!({"id": "o1"}), &[("authorization", &dave)]).await;
+    let over_total = subscribe(
+        &gateway.url(""),
+        ORDER_SUB,
+        json!({"id": "o1"}),
+        &[("authorization", &dave)],
+    )
+    .await;
     assert_eq!(over_total.status, 429);
     // A place freed by a client that left is taken again.
     drop(first);
@@ -389,14 +447,26 @@ async fn token_expiry_ends_the_subscription_with_unauthenticated() {
     let gateway = start(&orders, &products, "").await;
     let bearer = format!("Bearer {}", token("erin", 2));
     let started = Instant::now();
-    let mut stream = subscribe(&gateway.url(""), ORDER_SUB, json!({"id": "o1"}), &[("authorization", &bearer)]).await;
+    let mut stream = subscribe(
+        &gateway.url(""),
+        ORDER_SUB,
+        json!({"id": "o1"}),
+        &[("authorization", &bearer)],
+    )
+    .await;
     assert_eq!(stream.status, 200);
     let got = stream.until_complete(WAIT).await;
     let ended = started.elapsed();
     assert_eq!(got[0]["data"]["order"]["status"], "placed");
     let last = got.last().expect("events");
-    assert_eq!(last["errors"][0]["extensions"]["code"], "UNAUTHENTICATED", "{got:?}");
-    assert!(ended >= Duration::from_secs(1), "ended after {ended:?}, before the token expired");
+    assert_eq!(
+        last["errors"][0]["extensions"]["code"], "UNAUTHENTICATED",
+        "{got:?}"
+    );
+    assert!(
+        ended >= Duration::from_secs(1),
+        "ended after {ended:?}, before the token expired"
+    );
 }
 
 #[tokio::test]
@@ -405,7 +475,11 @@ async fn a_subscription_over_plain_http_is_400_subscriptions_not_supported() {
     let script = Scripted::new(vec![order("placed")]);
     mount(&orders, "/orders/o1", script.clone()).await;
     let gateway = start(&orders, &products, "").await;
-    for accept in ["application/json", "application/graphql-response+json", "*/*"] {
+    for accept in [
+        "application/json",
+        "application/graphql-response+json",
+        "*/*",
+    ] {
         let reply = gateway
             .post_with_headers(
                 "subscription { order(id: \"o1\") { status } }",
@@ -427,7 +501,13 @@ async fn a_query_over_sse_is_one_next_then_complete() {
     let (orders, products) = (MockServer::start().await, MockServer::start().await);
     mount(&orders, "/orders/o1", Scripted::new(vec![order("placed")])).await;
     let gateway = start(&orders, &products, "").await;
-    let mut stream = subscribe(&gateway.url(""), "{ order(id: \"o1\") { status } }", json!({}), &[]).await;
+    let mut stream = subscribe(
+        &gateway.url(""),
+        "{ order(id: \"o1\") { status } }",
+        json!({}),
+        &[],
+    )
+    .await;
     assert_eq!(stream.status, 200);
     let got = stream.until_complete(WAIT).await;
     assert_eq!(got, vec![json!({"data": {"order": {"status": "placed"}}})]);
@@ -442,7 +522,11 @@ async fn an_idle_stream_gets_keepalive_comments() {
     events(&mut stream, 1).await;
     // Nothing changes: only comments come.
     assert!(stream.next(Duration::from_millis(600)).await.is_none());
-    assert!(stream.comments >= 2, "{} keepalive comments", stream.comments);
+    assert!(
+        stream.comments >= 2,
+        "{} keepalive comments",
+        stream.comments
+    );
 }
 
 #[tokio::test]
@@ -457,7 +541,10 @@ async fn subscription_config_problems_point_at_their_line() {
         .err()
         .expect("refused");
     assert!(problems.contains("services.toml:7:"), "{problems}");
-    assert!(problems.contains("unknown subscriptions broker `kafka`"), "{problems}");
+    assert!(
+        problems.contains("unknown subscriptions broker `kafka`"),
+        "{problems}"
+    );
     let missing = TestGateway::builder()
         .schema("type Query { a: Int }\ntype Subscription { b: Int }")
         .config("[services.s]\nurl = \"http://127.0.0.1:1\"\n[resolvers]\n\"Query.a\" = { service = \"s\", get = \"/a\" }\n\"Subscription.b\" = { service = \"s\", get = \"/b\" }\n")
@@ -465,7 +552,10 @@ async fn subscription_config_problems_point_at_their_line() {
         .await
         .err()
         .expect("refused");
-    assert!(missing.contains("needs `poll_ms` (with a call) or `webhook`"), "{missing}");
+    assert!(
+        missing.contains("needs `poll_ms` (with a call) or `webhook`"),
+        "{missing}"
+    );
 }
 
 mod over_graphql_ws {
@@ -502,7 +592,11 @@ mod over_graphql_ws {
         tokio::time::sleep(Duration::from_millis(POLL_MS)).await;
         let stopped = script.count();
         tokio::time::sleep(Duration::from_millis(POLL_MS * 4)).await;
-        assert!(script.count() <= stopped + 1, "polling went on: {stopped} → {}", script.count());
+        assert!(
+            script.count() <= stopped + 1,
+            "polling went on: {stopped} → {}",
+            script.count()
+        );
         // ping → pong.
         ws.send(json!({"type": "ping"})).await;
         assert_eq!(message(ws.receive(WAIT).await), json!({"type": "pong"}));
@@ -515,18 +609,26 @@ mod over_graphql_ws {
         let gateway = start(&orders, &products, "").await;
         let mut ws = WsClient::connect(&gateway.url(""), &[]).await;
         ws.init(None).await;
-        ws.subscribe("q1", "{ order(id: \"o1\") { status } }", json!({})).await;
+        ws.subscribe("q1", "{ order(id: \"o1\") { status } }", json!({}))
+            .await;
         assert_eq!(
             message(ws.receive(WAIT).await),
             json!({"type": "next", "id": "q1", "payload": {"data": {"order": {"status": "placed"}}}})
         );
-        assert_eq!(message(ws.receive(WAIT).await), json!({"type": "complete", "id": "q1"}));
+        assert_eq!(
+            message(ws.receive(WAIT).await),
+            json!({"type": "complete", "id": "q1"})
+        );
         // A document that does not validate is an `error` for its id.
-        ws.subscribe("bad", "{ order(id: \"o1\") { nope } }", json!({})).await;
+        ws.subscribe("bad", "{ order(id: \"o1\") { nope } }", json!({}))
+            .await;
         let error = message(ws.receive(WAIT).await);
         assert_eq!(error["type"], "error");
         assert_eq!(error["id"], "bad");
-        assert_eq!(error["payload"][0]["extensions"]["code"], "GRAPHQL_VALIDATION_FAILED");
+        assert_eq!(
+            error["payload"][0]["extensions"]["code"],
+            "GRAPHQL_VALIDATION_FAILED"
+        );
     }
 
     #[tokio::test]
@@ -542,16 +644,28 @@ mod over_graphql_ws {
         let bearer = format!("Bearer {}", token("frank", 600));
         let mut from_init = WsClient::connect(&gateway.url(""), &[]).await;
         from_init.init(Some(json!({"authorization": bearer}))).await;
-        from_init.subscribe("m", "subscription { myOrder { status } }", json!({})).await;
-        assert_eq!(message(from_init.receive(WAIT).await)["payload"]["data"]["myOrder"]["status"], "mine");
+        from_init
+            .subscribe("m", "subscription { myOrder { status } }", json!({}))
+            .await;
+        assert_eq!(
+            message(from_init.receive(WAIT).await)["payload"]["data"]["myOrder"]["status"],
+            "mine"
+        );
         let other = format!("Bearer {}", token("grace", 600));
-        let mut from_upgrade = WsClient::connect(&gateway.url(""), &[("authorization", &other)]).await;
+        let mut from_upgrade =
+            WsClient::connect(&gateway.url(""), &[("authorization", &other)]).await;
         from_upgrade.init(None).await;
-        from_upgrade.subscribe("m", "subscription { myOrder { status } }", json!({})).await;
+        from_upgrade
+            .subscribe("m", "subscription { myOrder { status } }", json!({}))
+            .await;
         assert_eq!(message(from_upgrade.receive(WAIT).await)["type"], "next");
         // Each identity's poller sent its own verified token
         // (`forward_headers`).
-        let tokens: Vec<Option<String>> = seen.log().iter().map(|(_, r)| header(r, "authorization")).collect();
+        let tokens: Vec<Option<String>> = seen
+            .log()
+            .iter()
+            .map(|(_, r)| header(r, "authorization"))
+            .collect();
         assert!(tokens.contains(&Some(bearer.clone())), "{tokens:?}");
         assert!(tokens.contains(&Some(other.clone())), "{tokens:?}");
         assert!(tokens.iter().all(Option::is_some), "{tokens:?}");
@@ -579,7 +693,13 @@ mod over_graphql_ws {
         let refused = message(ws.receive(WAIT).await);
         assert_eq!(refused["type"], "error");
         assert_eq!(refused["id"], "b");
-        assert_eq!(refused["payload"][0]["extensions"]["code"], "TOO_MANY_SUBSCRIPTIONS");
-        assert_eq!(message(ws.receive_with_pings(WAIT).await), json!({"type": "ping"}));
+        assert_eq!(
+            refused["payload"][0]["extensions"]["code"],
+            "TOO_MANY_SUBSCRIPTIONS"
+        );
+        assert_eq!(
+            message(ws.receive_with_pings(WAIT).await),
+            json!({"type": "ping"})
+        );
     }
 }

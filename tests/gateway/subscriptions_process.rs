@@ -95,10 +95,17 @@ async fn sigterm_completes_every_subscription_and_exits_zero() {
         if let Ok(Some(status)) = serving.child.try_wait() {
             break status;
         }
-        assert!(Instant::now() < deadline, "the gateway did not exit after SIGTERM");
+        assert!(
+            Instant::now() < deadline,
+            "the gateway did not exit after SIGTERM"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
-    assert!(status.success(), "exit status {status}:\n{}", serving.lines().join("\n"));
+    assert!(
+        status.success(),
+        "exit status {status}:\n{}",
+        serving.lines().join("\n")
+    );
 }
 
 #[tokio::test]
@@ -109,29 +116,69 @@ async fn a_reload_that_removes_a_field_completes_its_subscriptions_only() {
     dir.write("schema/schema.graphql", BOTH);
     let serving = Serving::start(dir.path(), "info", &[]).await;
     let base = format!("http://{}", serving.addr);
-    let mut kept = subscribe(&base, "subscription { order(id: \"o1\") { status } }", json!({}), &[]).await;
-    let mut removed = subscribe(&base, "subscription { shipment(id: \"o1\") { status } }", json!({}), &[]).await;
-    assert_eq!(kept.next(WAIT).await.expect("kept's first event").name, "next");
-    assert_eq!(removed.next(WAIT).await.expect("removed's first event").name, "next");
+    let mut kept = subscribe(
+        &base,
+        "subscription { order(id: \"o1\") { status } }",
+        json!({}),
+        &[],
+    )
+    .await;
+    let mut removed = subscribe(
+        &base,
+        "subscription { shipment(id: \"o1\") { status } }",
+        json!({}),
+        &[],
+    )
+    .await;
+    assert_eq!(
+        kept.next(WAIT).await.expect("kept's first event").name,
+        "next"
+    );
+    assert_eq!(
+        removed
+            .next(WAIT)
+            .await
+            .expect("removed's first event")
+            .name,
+        "next"
+    );
     dir.write("schema/schema.graphql", ONLY_ORDER);
     dir.write("services.toml", &toml(&orders.uri(), false));
     signal(&serving, "HUP");
     let got = removed.until_complete(WAIT).await;
-    assert!(got.len() <= 1, "events after the field was removed: {got:?}");
+    assert!(
+        got.len() <= 1,
+        "events after the field was removed: {got:?}"
+    );
     // The other subscription goes on: `emit = "every"` keeps sending.
     for _ in 0..3 {
-        let event = kept.next(WAIT).await.expect("the kept subscription goes on");
+        let event = kept
+            .next(WAIT)
+            .await
+            .expect("the kept subscription goes on");
         assert_eq!(event.name, "next", "{event:?}");
     }
     // And a new subscription to the removed field is refused by the new
     // configuration.
-    let refused = subscribe(&base, "subscription { shipment(id: \"o1\") { status } }", json!({}), &[]).await;
+    let refused = subscribe(
+        &base,
+        "subscription { shipment(id: \"o1\") { status } }",
+        json!({}),
+        &[],
+    )
+    .await;
     let deadline = Instant::now() + WAIT;
     let mut refused = refused;
     while refused.status == 200 {
         assert!(Instant::now() < deadline, "the reload never took effect");
         tokio::time::sleep(Duration::from_millis(50)).await;
-        refused = subscribe(&base, "subscription { shipment(id: \"o1\") { status } }", json!({}), &[]).await;
+        refused = subscribe(
+            &base,
+            "subscription { shipment(id: \"o1\") { status } }",
+            json!({}),
+            &[],
+        )
+        .await;
     }
     assert!(refused.text().await.contains("GRAPHQL_VALIDATION_FAILED"));
 }

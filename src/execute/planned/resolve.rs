@@ -179,7 +179,9 @@ impl<'p> Resolution<'p> {
             }
             // A subscription's event, given before the walk ([`Resolution::give`]).
             BoundSource::Event(_) => {
-                if let Some(FieldAnswer::Value { held, .. }) = self.answer_of(parent, field.id).as_deref() {
+                if let Some(FieldAnswer::Value { held, .. }) =
+                    self.answer_of(parent, field.id).as_deref()
+                {
                     self.below_held(sub, &binding.output, held).await;
                 }
             }

@@ -432,9 +432,7 @@ fn service_of<'r>(binding: &'r FieldBinding, parent_service: Option<&'r str>) ->
         BoundSource::Event(crate::schema::binding::EventSource::Poll { call, .. }) => {
             Some(call.service.name.as_str())
         }
-        BoundSource::ParentKey(_) | BoundSource::From(_) | BoundSource::Event(_) => {
-            parent_service
-        }
+        BoundSource::ParentKey(_) | BoundSource::From(_) | BoundSource::Event(_) => parent_service,
     }
 }
 

@@ -8,9 +8,9 @@ pub mod multipart;
 pub mod process;
 pub mod redis;
 pub mod sse;
-pub mod ws;
 pub mod temp;
 pub mod upstream;
+pub mod ws;
 
 pub use check::{check, check_files, position, run_binary};
 pub use client::{encode_params, error_codes, Reply};

@@ -30,7 +30,12 @@ pub struct SseStream {
 }
 
 /// Opens a subscription (or any operation) over SSE.
-pub async fn subscribe(base: &str, query: &str, variables: Value, headers: &[(&str, &str)]) -> SseStream {
+pub async fn subscribe(
+    base: &str,
+    query: &str,
+    variables: Value,
+    headers: &[(&str, &str)],
+) -> SseStream {
     let http = reqwest::Client::builder()
         .no_proxy()
         .build()
