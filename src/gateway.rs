@@ -161,7 +161,10 @@ fn longest_entry(bindings: &crate::schema::Bindings) -> Duration {
             BoundSource::Call(call) => vec![call.cache],
             BoundSource::Merge(calls) => calls.iter().map(|call| call.cache).collect(),
             BoundSource::Batch(batch) => vec![batch.cache],
-            BoundSource::ParentKey(_) | BoundSource::From(_) | BoundSource::Event(_) => Vec::new(),
+            BoundSource::ParentKey(_)
+            | BoundSource::From(_)
+            | BoundSource::Event(_)
+            | BoundSource::Value(_) => Vec::new(),
         })
         .flatten();
     policies

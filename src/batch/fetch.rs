@@ -11,6 +11,7 @@ use futures::future::join_all;
 use sonic_rs::JsonValueTrait;
 
 use super::{BatchItems, BatchOutcome};
+use crate::connector::errors::Failed;
 use crate::connector::request::{self, ClientContext, UpstreamRequest};
 use crate::connector::template::{Looked, Placeholder, Root, Scope};
 use crate::error::{ErrorCode, FieldError};
@@ -83,7 +84,7 @@ pub async fn fetch(
         None => missing = keys,
     }
     let calls = missing.chunks(spec.max).map(|chunk| async {
-        let request = build(chunk)?;
+        let request = build(chunk).map_err(Failed::Error)?;
         // The per-key entries are the cache here, not the whole call.
         state
             .fetch(
@@ -96,7 +97,7 @@ pub async fn fetch(
                 },
             )
             .await
-            .map_err(|err| err.to_field_error())
+            .map_err(|err| spec.call.answers.failed(&err, scope))
     });
     let mut directives = CacheDirectives::default();
     for (answer, chunk) in join_all(calls)
@@ -106,7 +107,9 @@ pub async fn fetch(
     {
         let fetched = match answer {
             Ok(fetched) => fetched,
-            Err(err) => {
+            // docs/SHAPING.md `null_on`: like a 404, none of its keys matched.
+            Err(Failed::Null(_)) => continue,
+            Err(Failed::Error(err)) => {
                 // docs/CONFIG.md `stale_if_error_s`: when every key of the failed
                 // call has a stale entry, those stand in, marked stale.
                 let texts: Vec<String> = chunk.iter().map(key_text).collect();

@@ -215,7 +215,7 @@ async fn run(shared: Arc<Shared>, poll: PollRequest, every: Duration, emit: Emit
             match tokio::time::timeout_at(state.deadline, calls::call_answer(call, &scope, &state))
                 .await
             {
-                Ok(answer) => answer,
+                Ok(answer) => calls::shaped(answer, &scope),
                 Err(_) => FieldAnswer::Failed(calls::timed_out()),
             };
         let print = Fingerprint::of(&answer);
