@@ -59,7 +59,8 @@ pub enum BoundSource {
 pub enum EventSource {
     /// The call, made by a shared poller every `every`.
     Poll {
-        call: BoundCall,
+        /// Boxed: a call is ten times the size of a webhook's entry.
+        call: Box<BoundCall>,
         every: Duration,
         emit: crate::config::Emit,
     },
@@ -457,14 +458,14 @@ fn bound_source(mapping: FieldMapping, config: &Config) -> BoundSource {
     };
     match (mapping.event, source) {
         (Some(crate::config::EventSpec::Poll { every, emit }), FieldSource::Call(spec)) => {
-            return BoundSource::Event(EventSource::Poll {
-                call: bind_call(spec),
+            BoundSource::Event(EventSource::Poll {
+                call: Box::new(bind_call(spec)),
                 every,
                 emit,
             })
         }
         (Some(crate::config::EventSpec::Webhook { name, filter }), _) => {
-            return BoundSource::Event(EventSource::Webhook { name, filter })
+            BoundSource::Event(EventSource::Webhook { name, filter })
         }
         (_, source) => bound_source_of(source, id, timeout, cache, config),
     }

@@ -263,18 +263,6 @@ pub fn reload(outcome: &'static str) {
     counter!("conflux_config_reloads_total", "outcome" => outcome).increment(1);
 }
 
-#[cfg(test)]
-mod tests {
-    use super::truncate;
-
-    #[test]
-    fn long_names_are_cut_at_a_character_boundary() {
-        assert_eq!(truncate("Short", 64), "Short");
-        assert_eq!(truncate(&"a".repeat(100), 64).len(), 64);
-        assert_eq!(truncate("aé", 2), "a");
-    }
-}
-
 /// Subscriptions open on this instance (docs/SUBSCRIPTIONS.md).
 pub fn subscriptions_open(delta: f64) {
     gauge!("conflux_subscriptions_open").increment(delta);
@@ -296,4 +284,16 @@ pub fn webhook_delivery(name: &str, result: &'static str) {
 /// Events delivered to subscribers.
 pub fn subscription_events(count: u64) {
     counter!("conflux_subscription_events_total").increment(count);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::truncate;
+
+    #[test]
+    fn long_names_are_cut_at_a_character_boundary() {
+        assert_eq!(truncate("Short", 64), "Short");
+        assert_eq!(truncate(&"a".repeat(100), 64).len(), 64);
+        assert_eq!(truncate("aé", 2), "a");
+    }
 }
