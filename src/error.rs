@@ -37,6 +37,8 @@ pub enum ErrorCode {
     PersistedQueryHashMismatch,
     PersistedQueryNotSupported,
     PersistedQueryNotAllowed,
+    SubscriptionsNotSupported,
+    TooManySubscriptions,
     Internal,
 }
 
@@ -67,6 +69,8 @@ impl ErrorCode {
             ErrorCode::PersistedQueryHashMismatch => "PERSISTED_QUERY_HASH_MISMATCH",
             ErrorCode::PersistedQueryNotSupported => "PERSISTED_QUERY_NOT_SUPPORTED",
             ErrorCode::PersistedQueryNotAllowed => "PERSISTED_QUERY_NOT_ALLOWED",
+            ErrorCode::SubscriptionsNotSupported => "SUBSCRIPTIONS_NOT_SUPPORTED",
+            ErrorCode::TooManySubscriptions => "TOO_MANY_SUBSCRIPTIONS",
             ErrorCode::Internal => "INTERNAL_SERVER_ERROR",
         }
     }

@@ -33,6 +33,7 @@ pub async fn explain(
         incremental: false,
         explain: true,
         rate_key: None,
+        subscriber: None,
     };
     let request = GraphqlRequest {
         query: Some(document),

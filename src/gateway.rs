@@ -48,6 +48,9 @@ pub struct Gateway {
     pub admission: Admission,
     /// Cache, coalescing and the upstream client, shared by all requests.
     pub fetcher: Arc<Fetcher>,
+    /// Open subscriptions, their pollers and webhook deliveries; handed on
+    /// to the next gateway by a reload (`reload`).
+    pub subscriptions: Arc<crate::subscribe::Hub>,
 }
 
 /// What refuses work before execution (see `admission`).
@@ -132,6 +135,7 @@ pub fn load(path: &Path) -> Result<Gateway, Diagnostics> {
         rate_limiter,
         rate_key: config.rate_limit.as_ref().map_or(RateKey::Ip, |r| r.key),
     };
+    let config_subscriptions = config.subscriptions.clone();
     let plans = crate::execute::planned::Plans::new(crate::execute::planned::PlanSchema::new(&sdl));
     Ok(Gateway {
         config,
@@ -143,6 +147,7 @@ pub fn load(path: &Path) -> Result<Gateway, Diagnostics> {
         admission,
         fetcher: Arc::new(Fetcher::new(upstream.clone(), Some(cache))),
         upstream,
+        subscriptions: Arc::new(crate::subscribe::Hub::new(&config_subscriptions)),
     })
 }
 
@@ -156,7 +161,10 @@ fn longest_entry(bindings: &crate::schema::Bindings) -> Duration {
             BoundSource::Call(call) => vec![call.cache],
             BoundSource::Merge(calls) => calls.iter().map(|call| call.cache).collect(),
             BoundSource::Batch(batch) => vec![batch.cache],
-            BoundSource::ParentKey(_) | BoundSource::From(_) | BoundSource::Value(_) => Vec::new(),
+            BoundSource::ParentKey(_)
+            | BoundSource::From(_)
+            | BoundSource::Event(_)
+            | BoundSource::Value(_) => Vec::new(),
         })
         .flatten();
     policies
@@ -237,6 +245,9 @@ async fn serve_connections<L>(
         ));
     }
     drop(listener);
+    // Subscriptions complete (docs/SUBSCRIPTIONS.md), so that their
+    // streams end and their connections can close.
+    live.gateway().subscriptions.close();
     drop(stop);
     drop(open);
     let _ = all_closed.recv().await;

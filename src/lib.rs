@@ -15,9 +15,10 @@
 //! - [`execute`]: per-operation state (call de-duplication), input coercion, and the one
 //!   engine every operation runs on (`execute::planned`), with the call semantics it uses.
 //! - [`explain`]: `conflux explain`: the calls a document would make, predicted from its plan.
-//! - [`http`]: the axum router: `/graphql` (POST, GET, GraphiQL), `/healthz`, `/readyz`, `/metrics`.
+//! - [`http`]: the axum router: `/graphql` (POST, GET, GraphiQL, SSE, graphql-ws), `/webhooks/NAME`, `/healthz`, `/readyz`, `/metrics`.
 //! - [`init`]: `conflux init`, a small commented project to start from.
 //! - [`openapi`]: `conflux import openapi` (a project from an OpenAPI document) and `check --openapi` (mappings linted against one).
+//! - [`subscribe`]: `Subscription` fields fed by shared pollers and signed webhooks (Redis broker across instances), with their limits.
 //! - [`reload`]: the live configuration, swapped atomically on SIGHUP or a file change.
 //! - [`telemetry`]: request ids, W3C trace context, Prometheus metrics.
 //! - [`tls`]: HTTPS for clients (certificate rotated on reload) and TLS/mTLS to the services, with rustls.
@@ -42,6 +43,7 @@ pub mod openapi;
 pub mod redis_connection;
 pub mod reload;
 pub mod schema;
+pub mod subscribe;
 pub mod telemetry;
 pub mod tls;
 pub mod upstream;

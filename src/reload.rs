@@ -79,7 +79,16 @@ impl LiveGateway {
             }]))
         });
         match loaded {
-            Ok(gateway) => {
+            Ok(mut gateway) => {
+                // Subscriptions outlive the configuration that started
+                // them; those whose field is gone end now.
+                gateway.subscriptions = self.gateway().subscriptions.clone();
+                let bindings = gateway.bindings.clone();
+                gateway.subscriptions.retire(|field| {
+                    bindings.get(field).is_some_and(|b| {
+                        matches!(b.source, crate::schema::binding::BoundSource::Event(_))
+                    })
+                });
                 let gateway = Arc::new(gateway);
                 let had_tls = self.gateway().config.server.tls.is_some();
                 if had_tls != gateway.config.server.tls.is_some() {

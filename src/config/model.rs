@@ -36,6 +36,53 @@ pub struct Config {
     /// Files besides the config and schema whose change means a reload
     /// (key files, the safelist, certificates).
     pub watched_files: Vec<PathBuf>,
+    /// `[subscriptions]` (docs/SUBSCRIPTIONS.md).
+    pub subscriptions: SubscriptionsConfig,
+    /// `[webhooks.NAME]`, by name.
+    pub webhooks: IndexMap<String, WebhookConfig>,
+}
+
+/// `[subscriptions]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SubscriptionsConfig {
+    /// Open subscriptions per client (its JWT subject, else its ip).
+    pub max_per_client: u32,
+    /// Open subscriptions on this instance.
+    pub max_total: u32,
+    /// SSE comment / graphql-ws `ping` interval.
+    pub keepalive: Duration,
+    /// `broker = "redis"`: webhooks received by any instance reach every
+    /// instance's subscribers, over Redis pub/sub at this URL.
+    pub redis_broker: Option<String>,
+}
+
+/// `[webhooks.NAME]`.
+#[derive(Debug, Clone)]
+pub struct WebhookConfig {
+    /// The HMAC-SHA256 key of `x-conflux-signature`.
+    pub secret: String,
+}
+
+/// What feeds a `Subscription` field's events.
+#[derive(Debug)]
+pub enum EventSpec {
+    /// The mapping's call, made every `every`.
+    Poll { every: Duration, emit: Emit },
+    /// `webhook = NAME`: each delivery whose body matches `filter` (dotted
+    /// path into the body → template over the field's arguments).
+    Webhook {
+        name: String,
+        filter: Vec<(Vec<String>, Template)>,
+    },
+}
+
+/// `emit` of a polled field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Emit {
+    /// The first answer, then each answer that differs from the last.
+    Changes,
+    /// Every poll's answer.
+    Every,
 }
 
 /// `[telemetry]`.
@@ -268,6 +315,8 @@ pub struct FieldMapping {
     pub stale_while_revalidate: Option<Duration>,
     /// `invalidates`: calls whose cached entries a successful mutation drops.
     pub invalidates: Vec<CallSpec>,
+    /// `poll_ms` or `webhook`: a subscription field's events.
+    pub event: Option<EventSpec>,
     /// `filter`, `limit`, `map`, `default` (docs/SHAPING.md); `None`: none.
     pub shape: Option<Arc<crate::connector::shape::Shape>>,
     /// Where each shaping key was written, for the schema checks of
@@ -294,6 +343,8 @@ pub enum FieldSource {
     From(Vec<String>),
     /// Keys collected across the operation, fetched together.
     Batch(BatchSpec),
+    /// No call per request: a subscription's webhook deliveries.
+    Webhook,
     /// No call: `value`, a template over the request (docs/SHAPING.md).
     Value(Template),
 }

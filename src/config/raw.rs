@@ -42,6 +42,10 @@ pub struct RawConfig {
     pub types: IndexMap<String, Spanned<RawTypeResolution>>,
     /// `"Type.field" = { … }`: the call (or path) that answers each field.
     pub resolvers: IndexMap<String, Spanned<RawMapping>>,
+    /// docs/SUBSCRIPTIONS.md: limits, keepalive, the webhook broker.
+    pub subscriptions: RawSubscriptions,
+    /// `[webhooks.NAME]`: the services that push events.
+    pub webhooks: IndexMap<String, Spanned<RawWebhook>>,
 }
 
 #[derive(Debug, Deserialize, Clone, JsonSchema)]
@@ -393,6 +397,7 @@ pub struct RawMapping {
     pub null_on: Option<Spanned<Vec<u16>>>,
     pub error_when: Option<Spanned<String>>,
     pub value: Option<Spanned<String>>,
+    /// With `webhook`: the event filter of docs/SUBSCRIPTIONS.md instead.
     pub filter: Option<Spanned<IndexMap<String, Spanned<String>>>>,
     #[schemars(with = "Option<serde_json::Value>")]
     pub limit: Option<Spanned<toml::Value>>,
@@ -401,6 +406,42 @@ pub struct RawMapping {
     #[schemars(with = "Option<serde_json::Value>")]
     pub default: Option<Spanned<toml::Value>>,
     pub body_format: Option<Spanned<String>>,
+    /// A subscription field fed by polling its call this often.
+    pub poll_ms: Option<Spanned<u64>>,
+    /// `"changes"` (default) or `"every"`: which polls become events.
+    pub emit: Option<Spanned<String>>,
+    /// A subscription field fed by `[webhooks.NAME]`.
+    pub webhook: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(default)]
+#[schemars(deny_unknown_fields)]
+pub struct RawSubscriptions {
+    pub max_per_client: u32,
+    pub max_total: u32,
+    pub keepalive_ms: Spanned<u64>,
+    pub broker: Option<Spanned<String>>,
+    pub redis_url: Option<Spanned<String>>,
+}
+
+impl Default for RawSubscriptions {
+    fn default() -> Self {
+        RawSubscriptions {
+            max_per_client: 20,
+            max_total: 10_000,
+            keepalive_ms: Spanned::new(0..0, 15_000),
+            broker: None,
+            redis_url: None,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, Default, JsonSchema)]
+#[serde(default)]
+#[schemars(deny_unknown_fields)]
+pub struct RawWebhook {
+    pub secret: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize, Default, JsonSchema)]

@@ -89,6 +89,27 @@ pub(super) fn validate(
         })
         .collect();
     let mapped_fields = raw.resolvers.keys().cloned().collect();
+    let subscriptions = v.subscriptions(&raw.subscriptions);
+    let webhooks = v.webhooks(&raw.webhooks);
+    for mapping in raw.resolvers.values() {
+        if let Some(name) = &mapping.get_ref().webhook {
+            if !webhooks.contains_key(name.get_ref()) {
+                let known: Vec<&str> = webhooks.keys().map(String::as_str).collect();
+                v.error(
+                    name.span().start,
+                    format!(
+                        "unknown webhook `{}` (defined: {})",
+                        name.get_ref(),
+                        if known.is_empty() {
+                            "none".to_owned()
+                        } else {
+                            known.join(", ")
+                        }
+                    ),
+                );
+            }
+        }
+    }
 
     let config = Config {
         path: path.to_path_buf(),
@@ -113,6 +134,8 @@ pub(super) fn validate(
                 .map(|e| e.get_ref().clone()),
         },
         watched_files: watched_files(&raw, &base_dir),
+        subscriptions,
+        webhooks,
     };
     (config, v.diagnostics)
 }
@@ -817,7 +840,10 @@ impl Validator<'_> {
             || mapping.merge.is_some()
             || mapping.batch.is_some()
             || has_call;
-        let source = if let Some(value) = &mapping.value {
+        let event = self.event(mapping, &mut placeholders);
+        let source = if mapping.webhook.is_some() && !other_source && mapping.value.is_none() {
+            Some(FieldSource::Webhook)
+        } else if let Some(value) = &mapping.value {
             if other_source {
                 self.error(
                     at,
@@ -889,7 +915,13 @@ impl Validator<'_> {
         };
         let mut source = source;
         self.shape_calls(key, at, mapping, source.as_mut(), &mut placeholders);
-        let (shape, shape_locations) = self.shape(mapping, &mut placeholders);
+        // A webhook field's `filter` chooses its events (docs/SUBSCRIPTIONS.md):
+        // it shapes nothing.
+        let (shape, shape_locations) = if mapping.webhook.is_some() {
+            (None, ShapeLocations::default())
+        } else {
+            self.shape(mapping, &mut placeholders)
+        };
         if mapping.stale_while_revalidate_s.is_some() && mapping.cache_ttl_s.is_none() {
             self.error(at, "`stale_while_revalidate_s` needs `cache_ttl_s`");
         }
@@ -916,9 +948,158 @@ impl Validator<'_> {
             stale_if_error: mapping.stale_if_error_s.map(Duration::from_secs),
             stale_while_revalidate: mapping.stale_while_revalidate_s.map(Duration::from_secs),
             invalidates,
+            event,
             shape,
             shape_locations,
         })
+    }
+
+    /// `poll_ms` + `emit`, or `webhook` + `filter`: what feeds a
+    /// subscription field (docs/SUBSCRIPTIONS.md). That the field is one of
+    /// the subscription type's is checked against the schema when binding.
+    fn event(
+        &mut self,
+        mapping: &RawMapping,
+        placeholders: &mut Vec<(Location, Placeholder)>,
+    ) -> Option<EventSpec> {
+        if let Some(emit) = &mapping.emit {
+            self.one_of(emit, &["changes", "every"], "`emit`");
+            if mapping.poll_ms.is_none() {
+                self.error(emit.span().start, "`emit` needs `poll_ms`");
+            }
+        }
+        match (&mapping.poll_ms, &mapping.webhook) {
+            (Some(poll), None) => {
+                if *poll.get_ref() == 0 {
+                    self.error(poll.span().start, "`poll_ms` must be at least 1");
+                }
+                let emit = match mapping.emit.as_ref().map(|e| e.get_ref().as_str()) {
+                    Some("every") => Emit::Every,
+                    _ => Emit::Changes,
+                };
+                Some(EventSpec::Poll {
+                    every: Duration::from_millis((*poll.get_ref()).max(1)),
+                    emit,
+                })
+            }
+            (None, Some(name)) => {
+                let has_other = mapping.service.is_some()
+                    || method_of(&mapping.as_call()).is_some()
+                    || mapping.from.is_some()
+                    || mapping.merge.is_some()
+                    || mapping.batch.is_some();
+                if has_other {
+                    self.error(
+                        name.span().start,
+                        "a `webhook` field makes no call: drop `service`, the method, `from`, `merge` and `batch`",
+                    );
+                }
+                let filter = mapping
+                    .filter
+                    .iter()
+                    .flat_map(|filter| filter.get_ref().iter())
+                    .filter_map(|(path, value)| {
+                        Some((dotted(path), self.template(value, placeholders)?))
+                    })
+                    .collect();
+                Some(EventSpec::Webhook {
+                    name: name.get_ref().clone(),
+                    filter,
+                })
+            }
+            (Some(poll), Some(_)) => {
+                self.error(
+                    poll.span().start,
+                    "a subscription field is fed by `poll_ms` or by `webhook`, not both",
+                );
+                None
+            }
+            (None, None) => None,
+        }
+    }
+
+    fn subscriptions(&mut self, subscriptions: &RawSubscriptions) -> SubscriptionsConfig {
+        if *subscriptions.keepalive_ms.get_ref() == 0 {
+            self.error(
+                subscriptions.keepalive_ms.span().start,
+                "`keepalive_ms` must be at least 1",
+            );
+        }
+        let redis_broker = match (&subscriptions.broker, &subscriptions.redis_url) {
+            (Some(broker), url) if broker.get_ref() == "redis" => match url {
+                Some(url) => {
+                    if redis::Client::open(url.get_ref().as_str()).is_err() {
+                        self.error(
+                            url.span().start,
+                            format!("invalid `redis_url` `{}`", url.get_ref()),
+                        );
+                    }
+                    Some(url.get_ref().clone())
+                }
+                None => {
+                    self.error(
+                        broker.span().start,
+                        "subscriptions broker `redis` needs `redis_url`",
+                    );
+                    None
+                }
+            },
+            (Some(broker), _) => {
+                self.one_of(broker, &["redis"], "subscriptions broker");
+                None
+            }
+            (None, Some(url)) => {
+                self.error(
+                    url.span().start,
+                    "`redis_url` in [subscriptions] needs `broker = \"redis\"`",
+                );
+                None
+            }
+            (None, None) => None,
+        };
+        SubscriptionsConfig {
+            max_per_client: subscriptions.max_per_client,
+            max_total: subscriptions.max_total,
+            keepalive: Duration::from_millis((*subscriptions.keepalive_ms.get_ref()).max(1)),
+            redis_broker,
+        }
+    }
+
+    fn webhooks(
+        &mut self,
+        raw: &IndexMap<String, Spanned<RawWebhook>>,
+    ) -> IndexMap<String, WebhookConfig> {
+        let mut webhooks = IndexMap::new();
+        for (name, webhook) in raw {
+            let valid_name = !name.is_empty()
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+            if !valid_name {
+                self.error(
+                    webhook.span().start,
+                    format!("webhook name `{name}` may hold only letters, digits, `-` and `_` (it is a URL path segment)"),
+                );
+            }
+            match &webhook.get_ref().secret {
+                Some(secret) if secret.get_ref().is_empty() => {
+                    self.error(secret.span().start, "a webhook `secret` cannot be empty")
+                }
+                Some(secret) => {
+                    webhooks.insert(
+                        name.clone(),
+                        WebhookConfig {
+                            secret: secret.get_ref().clone(),
+                        },
+                    );
+                }
+                None => self.error(
+                    webhook.span().start,
+                    format!("webhook `{name}` needs a `secret`"),
+                ),
+            }
+        }
+        webhooks
     }
 
     /// One `invalidates` entry: a service and a method with a path (and

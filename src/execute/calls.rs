@@ -198,19 +198,7 @@ async fn invalidate(scope: &FieldScope<'_>, state: &OperationState) {
 async fn answer_calls(scope: &FieldScope<'_>, state: &OperationState) -> FieldAnswer {
     let binding = scope.binding;
     match &binding.source {
-        BoundSource::Call(call) => match fetch(call, scope, state).await {
-            (CallOutcome::Value(selected), stale) => FieldAnswer::Value {
-                held: Held::Selected(selected),
-                stale,
-            },
-            (CallOutcome::Success, stale) => FieldAnswer::Value {
-                held: Held::Owned(Json::from(true)),
-                stale,
-            },
-            (CallOutcome::NotFound(status), _) => not_found(binding, &call.service.name, status),
-            (CallOutcome::NoCall(placeholder), _) => missing_value(binding, &placeholder, scope),
-            (CallOutcome::Failed(err), _) => FieldAnswer::Failed(err),
-        },
+        BoundSource::Call(call) => call_answer(call, scope, state).await,
         BoundSource::Merge(calls) => {
             let answers = join_all(calls.iter().map(|call| fetch(call, scope, state))).await;
             let mut merged = Json::new_object();
@@ -271,10 +259,35 @@ async fn answer_calls(scope: &FieldScope<'_>, state: &OperationState) -> FieldAn
         BoundSource::From(path) if binding.shape.is_some() => {
             held_copy(scope.parent.and_then(|p| json::at(p, path)))
         }
-        BoundSource::ParentKey(_) | BoundSource::From(_) => FieldAnswer::Failed(FieldError::new(
-            ErrorCode::Internal,
-            format!("`{}` has no call", binding.name),
-        )),
+        BoundSource::ParentKey(_) | BoundSource::From(_) | BoundSource::Event(_) => {
+            FieldAnswer::Failed(FieldError::new(
+                ErrorCode::Internal,
+                format!("`{}` has no call", binding.name),
+            ))
+        }
+    }
+}
+
+/// What one call of the scope's field comes to: a `Call` field's answer,
+/// and each poll of a polled subscription field (`subscribe::poller`).
+pub async fn call_answer(
+    call: &BoundCall,
+    scope: &FieldScope<'_>,
+    state: &OperationState,
+) -> FieldAnswer {
+    let binding = scope.binding;
+    match fetch(call, scope, state).await {
+        (CallOutcome::Value(selected), stale) => FieldAnswer::Value {
+            held: Held::Selected(selected),
+            stale,
+        },
+        (CallOutcome::Success, stale) => FieldAnswer::Value {
+            held: Held::Owned(Json::from(true)),
+            stale,
+        },
+        (CallOutcome::NotFound(status), _) => not_found(binding, &call.service.name, status),
+        (CallOutcome::NoCall(placeholder), _) => missing_value(binding, &placeholder, scope),
+        (CallOutcome::Failed(err), _) => FieldAnswer::Failed(err),
     }
 }
 

@@ -85,6 +85,7 @@ async fn execute(gateway: &Gateway, query: &str, variables: Value) -> String {
         incremental: false,
         explain: false,
         rate_key: None,
+        subscriber: None,
     };
     let request = GraphqlRequest {
         query: Some(query.to_owned()),

@@ -6,7 +6,7 @@
 //! come to is in `calls`.
 
 pub mod cache_control;
-mod calls;
+pub mod calls;
 #[cfg(test)]
 mod engine_tests;
 pub mod operation;

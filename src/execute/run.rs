@@ -54,6 +54,10 @@ pub struct Caller<'a> {
     /// `[rate_limit] cost = "upstream_calls"`: the client's bucket, from
     /// which the operation's predicted calls are taken once it is planned.
     pub rate_key: Option<String>,
+    /// A streaming transport (SSE, graphql-ws) that can carry a
+    /// subscription's events; `None` over plain HTTP, where a subscription
+    /// is refused (`SUBSCRIPTIONS_NOT_SUPPORTED`).
+    pub subscriber: Option<crate::subscribe::Subscriber>,
 }
 
 /// Why an operation did not run; the HTTP layer turns it into a status.
@@ -72,6 +76,8 @@ pub enum Refusal {
     /// The predicted calls are more than the client's bucket holds (429,
     /// `Retry-After` these seconds).
     RateLimited(u64),
+    /// Over a limit (`TOO_MANY_SUBSCRIPTIONS`): 429.
+    TooMany,
 }
 
 /// What one operation produced.
@@ -96,6 +102,9 @@ pub struct Outcome {
     /// Incremental delivery: the parts after this one, as the engine
     /// produces them.
     pub rest: Option<Payloads>,
+    /// A subscription: one response object per event, until it ends
+    /// (docs/SUBSCRIPTIONS.md). The outcome has no body of its own.
+    pub events: Option<Payloads>,
 }
 
 impl Outcome {
@@ -110,6 +119,7 @@ impl Outcome {
             forwarded: Forwarded::new(),
             has_next: None,
             rest: None,
+            events: None,
         }
     }
 
@@ -122,7 +132,9 @@ impl Outcome {
 
     /// `ok`, `partial` (field errors) or `refused` (nothing ran).
     pub fn result(&self) -> &'static str {
-        if self.data.is_none() {
+        if self.events.is_some() {
+            "subscribed"
+        } else if self.data.is_none() {
             "refused"
         } else if self.errors.is_empty() {
             "ok"
@@ -230,6 +242,7 @@ pub async fn run(
         incremental,
         explain,
         rate_key,
+        subscriber,
     } = caller;
     let admission = &gateway.admission;
     let query = match admission
@@ -309,7 +322,9 @@ pub async fn run(
         return Outcome::document_error(refusal.code, refusal.message);
     }
     let operation_type = operation.node.ty;
-    if over_get && operation_type != OperationType::Query {
+    // A subscription over GET is refused below, as over any plain HTTP
+    // request (`SUBSCRIPTIONS_NOT_SUPPORTED`).
+    if over_get && operation_type == OperationType::Mutation {
         return Outcome {
             refusal: Some(Refusal::MethodNotAllowed),
             ..Outcome::request_error(
@@ -368,6 +383,36 @@ pub async fn run(
             }
         }
     };
+    if operation_type == OperationType::Subscription {
+        let Some(subscriber) = subscriber else {
+            return Outcome::request_error(
+                ErrorCode::SubscriptionsNotSupported,
+                "subscriptions need a streaming transport: POST with `Accept: text/event-stream`, or a graphql-transport-ws WebSocket",
+            );
+        };
+        let args = planned::arguments(&plan, &operation.node, &variables);
+        let operation = crate::subscribe::Operation {
+            plan,
+            args,
+            headers: headers.clone(),
+            claims: state.claims.clone(),
+        };
+        return match crate::subscribe::start(operation, subscriber).await {
+            Ok(events) => Outcome {
+                refusal: None,
+                events: Some(events),
+                ..Outcome::request_error(ErrorCode::Internal, "")
+            }
+            .without_errors(),
+            Err(refused) => Outcome {
+                refusal: Some(match refused.code {
+                    ErrorCode::TooManySubscriptions => Refusal::TooMany,
+                    _ => Refusal::Request,
+                }),
+                ..Outcome::request_error(refused.code, refused.message)
+            },
+        };
+    }
     // docs/PLAN.md: the calls the plan can make, predicted before any is.
     let args = planned::arguments(&plan, &operation.node, &variables);
     let limits = &gateway.config.limits;
@@ -437,6 +482,14 @@ pub async fn run(
         forwarded: state.take_forwarded(),
         has_next: executed.has_next,
         rest,
+        events: None,
+    }
+}
+
+impl Outcome {
+    fn without_errors(mut self) -> Outcome {
+        self.errors.clear();
+        self
     }
 }
 

@@ -19,7 +19,7 @@ use http_body_util::LengthLimitError;
 use serde_json::Value;
 
 use super::graphiql;
-use super::media::{accepts_multipart, wants_html, ResponseMedia};
+use super::media::{accepts_multipart, wants_event_stream, wants_html, ResponseMedia};
 use super::operation;
 use super::outcome::{batch_response, request_error, too_large};
 use super::request::{from_query_params, parse_request};
@@ -69,6 +69,9 @@ pub async fn handle(State(gateway): State<Arc<Gateway>>, request: Request) -> Re
             Ok(claims) => post(&gateway, &client, claims, body).await,
             Err(refused) => refused,
         },
+        Method::GET if super::ws::is_upgrade(&client.headers) => {
+            super::ws::upgrade(gateway.clone(), client, parts.extensions).await
+        }
         Method::GET => get(&gateway, &parts.uri, &mut client).await,
         // Preflights are answered by the CORS layer when CORS is on.
         Method::OPTIONS => (
@@ -101,7 +104,10 @@ fn has_two_authorizations(headers: &HeaderMap) -> bool {
 
 /// Authentication, then the rate limit: what an HTTP request passes before
 /// its body is even read.
-async fn admit(gateway: &Gateway, client: &mut Client) -> Result<Option<Claims>, Response> {
+pub(super) async fn admit(
+    gateway: &Gateway,
+    client: &mut Client,
+) -> Result<Option<Claims>, Response> {
     let media = client.media;
     let claims = authenticate(gateway, &client.headers, media).await?;
     if gateway.auth.is_some() && claims.is_none() {
@@ -148,7 +154,7 @@ async fn admit(gateway: &Gateway, client: &mut Client) -> Result<Option<Claims>,
 
 /// Verifies the request's token before anything runs (docs/HTTP.md, docs/CONFIG.md `[auth]`):
 /// an invalid token, or a missing one when required, is 401.
-async fn authenticate(
+pub(super) async fn authenticate(
     gateway: &Gateway,
     headers: &HeaderMap,
     media: ResponseMedia,
@@ -183,7 +189,12 @@ async fn authenticate(
     }
 }
 
-async fn post(gateway: &Gateway, client: &Client, claims: Option<Claims>, body: Body) -> Response {
+async fn post(
+    gateway: &Arc<Gateway>,
+    client: &Client,
+    claims: Option<Claims>,
+    body: Body,
+) -> Response {
     let media = client.media;
     let headers = &client.headers;
     let limit = gateway.config.limits.max_body_bytes;
@@ -236,6 +247,9 @@ async fn post(gateway: &Gateway, client: &Client, claims: Option<Claims>, body: 
             )
         }
     };
+    if wants_event_stream(headers) {
+        return super::sse::respond(gateway, client, claims, json).await;
+    }
     match json {
         Value::Array(items) => {
             let max = gateway.config.limits.max_batch;

@@ -67,6 +67,12 @@ pub fn accepts_multipart(headers: &HeaderMap) -> bool {
     quality(&accept_text(headers), "multipart/mixed").is_some_and(|q| q > 0.0)
 }
 
+/// Whether the client asks for GraphQL over SSE: its `Accept` lists
+/// `text/event-stream` (docs/SUBSCRIPTIONS.md).
+pub fn wants_event_stream(headers: &HeaderMap) -> bool {
+    quality(&accept_text(headers), "text/event-stream").is_some_and(|q| q > 0.0)
+}
+
 /// Whether a browser asks for a page (`text/html` listed).
 pub fn wants_html(headers: &HeaderMap) -> bool {
     quality(&accept_text(headers), "text/html").is_some_and(|q| q > 0.0)

@@ -11,6 +11,9 @@ mod operation;
 mod outcome;
 mod request;
 mod root;
+mod sse;
+mod webhooks;
+mod ws;
 
 use std::sync::Arc;
 
@@ -46,6 +49,7 @@ pub fn app(gateway: Arc<Gateway>) -> Router {
         .route("/", get(root::index))
         .route("/graphql", any(graphql::handle))
         .route("/graphiql/{file}", get(graphiql::asset))
+        .route("/webhooks/{name}", any(webhooks::receive))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))

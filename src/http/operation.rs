@@ -28,6 +28,20 @@ pub async fn run(
     is_get: bool,
     incremental: bool,
 ) -> Outcome {
+    run_streamed(gateway, client, claims, request, is_get, incremental, None).await
+}
+
+/// [`run`] over a transport that streams (SSE, graphql-ws): a
+/// subscription may start, for `subscriber`.
+pub async fn run_streamed(
+    gateway: &Gateway,
+    client: &Client,
+    claims: Option<Claims>,
+    request: GraphqlRequest,
+    is_get: bool,
+    incremental: bool,
+    subscriber: Option<crate::subscribe::Subscriber>,
+) -> Outcome {
     let started = Instant::now();
     let subject = claims
         .as_ref()
@@ -57,6 +71,7 @@ pub async fn run(
         incremental,
         explain: client.explain,
         rate_key: client.rate_key.clone(),
+        subscriber,
     };
     let outcome = run::run(gateway, caller, request, &mut report)
         .instrument(span.clone())

@@ -21,6 +21,7 @@ pub fn status_of(refusal: Option<Refusal>, media: ResponseMedia) -> StatusCode {
         Some(Refusal::Document) => StatusCode::BAD_REQUEST,
         Some(Refusal::MethodNotAllowed) => StatusCode::METHOD_NOT_ALLOWED,
         Some(Refusal::RateLimited(_)) => StatusCode::TOO_MANY_REQUESTS,
+        Some(Refusal::TooMany) => StatusCode::TOO_MANY_REQUESTS,
     }
 }
 

@@ -51,6 +51,26 @@ pub enum BoundSource {
     Batch(BoundBatch),
     /// `value`: a template over the request, no call.
     Value(Template),
+    /// A subscription field: its value is the event being delivered
+    /// (docs/SUBSCRIPTIONS.md), never fetched by the operation itself.
+    Event(EventSource),
+}
+
+/// What feeds a subscription field's events.
+#[derive(Debug)]
+pub enum EventSource {
+    /// The call, made by a shared poller every `every`.
+    Poll {
+        /// Boxed: a call is ten times the size of a webhook's entry.
+        call: Box<BoundCall>,
+        every: Duration,
+        emit: crate::config::Emit,
+    },
+    /// Deliveries of `[webhooks.NAME]` whose body matches `filter`.
+    Webhook {
+        name: String,
+        filter: Vec<(Vec<String>, crate::connector::template::Template)>,
+    },
 }
 
 #[derive(Debug)]
@@ -92,6 +112,7 @@ pub fn bind(config: &mut Config, schema: &SchemaModel) -> Result<Bindings, Diagn
 
     let roots: Vec<&str> = std::iter::once(schema.query_type.as_str())
         .chain(schema.mutation_type.as_deref())
+        .chain(schema.subscription_type.as_deref())
         .collect();
     let mut bindings = Bindings::new();
     for (type_name, ty) in &schema.types {
@@ -249,8 +270,10 @@ fn check_mapping(
         error(diagnostics, format!("`{key}` is not a field of the schema"));
         return false;
     };
+    let is_subscription = schema.subscription_type.as_deref() == Some(mapping.type_name.as_str());
     let is_root = mapping.type_name == schema.query_type
-        || schema.mutation_type.as_deref() == Some(mapping.type_name.as_str());
+        || schema.mutation_type.as_deref() == Some(mapping.type_name.as_str())
+        || is_subscription;
     let is_batch = matches!(mapping.source, Some(FieldSource::Batch(_)));
     let mut ok = true;
     for (location, placeholder) in &mapping.placeholders {
@@ -304,6 +327,34 @@ fn check_mapping(
             );
             ok = false;
         }
+    }
+    match (&mapping.event, is_subscription) {
+        (Some(_), false) => {
+            error(
+                diagnostics,
+                format!(
+                    "`{key}`: `poll_ms` and `webhook` are only for fields of the subscription type"
+                ),
+            );
+            ok = false;
+        }
+        (None, true) => {
+            error(
+                diagnostics,
+                format!("`{key}`: a subscription field needs `poll_ms` (with a call) or `webhook`"),
+            );
+            ok = false;
+        }
+        (Some(crate::config::EventSpec::Poll { .. }), true)
+            if !matches!(mapping.source, Some(FieldSource::Call(_)) | None) =>
+        {
+            error(
+                diagnostics,
+                format!("`{key}`: `poll_ms` polls one call: `merge`, `batch` and `from` cannot be polled"),
+            );
+            ok = false;
+        }
+        _ => {}
     }
     ok && mapping.source.is_some()
 }
@@ -410,7 +461,33 @@ fn bound_source(mapping: FieldMapping, config: &Config) -> BoundSource {
         // `check_mapping` binds only mappings with a source.
         return BoundSource::ParentKey(mapping.field_name);
     };
+    match (mapping.event, source) {
+        (Some(crate::config::EventSpec::Poll { every, emit }), FieldSource::Call(spec)) => {
+            BoundSource::Event(EventSource::Poll {
+                call: Box::new(bind_call(spec)),
+                every,
+                emit,
+            })
+        }
+        (Some(crate::config::EventSpec::Webhook { name, filter }), _) => {
+            BoundSource::Event(EventSource::Webhook { name, filter })
+        }
+        (_, source) => bound_source_of(source, id, timeout, cache, config),
+    }
+}
+
+fn bound_source_of(
+    source: FieldSource,
+    id: Arc<str>,
+    timeout: Option<Duration>,
+    cache: Option<CachePolicy>,
+    config: &Config,
+) -> BoundSource {
+    let bind_call = |spec: CallSpec| bind_call(spec, timeout, cache, config);
     match source {
+        FieldSource::Webhook => {
+            BoundSource::ParentKey(id.rsplit('.').next().unwrap_or_default().to_owned())
+        }
         FieldSource::From(path) => BoundSource::From(path),
         FieldSource::Value(template) => BoundSource::Value(template),
         FieldSource::Call(spec) => BoundSource::Call(bind_call(spec)),

@@ -5,7 +5,8 @@
 
 use async_graphql::dynamic::{
     Enum, EnumItem, Field, FieldFuture, FieldValue, InputObject, InputValue, Interface,
-    InterfaceField, Object, Scalar, Schema, TypeRef, Union,
+    InterfaceField, Object, Scalar, Schema, Subscription, SubscriptionField,
+    SubscriptionFieldFuture, TypeRef, Union,
 };
 use async_graphql::parser::types::{
     BaseType, ConstDirective, FieldDefinition, InputValueDefinition, Type, TypeKind,
@@ -26,8 +27,19 @@ pub fn build(
     bindings: &Bindings,
     options: &SchemaOptions,
 ) -> Result<Schema, Diagnostics> {
-    let mut builder = Schema::build(&model.query_type, model.mutation_type.as_deref(), None)
-        .extension(ValidationCodes);
+    // The subscription type is registered only when some field of it is
+    // bound: an empty object type is not a valid schema.
+    let subscription = model.subscription_type.as_deref().filter(|name| {
+        bindings
+            .keys()
+            .any(|key| key.split_once('.').is_some_and(|(ty, _)| ty == *name))
+    });
+    let mut builder = Schema::build(
+        &model.query_type,
+        model.mutation_type.as_deref(),
+        subscription,
+    )
+    .extension(ValidationCodes);
     if !options.introspection {
         builder = builder.disable_introspection();
     }
@@ -39,6 +51,20 @@ pub fn build(
                 description,
                 Scalar::description,
             )),
+            TypeKind::Object(object) if Some(name.as_str()) == subscription => {
+                let mut built = with_description(
+                    Subscription::new(name),
+                    description,
+                    Subscription::description,
+                );
+                for field in &object.fields {
+                    let key = format!("{name}.{}", field.node.name.node);
+                    if bindings.get(&key).is_some() {
+                        built = built.field(subscription_field(&field.node));
+                    }
+                }
+                builder.register(built)
+            }
             TypeKind::Object(object) => {
                 let mut built =
                     with_description(Object::new(name), description, Object::description);
@@ -128,6 +154,31 @@ fn object_field(field: &FieldDefinition) -> Field {
     }
     // async-graphql marks a field deprecated whenever `deprecation` is
     // called, even with `None`: only call it for `@deprecated` fields.
+    if let Some(reason) = deprecation(&field.directives) {
+        built = built.deprecation(Some(&reason));
+    }
+    for arg in &field.arguments {
+        built = built.argument(input_value(&arg.node));
+    }
+    built
+}
+
+/// A subscription field for validation and introspection; events are
+/// delivered by `subscribe/`, never by this resolver.
+fn subscription_field(field: &FieldDefinition) -> SubscriptionField {
+    let mut built =
+        SubscriptionField::new(field.name.node.as_str(), type_ref(&field.ty.node), |_| {
+            SubscriptionFieldFuture::new(async {
+                Err::<futures::stream::Empty<async_graphql::Result<FieldValue<'_>>>, _>(
+                    async_graphql::Error::new(
+                        "subscriptions are served by the gateway's transports",
+                    ),
+                )
+            })
+        });
+    if let Some(d) = &field.description {
+        built = built.description(d.node.clone());
+    }
     if let Some(reason) = deprecation(&field.directives) {
         built = built.deprecation(Some(&reason));
     }

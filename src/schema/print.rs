@@ -22,11 +22,18 @@ pub fn print(model: &SchemaModel) -> String {
             .mutation_type
             .as_deref()
             .is_some_and(|m| m != "Mutation")
+        || model
+            .subscription_type
+            .as_deref()
+            .is_some_and(|s| s != "Subscription")
     {
         out.push_str("\nschema {\n");
         let _ = writeln!(out, "  query: {}", model.query_type);
         if let Some(mutation) = &model.mutation_type {
             let _ = writeln!(out, "  mutation: {mutation}");
+        }
+        if let Some(subscription) = &model.subscription_type {
+            let _ = writeln!(out, "  subscription: {subscription}");
         }
         out.push_str("}\n");
     }

@@ -41,6 +41,8 @@ pub struct SchemaModel {
     pub types: IndexMap<String, TypeDefinition>,
     pub query_type: String,
     pub mutation_type: Option<String>,
+    /// `schema { subscription }`, else a type named `Subscription`.
+    pub subscription_type: Option<String>,
     /// Directives the schema declares itself (Conflux's own are not here).
     pub directives: Vec<DirectiveDefinition>,
     /// Where each type and each `Type.field` was written.
@@ -132,12 +134,14 @@ pub fn merge(sources: &[(Arc<str>, String)], diagnostics: &mut Diagnostics) -> S
         types: IndexMap::new(),
         query_type: "Query".to_owned(),
         mutation_type: None,
+        subscription_type: None,
         directives: Vec::new(),
         locations: HashMap::new(),
     };
     let mut extensions = Vec::new();
     let mut schema_query = None;
     let mut schema_mutation = None;
+    let mut schema_subscription = None;
     let mut parse_failed = false;
     for (file, text) in sources {
         let document = match parse_schema(text) {
@@ -176,11 +180,8 @@ pub fn merge(sources: &[(Arc<str>, String)], diagnostics: &mut Diagnostics) -> S
                     if let Some(mutation) = &schema.node.mutation {
                         schema_mutation = Some(mutation.node.to_string());
                     }
-                    if schema.node.subscription.is_some() {
-                        diagnostics.push(Diagnostic::at(
-                            location(file, schema.pos),
-                            "subscriptions are not supported",
-                        ));
+                    if let Some(subscription) = &schema.node.subscription {
+                        schema_subscription = Some(subscription.node.to_string());
                     }
                 }
                 TypeSystemDefinition::Directive(directive) => {
@@ -203,6 +204,12 @@ pub fn merge(sources: &[(Arc<str>, String)], diagnostics: &mut Diagnostics) -> S
             .types
             .contains_key("Mutation")
             .then(|| "Mutation".to_owned())
+    });
+    model.subscription_type = schema_subscription.or_else(|| {
+        model
+            .types
+            .contains_key("Subscription")
+            .then(|| "Subscription".to_owned())
     });
     // A file that did not parse would make every reference into it look
     // broken: report the syntax error alone.

@@ -348,6 +348,29 @@ pub fn reload(outcome: &'static str) {
     counter!("conflux_config_reloads_total", "outcome" => outcome).increment(1);
 }
 
+/// Subscriptions open on this instance (docs/SUBSCRIPTIONS.md).
+pub fn subscriptions_open(delta: f64) {
+    gauge!("conflux_subscriptions_open").increment(delta);
+}
+
+/// Pollers running: one per distinct upstream request polled.
+pub fn pollers(delta: f64) {
+    gauge!("conflux_subscription_pollers").increment(delta);
+}
+
+/// One `POST /webhooks/NAME`: `accepted`, `unauthorized`, `bad_request`.
+/// `name` is a configured webhook's (an unknown one is answered 404 and
+/// not counted), so the label's values are bounded by the config.
+pub fn webhook_delivery(name: &str, result: &'static str) {
+    counter!("conflux_webhook_deliveries_total", "webhook" => name.to_owned(), "result" => result)
+        .increment(1);
+}
+
+/// Events delivered to subscribers.
+pub fn subscription_events(count: u64) {
+    counter!("conflux_subscription_events_total").increment(count);
+}
+
 #[cfg(test)]
 mod tests {
     use super::truncate;

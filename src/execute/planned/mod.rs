@@ -33,6 +33,7 @@ use async_graphql::{ServerError, Variables};
 
 use deferred::Deferral;
 use plan::DeferredPlan;
+pub use plan::FieldKind;
 pub use plan::OperationPlan;
 pub use plan::PlanSchema;
 pub use predict::{predict, predicted_calls, uses_parent, PredictedCall, Prediction};
@@ -40,7 +41,7 @@ pub use resolve::arguments;
 use resolve::Resolution;
 use write::Writer;
 
-use super::calls::Args;
+use super::calls::{self, Args};
 use super::operation::OperationState;
 use super::stream::PayloadSender;
 
@@ -205,6 +206,24 @@ pub async fn execute(
     let resolution = Resolution::new(state, plan, args);
     let introspected = resolve_first(plan, &resolution, &root, variables, executor).await;
     write_first(plan, &resolution, &root, introspected.as_deref()).0
+}
+
+/// Runs a planned subscription for one event: the subscription field
+/// `field` (a root field) is given `answer` — a poll's answer or a
+/// webhook's body — and the selection below it resolves like a query's
+/// (nested calls, batching, access rules), on the same two phases.
+pub async fn execute_event(
+    plan: &OperationPlan,
+    state: &OperationState,
+    args: Vec<Option<Args>>,
+    field: usize,
+    answer: Arc<calls::FieldAnswer>,
+) -> Executed {
+    let root = Json::new_object();
+    let resolution = Resolution::new(state, plan, args);
+    resolution.give(&root, field, answer);
+    resolution.object(&plan.root, &root, false).await;
+    write_first(plan, &resolution, &root, None).0
 }
 
 /// Runs a planned operation whose plan defers fragments, delivering its

@@ -37,6 +37,7 @@ const MAX_SPREAD_DEPTH: usize = 32;
 pub struct PlanSchema {
     pub query_type: String,
     pub mutation_type: Option<String>,
+    pub subscription_type: Option<String>,
     /// Object type → the interfaces it implements and the unions it is in.
     supertypes: HashMap<String, HashSet<String>>,
     /// `Type.field` → its arguments: name, type, SDL default.
@@ -104,6 +105,7 @@ impl PlanSchema {
         PlanSchema {
             query_type: sdl.query_type.clone(),
             mutation_type: sdl.mutation_type.clone(),
+            subscription_type: sdl.subscription_type.clone(),
             supertypes,
             field_args,
             inputs,
@@ -438,11 +440,13 @@ pub fn plan(
             .mutation_type
             .as_ref()
             .ok_or_else(|| Unplannable("the schema has no mutation type".to_owned()))?,
-        OperationType::Subscription => {
-            return Err(Unplannable(
-                "subscriptions are not served over this transport".to_owned(),
-            ))
-        }
+        // Planned like a query: each event resolves the selection below
+        // the subscription field (docs/SUBSCRIPTIONS.md); the transports
+        // decide whether one may run.
+        OperationType::Subscription => schema
+            .subscription_type
+            .as_ref()
+            .ok_or_else(|| Unplannable("the schema has no subscription type".to_owned()))?,
     };
     let mut planner = Planner {
         schema,

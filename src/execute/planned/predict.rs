@@ -175,6 +175,10 @@ impl Walk<'_> {
                     true
                 }
                 BoundSource::ParentKey(_) | BoundSource::From(_) | BoundSource::Value(_) => false,
+                // A subscription's source: its poller is shared and runs
+                // apart from the operation (docs/SUBSCRIPTIONS.md); what an
+                // event resolves below it is counted like a query's.
+                BoundSource::Event(_) => false,
             };
             let items = list_length(&binding.output, args, self.assumed);
             let parents = place.parents.saturating_mul(items.unwrap_or(1));

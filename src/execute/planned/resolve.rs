@@ -109,6 +109,13 @@ impl<'p> Resolution<'p> {
         .boxed()
     }
 
+    /// Gives field `id` of `parent` its answer before the walk: a
+    /// subscription field's event (docs/SUBSCRIPTIONS.md), which the
+    /// operation does not fetch itself.
+    pub fn give(&self, parent: &Json, id: usize, answer: Arc<FieldAnswer>) {
+        self.lock_answers().insert((address(parent), id), answer);
+    }
+
     /// The answer of field `id` for the object `parent`, when it was made.
     pub fn answer_of(&self, parent: &Json, id: usize) -> Option<Arc<FieldAnswer>> {
         self.lock_answers().get(&(address(parent), id)).cloned()
@@ -183,6 +190,14 @@ impl<'p> Resolution<'p> {
             BoundSource::ParentKey(key) if binding.shape.is_none() => {
                 self.below(sub, &binding.output, json::get(parent, key))
                     .await
+            }
+            // A subscription's event, given before the walk ([`Resolution::give`]).
+            BoundSource::Event(_) => {
+                if let Some(FieldAnswer::Value { held, .. }) =
+                    self.answer_of(parent, field.id).as_deref()
+                {
+                    self.below_held(sub, &binding.output, held).await;
+                }
             }
             BoundSource::From(path) if binding.shape.is_none() => {
                 self.below(sub, &binding.output, json::at(parent, path))

@@ -485,7 +485,13 @@ fn service_of<'r>(binding: &'r FieldBinding, parent_service: Option<&'r str>) ->
         BoundSource::Call(call) => Some(call.service.name.as_str()),
         BoundSource::Merge(calls) => calls.first().map(|c| c.service.name.as_str()),
         BoundSource::Batch(batch) => Some(batch.service.name.as_str()),
-        BoundSource::ParentKey(_) | BoundSource::From(_) | BoundSource::Value(_) => parent_service,
+        BoundSource::Event(crate::schema::binding::EventSource::Poll { call, .. }) => {
+            Some(call.service.name.as_str())
+        }
+        BoundSource::ParentKey(_)
+        | BoundSource::From(_)
+        | BoundSource::Event(_)
+        | BoundSource::Value(_) => parent_service,
     }
 }
 

@@ -8,8 +8,10 @@ pub mod gateway;
 pub mod multipart;
 pub mod process;
 pub mod redis;
+pub mod sse;
 pub mod temp;
 pub mod upstream;
+pub mod ws;
 
 pub use check::{check, check_files, position, run_binary};
 pub use client::{encode_params, error_codes, Reply};
