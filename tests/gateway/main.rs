@@ -25,5 +25,6 @@ mod openapi;
 mod operations;
 mod resilience;
 mod schema_constructs;
+mod sharing;
 mod tls;
 mod upstream_answers;
