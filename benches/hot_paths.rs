@@ -37,7 +37,7 @@ impl Scope for TestScope {
             Root::Args => &self.args,
             Root::Parent => &self.parent,
             Root::Keys => return Some(Looked::Input(Cow::Borrowed(&self.keys))),
-            Root::Claims | Root::Headers => return None,
+            Root::Claims | Root::Headers | Root::Response => return None,
         };
         value_at(root, &placeholder.path).map(|v| Looked::Input(Cow::Borrowed(v)))
     }

@@ -89,6 +89,16 @@ pub struct FieldError {
     pub service: Option<String>,
     /// The upstream HTTP status, when the upstream answered.
     pub status: Option<u16>,
+    /// What a mapping's `errors` made of it (docs/SHAPING.md).
+    pub shaped: Option<Box<ShapedError>>,
+}
+
+/// The parts of an upstream failure's GraphQL error an `errors` mapping
+/// gives: its own code, and extensions besides `service` and `status`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ShapedError {
+    pub code: Option<String>,
+    pub extensions: Vec<(String, serde_json::Value)>,
 }
 
 impl FieldError {
@@ -98,6 +108,7 @@ impl FieldError {
             message: message.into(),
             service: None,
             status: None,
+            shaped: None,
         }
     }
 
@@ -114,9 +125,16 @@ impl FieldError {
             message,
             service,
             status,
+            shaped,
         } = self;
         async_graphql::Error::new(message).extend_with(move |_, ext| {
-            ext.set("code", code.as_str());
+            let shaped_code = shaped.as_ref().and_then(|s| s.code.as_deref());
+            ext.set("code", shaped_code.unwrap_or(code.as_str()));
+            for (name, value) in shaped.iter().flat_map(|s| &s.extensions) {
+                if let Ok(value) = async_graphql::Value::from_json(value.clone()) {
+                    ext.set(name.as_str(), value);
+                }
+            }
             if let Some(service) = &service {
                 ext.set("service", service.as_str());
             }

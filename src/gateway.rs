@@ -156,7 +156,7 @@ fn longest_entry(bindings: &crate::schema::Bindings) -> Duration {
             BoundSource::Call(call) => vec![call.cache],
             BoundSource::Merge(calls) => calls.iter().map(|call| call.cache).collect(),
             BoundSource::Batch(batch) => vec![batch.cache],
-            BoundSource::ParentKey(_) | BoundSource::From(_) => Vec::new(),
+            BoundSource::ParentKey(_) | BoundSource::From(_) | BoundSource::Value(_) => Vec::new(),
         })
         .flatten();
     policies

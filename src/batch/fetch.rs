@@ -12,6 +12,7 @@ use sonic_rs::JsonValueTrait;
 
 use super::shared::Chunks;
 use super::{BatchItems, BatchOutcome};
+use crate::connector::errors::Failed;
 use crate::connector::request::{self, ClientContext, UpstreamRequest};
 use crate::connector::template::{Looked, Placeholder, Root, Scope};
 use crate::error::{ErrorCode, FieldError};
@@ -104,8 +105,8 @@ pub async fn fetch(
                         },
                     )
                     .await
-                    .map_err(|err| err.to_field_error()),
-                Err(err) => Err(err),
+                    .map_err(|err| spec.call.answers.failed(&err, scope)),
+                Err(err) => Err(Failed::Error(err)),
             };
             (chunk.to_vec(), result)
         });
@@ -121,7 +122,7 @@ pub async fn fetch(
     // request's are read from it.
     let mine: Option<foldhash::HashSet<String>> =
         shared.then(|| missing.iter().map(key_text).collect());
-    let sent: Vec<Chunks<Result<Fetched, FieldError>>> = if shared {
+    let sent: Vec<Chunks<Result<Fetched, Failed>>> = if shared {
         let group = (service.name.clone(), build(&[])?.identity());
         state
             .fetcher
@@ -140,7 +141,9 @@ pub async fn fetch(
         }
         let fetched = match answer {
             Ok(fetched) => fetched,
-            Err(err) => {
+            // docs/SHAPING.md `null_on`: like a 404, none of its keys matched.
+            Err(Failed::Null(_)) => continue,
+            Err(Failed::Error(err)) => {
                 // docs/CONFIG.md `stale_if_error_s`: when every key of the failed
                 // call has a stale entry, those stand in, marked stale.
                 if texts.iter().all(|t| stand_ins.contains_key(t)) {

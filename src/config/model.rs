@@ -182,6 +182,11 @@ pub struct ServiceConfig {
     /// The `tls` table: a private CA, a client certificate; `None`: the
     /// system's roots.
     pub tls: Option<crate::tls::ServiceTlsConfig>,
+    /// `errors`, `null_on`, `error_when` of the service: its calls' rules
+    /// unless their mapping says otherwise (docs/SHAPING.md).
+    pub answers: Arc<crate::connector::errors::AnswerRules>,
+    /// `oauth2`: client credentials for a Bearer token on every call.
+    pub oauth2: Option<crate::upstream::oauth2::OAuth2Config>,
 }
 
 /// `follow_redirects` of a service: a compromised or misconfigured
@@ -252,6 +257,20 @@ pub struct FieldMapping {
     pub stale_while_revalidate: Option<Duration>,
     /// `invalidates`: calls whose cached entries a successful mutation drops.
     pub invalidates: Vec<CallSpec>,
+    /// `filter`, `limit`, `map`, `default` (docs/SHAPING.md); `None`: none.
+    pub shape: Option<Arc<crate::connector::shape::Shape>>,
+    /// Where each shaping key was written, for the schema checks of
+    /// `filter`/`limit` on a non-list, and `map`/`default` values.
+    pub shape_locations: ShapeLocations,
+}
+
+/// Where a mapping's shaping keys are, and their values as written.
+#[derive(Debug, Default)]
+pub struct ShapeLocations {
+    pub filter: Option<Location>,
+    pub limit: Option<Location>,
+    pub map: Vec<(Location, toml::Value)>,
+    pub default: Option<(Location, toml::Value)>,
 }
 
 #[derive(Debug)]
@@ -264,6 +283,8 @@ pub enum FieldSource {
     From(Vec<String>),
     /// Keys collected across the operation, fetched together.
     Batch(BatchSpec),
+    /// No call: `value`, a template over the request (docs/SHAPING.md).
+    Value(Template),
 }
 
 /// One upstream request, as templates.
@@ -282,6 +303,11 @@ pub struct CallSpec {
     pub body: Option<BodyTemplate>,
     /// Dotted path into the response.
     pub select: Option<Vec<String>>,
+    /// `body_format = "form"`: the body as `application/x-www-form-urlencoded`.
+    pub form_body: bool,
+    /// `errors`, `null_on`, `error_when`: the service's with the mapping's
+    /// over them.
+    pub answers: Arc<crate::connector::errors::AnswerRules>,
 }
 
 #[derive(Debug)]

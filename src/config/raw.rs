@@ -126,6 +126,31 @@ pub struct RawService {
     pub max_response_bytes: u64,
     pub follow_redirects: Spanned<String>,
     pub tls: Option<Spanned<RawServiceTls>>,
+    /// docs/SHAPING.md: defaults for this service's calls.
+    pub errors: Option<Spanned<RawErrors>>,
+    pub null_on: Option<Spanned<Vec<u16>>>,
+    pub error_when: Option<Spanned<String>>,
+    /// docs/SHAPING.md "OAuth2 to services".
+    pub oauth2: Option<Spanned<RawOAuth2>>,
+}
+
+/// `errors = { message, code, extensions }` (docs/SHAPING.md).
+#[derive(Debug, Deserialize, Default)]
+#[serde(default)]
+pub struct RawErrors {
+    pub message: Option<Spanned<String>>,
+    pub code: Option<Spanned<String>>,
+    pub extensions: IndexMap<String, Spanned<String>>,
+}
+
+/// `oauth2 = { token_url, client_id, client_secret, scopes }`.
+#[derive(Debug, Deserialize, Default)]
+#[serde(default)]
+pub struct RawOAuth2 {
+    pub token_url: Option<Spanned<String>>,
+    pub client_id: Option<Spanned<String>>,
+    pub client_secret: Option<Spanned<String>>,
+    pub scopes: Vec<String>,
 }
 
 impl Default for RawService {
@@ -148,6 +173,10 @@ impl Default for RawService {
             max_response_bytes: 16 * 1024 * 1024,
             follow_redirects: Spanned::new(0..0, "same-origin".to_owned()),
             tls: None,
+            errors: None,
+            null_on: None,
+            error_when: None,
+            oauth2: None,
         }
     }
 }
@@ -315,6 +344,16 @@ pub struct RawMapping {
     /// On a mutation: the calls whose cached entries it drops.
     pub invalidates: Option<Vec<Spanned<RawCall>>>,
     pub timeout_ms: Option<u64>,
+    /// docs/SHAPING.md: what the answer means, and how it is shaped.
+    pub errors: Option<Spanned<RawErrors>>,
+    pub null_on: Option<Spanned<Vec<u16>>>,
+    pub error_when: Option<Spanned<String>>,
+    pub value: Option<Spanned<String>>,
+    pub filter: Option<Spanned<IndexMap<String, Spanned<String>>>>,
+    pub limit: Option<Spanned<toml::Value>>,
+    pub map: Option<Spanned<IndexMap<String, Spanned<toml::Value>>>>,
+    pub default: Option<Spanned<toml::Value>>,
+    pub body_format: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize, Default)]

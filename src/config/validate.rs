@@ -13,7 +13,10 @@ use toml::Spanned;
 use super::model::*;
 use super::raw::*;
 use super::{Diagnostics, Location, Source};
-use crate::connector::template::{Placeholder, Template};
+use crate::connector::errors::{AnswerOverrides, AnswerRules};
+use crate::connector::shape::{from_toml, Shape};
+use crate::connector::template::{Placeholder, Root, Template};
+use crate::upstream::oauth2::{OAuth2Config, Secret};
 
 /// Keys per batched call when `max` is not given.
 const DEFAULT_BATCH_MAX: usize = 100;
@@ -30,6 +33,7 @@ pub(super) fn validate(
         source,
         diagnostics,
         already_reported: &facts.failed_strings,
+        response_allowed: false,
     };
     let base_dir = path.parent().unwrap_or(Path::new("")).to_path_buf();
 
@@ -145,6 +149,9 @@ struct Validator<'a> {
     diagnostics: Diagnostics,
     /// Offsets of strings with an unset `${VAR}`: one message is enough.
     already_reported: &'a std::collections::HashSet<usize>,
+    /// `{response.…}` may be used: the templates of `errors` and
+    /// `error_when` are being compiled (docs/SHAPING.md).
+    response_allowed: bool,
 }
 
 impl Validator<'_> {
@@ -690,7 +697,14 @@ impl Validator<'_> {
                 ))
             })
             .collect();
+        let answers = self.service_answers(service);
+        let oauth2 = service
+            .oauth2
+            .as_ref()
+            .and_then(|oauth2| self.oauth2(name, oauth2));
         Some(ServiceConfig {
+            answers,
+            oauth2,
             name: name.to_owned(),
             urls,
             timeout: Duration::from_millis(service.timeout_ms),
@@ -789,55 +803,83 @@ impl Validator<'_> {
         let mapping = raw.get_ref();
         let mut placeholders = Vec::new();
         let has_call = mapping.service.is_some() || method_of(&mapping.as_call()).is_some();
-        let source = match (&mapping.from, &mapping.merge, &mapping.batch, has_call) {
-            (Some(from), None, None, false) => Some(FieldSource::From(dotted(from.get_ref()))),
-            (None, Some(calls), None, false) => {
-                if calls.is_empty() {
-                    self.error(at, "`merge` needs at least one call");
-                }
-                let specs: Vec<CallSpec> = calls
-                    .iter()
-                    .filter_map(|call| {
-                        self.call(
-                            call.span().start,
-                            &call.get_ref().as_call(),
-                            services,
-                            &mut placeholders,
-                        )
-                    })
-                    .collect();
-                (specs.len() == calls.len()).then_some(FieldSource::Merge(specs))
-            }
-            (None, None, Some(batch), _) => self.batch(mapping, batch, services, &mut placeholders),
-            (None, None, None, true) => self
-                .call(
-                    raw.span().start,
-                    &mapping.as_call(),
-                    services,
-                    &mut placeholders,
-                )
-                .map(FieldSource::Call),
-            (None, None, None, false) => {
+        let other_source = mapping.from.is_some()
+            || mapping.merge.is_some()
+            || mapping.batch.is_some()
+            || has_call;
+        let source = if let Some(value) = &mapping.value {
+            if other_source {
                 self.error(
+                    at,
+                    format!(
+                        "resolver `{key}` mixes `value` with `from`, `merge`, `batch` or a call; use one"
+                    ),
+                );
+                None
+            } else {
+                self.template(value, &mut placeholders)
+                    .map(FieldSource::Value)
+            }
+        } else if !other_source && mapping.has_shape() {
+            // Only shaping keys: the parent's key of the field's name,
+            // shaped.
+            Some(FieldSource::From(vec![field_name.to_owned()]))
+        } else {
+            match (&mapping.from, &mapping.merge, &mapping.batch, has_call) {
+                (Some(from), None, None, false) => Some(FieldSource::From(dotted(from.get_ref()))),
+                (None, Some(calls), None, false) => {
+                    if calls.is_empty() {
+                        self.error(at, "`merge` needs at least one call");
+                    }
+                    let specs: Vec<CallSpec> = calls
+                        .iter()
+                        .filter_map(|call| {
+                            self.call(
+                                call.span().start,
+                                &call.get_ref().as_call(),
+                                services,
+                                &mut placeholders,
+                            )
+                        })
+                        .collect();
+                    (specs.len() == calls.len()).then_some(FieldSource::Merge(specs))
+                }
+                (None, None, Some(batch), _) => {
+                    self.batch(mapping, batch, services, &mut placeholders)
+                }
+                (None, None, None, true) => self
+                    .call(
+                        raw.span().start,
+                        &mapping.as_call(),
+                        services,
+                        &mut placeholders,
+                    )
+                    .map(FieldSource::Call),
+                (None, None, None, false) => {
+                    self.error(
                     at,
                     format!(
                         "resolver `{}` needs a call (`service` + get/post/put/patch/delete), `from`, `merge` or `batch`",
                         key
                     ),
                 );
-                None
-            }
-            _ => {
-                self.error(
-                    at,
-                    format!(
-                        "resolver `{}` mixes `from`, `merge`, `batch` and a call; use one",
-                        key
-                    ),
-                );
-                None
+                    None
+                }
+                _ => {
+                    self.error(
+                        at,
+                        format!(
+                            "resolver `{}` mixes `from`, `merge`, `batch` and a call; use one",
+                            key
+                        ),
+                    );
+                    None
+                }
             }
         };
+        let mut source = source;
+        self.shape_calls(key, at, mapping, source.as_mut(), &mut placeholders);
+        let (shape, shape_locations) = self.shape(mapping, &mut placeholders);
         if mapping.stale_while_revalidate_s.is_some() && mapping.cache_ttl_s.is_none() {
             self.error(at, "`stale_while_revalidate_s` needs `cache_ttl_s`");
         }
@@ -864,6 +906,8 @@ impl Validator<'_> {
             stale_if_error: mapping.stale_if_error_s.map(Duration::from_secs),
             stale_while_revalidate: mapping.stale_while_revalidate_s.map(Duration::from_secs),
             invalidates,
+            shape,
+            shape_locations,
         })
     }
 
@@ -1037,6 +1081,11 @@ impl Validator<'_> {
         if raw.body.is_some() && method == Method::GET {
             self.error(at, "a GET call cannot have a `body`");
         }
+        let answers = service
+            .as_ref()
+            .and_then(|name| services.get(name))
+            .map(|s| s.answers.clone())
+            .unwrap_or_default();
         Some(CallSpec {
             service: service?,
             method,
@@ -1046,6 +1095,8 @@ impl Validator<'_> {
             headers,
             body,
             select: raw.select.map(|s| dotted(s.get_ref())),
+            form_body: false,
+            answers,
         })
     }
 
@@ -1097,6 +1148,9 @@ impl Validator<'_> {
     ) -> Option<Template> {
         match Template::parse(text) {
             Ok(template) => {
+                if !self.response_placeholders_fit(&template, offset) {
+                    return None;
+                }
                 let location = self.location(offset);
                 placeholders.extend(
                     template
@@ -1110,6 +1164,269 @@ impl Validator<'_> {
                 None
             }
         }
+    }
+}
+
+/// docs/SHAPING.md: `errors`, `null_on`, `error_when`, `value`, `filter`,
+/// `limit`, `map`, `default`, `body_format`, `oauth2`.
+impl Validator<'_> {
+    /// A service's `errors`, `null_on`, `error_when`: the defaults of its
+    /// calls.
+    fn service_answers(&mut self, service: &RawService) -> Arc<AnswerRules> {
+        let mut placeholders = Vec::new();
+        let overrides = self.answer_keys(
+            service.errors.as_ref(),
+            service.null_on.as_ref(),
+            service.error_when.as_ref(),
+            &mut placeholders,
+        );
+        let mut rules = AnswerRules::default().with(&overrides);
+        for (location, placeholder) in placeholders {
+            if placeholder.root == Root::Parent || placeholder.root == Root::Keys {
+                // A service's templates serve every field: the parent's and
+                // the batch's shapes differ from one to the next.
+                self.diagnostics.push(super::Diagnostic::at(
+                    location,
+                    format!("`{placeholder}`: a service's `errors` and `error_when` can use `response`, `args`, `claims` and `headers` only"),
+                ));
+                rules = AnswerRules::default();
+            }
+        }
+        Arc::new(rules)
+    }
+
+    fn answer_keys(
+        &mut self,
+        errors: Option<&Spanned<RawErrors>>,
+        null_on: Option<&Spanned<Vec<u16>>>,
+        error_when: Option<&Spanned<String>>,
+        placeholders: &mut Vec<(Location, Placeholder)>,
+    ) -> AnswerOverrides {
+        self.response_allowed = true;
+        let mut overrides = AnswerOverrides::default();
+        if let Some(errors) = errors {
+            let errors = errors.get_ref();
+            overrides.errors.message = errors
+                .message
+                .as_ref()
+                .and_then(|t| self.template(t, placeholders));
+            overrides.errors.code = errors
+                .code
+                .as_ref()
+                .and_then(|t| self.template(t, placeholders));
+            for (name, template) in &errors.extensions {
+                if let Some(compiled) = self.template(template, placeholders) {
+                    overrides.errors.extensions.push((name.clone(), compiled));
+                }
+            }
+        }
+        overrides.error_when = error_when.and_then(|t| self.template(t, placeholders));
+        self.response_allowed = false;
+        if let Some(null_on) = null_on {
+            for status in null_on.get_ref() {
+                if !(100..=599).contains(status) {
+                    self.error(
+                        null_on.span().start,
+                        format!("`null_on`: {status} is not an HTTP status"),
+                    );
+                }
+            }
+            overrides.null_on = Some(null_on.get_ref().clone());
+        }
+        overrides
+    }
+
+    /// Whether `template`'s `{response.…}` placeholders may be there, each
+    /// problem reported.
+    fn response_placeholders_fit(&mut self, template: &Template, offset: usize) -> bool {
+        let mut fits = true;
+        for placeholder in template.placeholders().filter(|p| p.root == Root::Response) {
+            let problem = if self.response_allowed {
+                crate::connector::errors::check_response_placeholder(placeholder).err()
+            } else {
+                Some(format!(
+                    "`{placeholder}`: `{{response.…}}` is only available in `errors` and `error_when`"
+                ))
+            };
+            if let Some(problem) = problem {
+                self.error(offset, problem);
+                fits = false;
+            }
+        }
+        fits
+    }
+
+    /// A mapping's `errors`, `null_on`, `error_when` over its calls' service
+    /// defaults, and `body_format`.
+    fn shape_calls(
+        &mut self,
+        key: &str,
+        at: usize,
+        mapping: &RawMapping,
+        source: Option<&mut FieldSource>,
+        placeholders: &mut Vec<(Location, Placeholder)>,
+    ) {
+        let overrides = self.answer_keys(
+            mapping.errors.as_ref(),
+            mapping.null_on.as_ref(),
+            mapping.error_when.as_ref(),
+            placeholders,
+        );
+        let form = match &mapping.body_format {
+            None => false,
+            Some(format) => {
+                self.one_of(format, &["json", "form"], "body_format");
+                format.get_ref() == "form"
+            }
+        };
+        let calls: Vec<&mut CallSpec> = match source {
+            Some(FieldSource::Call(spec)) => vec![spec],
+            Some(FieldSource::Merge(specs)) => specs.iter_mut().collect(),
+            Some(FieldSource::Batch(batch)) => vec![&mut batch.call],
+            _ => Vec::new(),
+        };
+        let has_call = !calls.is_empty()
+            || mapping.service.is_some()
+            || mapping.merge.is_some()
+            || mapping.batch.is_some();
+        if !has_call && (!overrides.is_empty() || mapping.body_format.is_some()) {
+            self.error(
+                at,
+                format!("resolver `{key}`: `errors`, `null_on`, `error_when` and `body_format` apply to calls only"),
+            );
+        }
+        if form {
+            let body = mapping.body.as_ref().or(mapping
+                .batch
+                .as_ref()
+                .and_then(|b| b.get_ref().body.as_ref()));
+            match body {
+                Some(body) => self.form_body(body),
+                None => self.error(at, "`body_format = \"form\"` needs a `body` table"),
+            }
+        }
+        for call in calls {
+            if !overrides.is_empty() {
+                call.answers = Arc::new(call.answers.with(&overrides));
+            }
+            call.form_body = form;
+        }
+    }
+
+    /// A form body is a table of templates or scalars: a nested table or an
+    /// array has no form encoding.
+    fn form_body(&mut self, body: &Spanned<toml::Value>) {
+        let Some(table) = body.get_ref().as_table() else {
+            self.error(
+                body.span().start,
+                "`body_format = \"form\"`: `body` must be a table of templates",
+            );
+            return;
+        };
+        for (name, value) in table {
+            if value.is_table() || value.is_array() {
+                self.error(
+                    body.span().start,
+                    format!("`body_format = \"form\"`: `body.{name}` is nested (a form body is one level of name = value)"),
+                );
+            }
+        }
+    }
+
+    /// `filter`, `limit`, `map`, `default`, compiled; their locations for
+    /// the schema checks in `schema::binding`.
+    fn shape(
+        &mut self,
+        mapping: &RawMapping,
+        placeholders: &mut Vec<(Location, Placeholder)>,
+    ) -> (Option<Arc<Shape>>, ShapeLocations) {
+        let mut shape = Shape::default();
+        let mut locations = ShapeLocations::default();
+        if let Some(filter) = &mapping.filter {
+            locations.filter = Some(self.location(filter.span().start));
+            for (path, template) in filter.get_ref() {
+                if let Some(template) = self.template(template, placeholders) {
+                    shape.filter.push((dotted(path), template));
+                }
+            }
+        }
+        if let Some(limit) = &mapping.limit {
+            locations.limit = Some(self.location(limit.span().start));
+            let text = match limit.get_ref() {
+                toml::Value::Integer(n) if *n >= 0 => Some(n.to_string()),
+                toml::Value::String(text) => Some(text.clone()),
+                _ => {
+                    self.error(
+                        limit.span().start,
+                        "`limit` must be a non-negative integer or a template like \"{args.first}\"",
+                    );
+                    None
+                }
+            };
+            shape.limit =
+                text.and_then(|text| self.template_text(&text, limit.span().start, placeholders));
+        }
+        if let Some(map) = &mapping.map {
+            for (from, to) in map.get_ref() {
+                shape.map.push((from.clone(), from_toml(to.get_ref())));
+                locations
+                    .map
+                    .push((self.location(to.span().start), to.get_ref().clone()));
+            }
+        }
+        if let Some(default) = &mapping.default {
+            shape.default = Some(from_toml(default.get_ref()));
+            locations.default = Some((
+                self.location(default.span().start),
+                default.get_ref().clone(),
+            ));
+        }
+        let shape = (!shape.is_empty()).then(|| Arc::new(shape));
+        (shape, locations)
+    }
+
+    /// `[services.X].oauth2`: every key present, the token URL an http(s)
+    /// URL. The secret is never in a message.
+    fn oauth2(&mut self, name: &str, raw: &Spanned<RawOAuth2>) -> Option<OAuth2Config> {
+        let at = raw.span().start;
+        let oauth2 = raw.get_ref();
+        let (Some(token_url), Some(client_id), Some(client_secret)) =
+            (&oauth2.token_url, &oauth2.client_id, &oauth2.client_secret)
+        else {
+            self.error(
+                at,
+                format!(
+                    "service `{name}`: `oauth2` needs `token_url`, `client_id` and `client_secret`"
+                ),
+            );
+            return None;
+        };
+        let url = match reqwest::Url::parse(token_url.get_ref()) {
+            Ok(url) if matches!(url.scheme(), "http" | "https") => url,
+            _ => {
+                self.error(
+                    token_url.span().start,
+                    format!("service `{name}`: `oauth2.token_url` is not an http(s) URL"),
+                );
+                return None;
+            }
+        };
+        Some(OAuth2Config {
+            token_url: url,
+            client_id: client_id.get_ref().clone(),
+            client_secret: Secret::new(client_secret.get_ref().clone()),
+            scopes: oauth2.scopes.clone(),
+        })
+    }
+}
+
+impl RawMapping {
+    /// Any of `filter`, `limit`, `map`, `default`.
+    fn has_shape(&self) -> bool {
+        self.filter.is_some()
+            || self.limit.is_some()
+            || self.map.is_some()
+            || self.default.is_some()
     }
 }
 

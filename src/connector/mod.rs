@@ -3,5 +3,7 @@
 //! the GraphQL executor, so a planned fast path can reuse them.
 
 pub mod coerce;
+pub mod errors;
 pub mod request;
+pub mod shape;
 pub mod template;

@@ -35,6 +35,10 @@ pub struct UpstreamRequest {
     /// its answer is the user's own, so the client's `Cache-Control` is
     /// `private`.
     pub personal: bool,
+    /// Read the body of a non-2xx answer (bounded): the call's `errors`
+    /// templates may name it (docs/SHAPING.md). Otherwise only 2xx bodies
+    /// are read.
+    pub error_body: bool,
     /// [`UpstreamRequest::identity`], built on first use: the operation's
     /// de-duplication, coalescing and the cache all key by it.
     identity: OnceLock<Arc<RequestIdentity>>,
@@ -256,6 +260,15 @@ pub fn build<'s>(
     }
 
     let body = spec.body.as_ref().map(|body| {
+        if spec.form_body {
+            headers.insert(
+                CONTENT_TYPE,
+                HeaderValue::from_static("application/x-www-form-urlencoded"),
+            );
+            let mut form = Vec::with_capacity(128);
+            write_form_body(body, scope, &mut form);
+            return Bytes::from(form);
+        }
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         let mut json = Vec::with_capacity(128);
         if !write_body(body, scope, &mut json) {
@@ -272,6 +285,7 @@ pub fn build<'s>(
         timeout,
         template: spec.path_text.clone(),
         personal: personal || watched.personal.get(),
+        error_body: spec.answers.reads_error_body,
         identity: OnceLock::new(),
     })
 }
@@ -348,6 +362,59 @@ pub fn write_body(body: &BodyTemplate, scope: &dyn Scope, out: &mut Vec<u8>) -> 
     true
 }
 
+/// Writes a body table as `application/x-www-form-urlencoded`
+/// (`body_format = "form"`): `name=value` pairs in the table's order, a
+/// value absent or null left out, a list's items comma-joined (as in a
+/// query string). `check` refuses a nested table or array.
+pub fn write_form_body(body: &BodyTemplate, scope: &dyn Scope, out: &mut Vec<u8>) {
+    let BodyTemplate::Object(entries) = body else {
+        return;
+    };
+    for (name, value) in entries {
+        let text = match value {
+            BodyTemplate::Text(template) => template.render_text(scope),
+            BodyTemplate::Literal(Value::String(text)) => Some(text.clone()),
+            BodyTemplate::Literal(Value::Null) => None,
+            BodyTemplate::Literal(other) => Some(other.to_string()),
+            BodyTemplate::Array(_) | BodyTemplate::Object(_) => None,
+        };
+        let Some(text) = text else {
+            continue;
+        };
+        if !out.is_empty() {
+            out.push(b'&');
+        }
+        out.extend_from_slice(form_encode(name).to_string().as_bytes());
+        out.push(b'=');
+        out.extend_from_slice(form_encode(&text).to_string().as_bytes());
+    }
+}
+
+/// The form-urlencoded serializer of the WHATWG URL standard: `*-._` and
+/// alphanumerics kept, a space as `+`, every other byte `%XX`.
+pub fn form_encode(text: &str) -> impl std::fmt::Display + '_ {
+    struct Form<'t>(&'t str);
+    impl std::fmt::Display for Form<'_> {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            for piece in percent_encoding::utf8_percent_encode(self.0, FORM_ENCODE_SET) {
+                if piece == "%20" {
+                    f.write_str("+")?;
+                } else {
+                    f.write_str(piece)?;
+                }
+            }
+            Ok(())
+        }
+    }
+    Form(text)
+}
+
+const FORM_ENCODE_SET: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'*')
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_');
+
 /// Fills a text template as a value: one placeholder alone keeps its JSON
 /// type (docs/CONFIG.md `body`), anything else is a string.
 pub fn render_value<'s>(template: &Template, scope: &'s dyn Scope) -> Option<Looked<'s>> {
@@ -379,6 +446,24 @@ mod tests {
 
     fn text(t: &str) -> BodyTemplate {
         BodyTemplate::Text(Template::parse(t).expect("valid"))
+    }
+
+    #[test]
+    fn form_bodies_are_urlencoded_in_table_order_absent_values_left_out() {
+        let body = BodyTemplate::Object(vec![
+            ("name".into(), text("{args.name}")),
+            ("qty".into(), text("{args.qty}")),
+            ("note".into(), text("{args.nope}")),
+            ("kind".into(), BodyTemplate::Literal(json!("a&b=c"))),
+            ("n".into(), BodyTemplate::Literal(json!(3))),
+        ]);
+        let scope = Args(json!({"name": "Ada Lovelace/é", "qty": 2}));
+        let mut out = Vec::new();
+        write_form_body(&body, &scope, &mut out);
+        assert_eq!(
+            String::from_utf8(out).expect("utf-8"),
+            "name=Ada+Lovelace%2F%C3%A9&qty=2&kind=a%26b%3Dc&n=3"
+        );
     }
 
     #[test]

@@ -31,6 +31,10 @@ pub enum Root {
     Claims,
     Headers,
     Keys,
+    /// `{response.status}`, `{response.body.…}`, `{response.headers.…}`:
+    /// the upstream's answer, in `errors` and `error_when` only
+    /// (docs/SHAPING.md).
+    Response,
 }
 
 impl Root {
@@ -41,6 +45,7 @@ impl Root {
             "claims" => Root::Claims,
             "headers" => Root::Headers,
             "keys" => Root::Keys,
+            "response" => Root::Response,
             _ => return None,
         })
     }
@@ -52,6 +57,7 @@ impl Root {
             Root::Claims => "claims",
             Root::Headers => "headers",
             Root::Keys => "keys",
+            Root::Response => "response",
         }
     }
 }
@@ -336,7 +342,7 @@ fn parse_placeholder(inner: &str) -> Result<Placeholder, String> {
     let root = Root::parse(root_name).ok_or_else(|| {
         format!(
             "unknown template root `{root_name}` in `{{{inner}}}` \
-             (expected args, parent, claims, headers or keys)"
+             (expected args, parent, claims, headers, keys or response)"
         )
     })?;
     let path: Vec<String> = segments.map(str::to_owned).collect();

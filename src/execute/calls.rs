@@ -15,6 +15,7 @@ use sonic_rs::JsonValueTrait;
 use super::operation::{CallLabel, OperationState};
 use crate::batch::{BatchId, Grouped};
 use crate::connector::coerce::{OutputKind, ScalarKind};
+use crate::connector::errors::{Failed, Response};
 use crate::connector::request::{self, render_value, ClientContext};
 use crate::connector::template::{value_at, Looked, Placeholder, Root, Scope};
 use crate::error::{ErrorCode, FieldError};
@@ -139,7 +140,7 @@ impl Scope for FieldScope<'_> {
                 Some(Looked::Input(Cow::Owned(Value::String(text))))
             }
             Root::Claims => value_at(self.claims?, path).map(|v| Looked::Input(Cow::Borrowed(v))),
-            Root::Keys => None,
+            Root::Keys | Root::Response => None,
         }
     }
 }
@@ -162,7 +163,7 @@ pub fn timed_out() -> FieldError {
 }
 
 async fn answer_now(scope: &FieldScope<'_>, state: &OperationState) -> FieldAnswer {
-    let answer = answer_calls(scope, state).await;
+    let answer = shaped(answer_calls(scope, state).await, scope);
     if !scope.binding.invalidates.is_empty() && matches!(answer, FieldAnswer::Value { .. }) {
         invalidate(scope, state).await;
     }
@@ -203,7 +204,7 @@ async fn answer_calls(scope: &FieldScope<'_>, state: &OperationState) -> FieldAn
                 held: Held::Owned(Json::from(true)),
                 stale,
             },
-            (CallOutcome::NotFound, _) => not_found(binding, &call.service.name),
+            (CallOutcome::NotFound(status), _) => not_found(binding, &call.service.name, status),
             (CallOutcome::NoCall(placeholder), _) => missing_value(binding, &placeholder, scope),
             (CallOutcome::Failed(err), _) => FieldAnswer::Failed(err),
         },
@@ -227,7 +228,9 @@ async fn answer_calls(scope: &FieldScope<'_>, state: &OperationState) -> FieldAn
                         )
                     }
                     // docs/CONFIG.md: a 404 from any of them applies to the whole field.
-                    CallOutcome::NotFound => return not_found(binding, &call.service.name),
+                    CallOutcome::NotFound(status) => {
+                        return not_found(binding, &call.service.name, status)
+                    }
                     CallOutcome::NoCall(placeholder) => {
                         return missing_value(binding, &placeholder, scope)
                     }
@@ -257,10 +260,79 @@ async fn answer_calls(scope: &FieldScope<'_>, state: &OperationState) -> FieldAn
                 Err(err) => FieldAnswer::Failed(err),
             }
         }
+        BoundSource::Value(template) => local_value(template, scope),
+        // With a shape, the parent's value is kept as the field's answer.
+        BoundSource::ParentKey(key) if binding.shape.is_some() => {
+            held_copy(scope.parent.and_then(|p| json::get(p, key)))
+        }
+        BoundSource::From(path) if binding.shape.is_some() => {
+            held_copy(scope.parent.and_then(|p| json::at(p, path)))
+        }
         BoundSource::ParentKey(_) | BoundSource::From(_) => FieldAnswer::Failed(FieldError::new(
             ErrorCode::Internal,
             format!("`{}` has no call", binding.name),
         )),
+    }
+}
+
+/// A value of the parent's, as a field's answer (to be shaped).
+fn held_copy(value: Option<&Json>) -> FieldAnswer {
+    match value {
+        Some(value) if !value.is_null() => FieldAnswer::Value {
+            held: Held::Owned(value.clone()),
+            stale: false,
+        },
+        _ => FieldAnswer::Null,
+    }
+}
+
+/// docs/SHAPING.md `value`: the template rendered against the request;
+/// one placeholder alone keeps its JSON type, text is a `String`. A
+/// placeholder without a value makes the field null (`MISSING_VALUE` on a
+/// non-null field).
+fn local_value(
+    template: &crate::connector::template::Template,
+    scope: &FieldScope<'_>,
+) -> FieldAnswer {
+    let missing = template
+        .placeholders()
+        .find(|p| scope.lookup(p).is_none_or(|v| v.is_null()));
+    if let Some(placeholder) = missing {
+        return missing_value(scope.binding, placeholder, scope);
+    }
+    match render_value(template, scope) {
+        Some(value) if !value.is_null() => FieldAnswer::Value {
+            held: Held::Owned(value.to_json()),
+            stale: false,
+        },
+        _ => FieldAnswer::Null,
+    }
+}
+
+/// docs/SHAPING.md: a field's `filter`, `limit`, `map` and `default`,
+/// applied once to its answer; what the engine walks and writes after.
+pub fn shaped(answer: FieldAnswer, scope: &FieldScope<'_>) -> FieldAnswer {
+    let Some(shape) = &scope.binding.shape else {
+        return answer;
+    };
+    let value = match &answer {
+        FieldAnswer::Failed(_) => return answer,
+        FieldAnswer::Null => shape.apply(None, scope),
+        FieldAnswer::Value { held, .. } => match (held, &scope.binding.output.kind) {
+            (Held::Batch { .. }, OutputKind::List(_)) => {
+                let items = Json::from(held.matches().to_vec());
+                shape.apply(Some(&items), scope)
+            }
+            _ => shape.apply(held.single(), scope),
+        },
+    };
+    let stale = matches!(answer, FieldAnswer::Value { stale: true, .. });
+    match value {
+        Some(value) => FieldAnswer::Value {
+            held: Held::Owned(value),
+            stale,
+        },
+        None => FieldAnswer::Null,
     }
 }
 
@@ -321,7 +393,8 @@ enum CallOutcome {
     /// `select`: `true`, the call succeeded (what `conflux import openapi`
     /// maps an operation without a JSON answer to; docs/OPENAPI.md).
     Success,
-    NotFound,
+    /// A 404, or another status in `null_on`.
+    NotFound(u16),
     NoCall(Placeholder),
     Failed(FieldError),
 }
@@ -349,11 +422,50 @@ async fn fetch(
     };
     let fetched = match state.fetch(&call.service, request, call.cache, label).await {
         Ok(fetched) => fetched,
-        Err(err) => return (CallOutcome::Failed(err.to_field_error()), false),
+        Err(err) => return (failed_call(call, scope, &err), false),
     };
     state.note_lifetime(fetched.lifetime);
+    let rules = &call.spec.answers;
     let outcome = match &*fetched.answer {
-        UpstreamAnswer::NotFound => CallOutcome::NotFound,
+        UpstreamAnswer::NotFound if rules.nulls(404) => CallOutcome::NotFound(404),
+        UpstreamAnswer::NotFound => {
+            let mut base = FieldError::new(
+                ErrorCode::UpstreamError,
+                format!("service `{}` answered HTTP 404", call.service.name),
+            )
+            .from_service(&call.service.name);
+            base.status = Some(404);
+            let response = Response {
+                status: 404,
+                headers: None,
+                body: None,
+            };
+            CallOutcome::Failed(rules.shape(base, &response, scope))
+        }
+        UpstreamAnswer::Json { value, .. }
+            if rules.fails(
+                &Response {
+                    status: 200,
+                    headers: None,
+                    body: Some(value),
+                },
+                scope,
+            ) =>
+        {
+            // docs/SHAPING.md `error_when`: a 2xx carrying an error.
+            let mut base = FieldError::new(
+                ErrorCode::UpstreamError,
+                format!("service `{}` answered with an error", call.service.name),
+            )
+            .from_service(&call.service.name);
+            base.status = Some(200);
+            let response = Response {
+                status: 200,
+                headers: None,
+                body: Some(value),
+            };
+            CallOutcome::Failed(rules.shape(base, &response, scope))
+        }
         UpstreamAnswer::Json { value, .. }
             if value.is_null()
                 && call.spec.select.is_none()
@@ -370,6 +482,19 @@ async fn fetch(
         }),
     };
     (outcome, fetched.stale)
+}
+
+/// A failed call as its field sees it (docs/SHAPING.md `null_on`,
+/// `errors`).
+fn failed_call(
+    call: &BoundCall,
+    scope: &FieldScope<'_>,
+    err: &crate::upstream::UpstreamError,
+) -> CallOutcome {
+    match call.spec.answers.failed(err, scope) {
+        Failed::Null(status) => CallOutcome::NotFound(status),
+        Failed::Error(err) => CallOutcome::Failed(err),
+    }
 }
 
 /// An upstream answer and the part of it a field selects, borrowed.
@@ -390,15 +515,16 @@ impl Selected {
     }
 }
 
-/// docs/CONFIG.md: 404 makes a nullable field null without an error.
-fn not_found(binding: &Binding, service: &str) -> FieldAnswer {
+/// docs/CONFIG.md: 404 (or a `null_on` status, docs/SHAPING.md) makes a
+/// nullable field null without an error.
+fn not_found(binding: &Binding, service: &str, status: u16) -> FieldAnswer {
     if binding.output.non_null {
         let mut err = FieldError::new(
             ErrorCode::UpstreamError,
-            format!("service `{service}` answered HTTP 404"),
+            format!("service `{service}` answered HTTP {status}"),
         )
         .from_service(service);
-        err.status = Some(404);
+        err.status = Some(status);
         FieldAnswer::Failed(err)
     } else {
         FieldAnswer::Null

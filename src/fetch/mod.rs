@@ -21,8 +21,8 @@ pub use lifetime::Lifetime;
 
 use crate::batch::shared::BatchGroups;
 use crate::config::ServiceConfig;
+use crate::connector::errors::Failed;
 use crate::connector::request::UpstreamRequest;
-use crate::error::FieldError;
 use crate::telemetry::metrics;
 use crate::upstream::{CacheDirectives, UpstreamAnswer, UpstreamClient, UpstreamError};
 
@@ -55,7 +55,7 @@ pub struct Fetcher {
     /// Batched calls shared across client requests (`batch_window_ms`),
     /// beside coalescing: both pool the same upstream work of concurrent
     /// clients.
-    pub shared_batches: BatchGroups<Result<Fetched, FieldError>>,
+    pub shared_batches: BatchGroups<Result<Fetched, Failed>>,
     /// Keys being refreshed in the background (`stale_while_revalidate_s`):
     /// one refresh per key, however many requests meet the entry.
     refreshing: Mutex<foldhash::HashSet<String>>,

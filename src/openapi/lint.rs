@@ -88,7 +88,7 @@ pub fn lint(
             Some(FieldSource::Merge(calls)) => calls.iter().collect(),
             Some(FieldSource::Batch(batch)) => vec![&batch.call],
             // A mapping with a problem of its own is linted once it is fixed.
-            Some(FieldSource::From(_)) | None => Vec::new(),
+            Some(FieldSource::From(_) | FieldSource::Value(_)) | None => Vec::new(),
         };
         for call in calls.into_iter().filter(|c| c.service == service) {
             let Some(op) = find(&ops, &prefixes, call) else {

@@ -15,7 +15,8 @@ use crate::config::{
     BatchSpec, CallSpec, Config, Diagnostic, Diagnostics, FieldMapping, FieldSource, ServiceConfig,
 };
 use crate::connector::coerce::{AbstractType, EnumValues, OutputKind, OutputType, ScalarKind};
-use crate::connector::template::Root;
+use crate::connector::shape::Shape;
+use crate::connector::template::{Root, Template};
 use crate::fetch::CachePolicy;
 
 /// How one field gets its value; built once, shared by every request.
@@ -32,6 +33,9 @@ pub struct FieldBinding {
     /// `invalidates` (a mutation field): the calls whose cached entries
     /// its success drops.
     pub invalidates: Vec<BoundCall>,
+    /// `filter`, `limit`, `map`, `default` (docs/SHAPING.md): applied once,
+    /// where the engine keeps the field's answer.
+    pub shape: Option<Arc<Shape>>,
 }
 
 #[derive(Debug)]
@@ -43,6 +47,8 @@ pub enum BoundSource {
     Call(BoundCall),
     Merge(Vec<BoundCall>),
     Batch(BoundBatch),
+    /// `value`: a template over the request, no call.
+    Value(Template),
 }
 
 #[derive(Debug)]
@@ -95,8 +101,10 @@ pub fn bind(config: &mut Config, schema: &SchemaModel) -> Result<Bindings, Diagn
             let key = format!("{type_name}.{}", field.name.node);
             let output = outputs.compile(&field.ty.node);
             let mut invalidates = Vec::new();
+            let mut shape = None;
             let source = match mapped.remove(&key) {
                 Some(mut mapping) => {
+                    shape = mapping.shape.take();
                     invalidates = std::mem::take(&mut mapping.invalidates)
                         .into_iter()
                         .map(|spec| bind_call(spec, None, None, config))
@@ -125,6 +133,7 @@ pub fn bind(config: &mut Config, schema: &SchemaModel) -> Result<Bindings, Diagn
                     source,
                     access,
                     invalidates,
+                    shape,
                 }),
             );
         }
@@ -263,6 +272,9 @@ fn check_mapping(
             ok = false;
         }
     }
+    if !check_shape(mapping, &field.ty.node, schema, diagnostics) {
+        ok = false;
+    }
     if !mapping.invalidates.is_empty()
         && schema.mutation_type.as_deref() != Some(mapping.type_name.as_str())
     {
@@ -289,6 +301,80 @@ fn check_mapping(
         }
     }
     ok && mapping.source.is_some()
+}
+
+/// docs/SHAPING.md: `filter` and `limit` only on a list field; a `map`
+/// value and a `default` of the field's type.
+fn check_shape(
+    mapping: &FieldMapping,
+    ty: &Type,
+    schema: &SchemaModel,
+    diagnostics: &mut Diagnostics,
+) -> bool {
+    let key = format!("{}.{}", mapping.type_name, mapping.field_name);
+    let written = &mapping.shape_locations;
+    let is_list = matches!(ty.base, BaseType::List(_));
+    let mut ok = true;
+    let mut refuse = |location: &crate::config::Location, message: String| {
+        diagnostics.push(Diagnostic::at(location.clone(), message));
+        ok = false;
+    };
+    for (name, location) in [("filter", &written.filter), ("limit", &written.limit)] {
+        if let (Some(location), false) = (location, is_list) {
+            refuse(
+                location,
+                format!("`{key}`: `{name}` applies to a list, and `{key}` is `{ty}`"),
+            );
+        }
+    }
+    // A `map` value replaces one scalar: it must fit the innermost type.
+    let mut leaf = ty;
+    while let BaseType::List(item) = &leaf.base {
+        leaf = item;
+    }
+    for (location, value) in &written.map {
+        if !fits(value, leaf, schema) {
+            refuse(
+                location,
+                format!("`{key}`: `map` value {value} does not fit `{leaf}`"),
+            );
+        }
+    }
+    if let Some((location, value)) = &written.default {
+        if !fits(value, ty, schema) {
+            refuse(
+                location,
+                format!("`{key}`: `default` {value} does not fit `{ty}`"),
+            );
+        }
+    }
+    ok
+}
+
+/// Whether a TOML value is a value of the GraphQL type `ty`.
+fn fits(value: &toml::Value, ty: &Type, schema: &SchemaModel) -> bool {
+    match (&ty.base, value) {
+        (BaseType::List(item), toml::Value::Array(items)) => {
+            items.iter().all(|v| fits(v, item, schema))
+        }
+        (BaseType::List(_), _) => false,
+        (BaseType::Named(_), toml::Value::Array(_)) => false,
+        (BaseType::Named(name), value) => match (name.as_str(), value) {
+            ("Int", toml::Value::Integer(n)) => i32::try_from(*n).is_ok(),
+            ("Float", toml::Value::Integer(_) | toml::Value::Float(_)) => true,
+            ("String", toml::Value::String(_)) => true,
+            ("Boolean", toml::Value::Boolean(_)) => true,
+            ("ID", toml::Value::String(_) | toml::Value::Integer(_)) => true,
+            ("Int" | "Float" | "String" | "Boolean" | "ID", _) => false,
+            (other, value) => match schema.types.get(other).map(|t| &t.kind) {
+                Some(TypeKind::Enum(values)) => value
+                    .as_str()
+                    .is_some_and(|text| values.values.iter().any(|v| v.node.value.node == text)),
+                Some(TypeKind::Scalar) | None => true,
+                Some(_) => value.is_table(),
+            },
+        },
+    }
 }
 
 fn bind_call(
@@ -321,6 +407,7 @@ fn bound_source(mapping: FieldMapping, config: &Config) -> BoundSource {
     };
     match source {
         FieldSource::From(path) => BoundSource::From(path),
+        FieldSource::Value(template) => BoundSource::Value(template),
         FieldSource::Call(spec) => BoundSource::Call(bind_call(spec)),
         FieldSource::Merge(specs) => BoundSource::Merge(specs.into_iter().map(bind_call).collect()),
         FieldSource::Batch(spec) => {

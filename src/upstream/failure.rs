@@ -9,8 +9,9 @@ use crate::error::{ErrorCode, FieldError};
 /// from this, not from strings.
 #[derive(Debug, Clone, PartialEq)]
 pub enum UpstreamFailure {
-    /// The service answered a non-2xx status other than 404.
-    Status(u16),
+    /// The service answered a non-2xx status other than 404; with what
+    /// it said, when the call's `errors` templates read it.
+    Status(u16, Option<Arc<ErrorAnswer>>),
     /// No answer within the call's timeout (or, for one attempt, within
     /// its connect timeout).
     Timeout,
@@ -32,9 +33,9 @@ impl UpstreamFailure {
     /// `unavailable`, `bad_response`.
     pub fn status_class(&self) -> &'static str {
         match self {
-            UpstreamFailure::Status(500..=599) => "5xx",
-            UpstreamFailure::Status(400..=499) => "4xx",
-            UpstreamFailure::Status(_) => "other",
+            UpstreamFailure::Status(500..=599, _) => "5xx",
+            UpstreamFailure::Status(400..=499, _) => "4xx",
+            UpstreamFailure::Status(..) => "other",
             UpstreamFailure::Timeout => "timeout",
             UpstreamFailure::Unavailable => "unavailable",
             UpstreamFailure::BadResponse | UpstreamFailure::TooLarge => "bad_response",
@@ -49,7 +50,7 @@ impl UpstreamFailure {
             self,
             UpstreamFailure::Unavailable
                 | UpstreamFailure::Timeout
-                | UpstreamFailure::Status(502..=504)
+                | UpstreamFailure::Status(502..=504, _)
         )
     }
 
@@ -61,9 +62,18 @@ impl UpstreamFailure {
             self,
             UpstreamFailure::Unavailable
                 | UpstreamFailure::Timeout
-                | UpstreamFailure::Status(500..)
+                | UpstreamFailure::Status(500.., _)
         )
     }
+}
+
+/// A non-2xx answer as the `errors` templates read it
+/// (`{response.headers.…}`, `{response.body.…}`).
+#[derive(Debug, PartialEq)]
+pub struct ErrorAnswer {
+    pub headers: http::HeaderMap,
+    /// The body, when it was JSON within the bound read.
+    pub body: Option<super::json::Json>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -78,7 +88,7 @@ impl UpstreamError {
     pub fn to_field_error(&self) -> FieldError {
         let service = &*self.service;
         let (code, message, status) = match &self.failure {
-            UpstreamFailure::Status(status) => (
+            UpstreamFailure::Status(status, _) => (
                 ErrorCode::UpstreamError,
                 format!("service `{service}` answered HTTP {status}"),
                 Some(*status),
@@ -127,12 +137,12 @@ mod tests {
         for (failure, retryable, counts) in [
             (Unavailable, true, true),
             (Timeout, true, true),
-            (Status(502), true, true),
-            (Status(503), true, true),
-            (Status(504), true, true),
-            (Status(500), false, true),
-            (Status(429), false, false),
-            (Status(400), false, false),
+            (Status(502, None), true, true),
+            (Status(503, None), true, true),
+            (Status(504, None), true, true),
+            (Status(500, None), false, true),
+            (Status(429, None), false, false),
+            (Status(400, None), false, false),
             (BadResponse, false, false),
             (TooLarge, false, false),
             (UnsafePath, false, false),

@@ -20,6 +20,7 @@ pub mod failure;
 pub mod health;
 pub mod instance;
 pub mod json;
+pub mod oauth2;
 pub mod service;
 pub mod transport;
 

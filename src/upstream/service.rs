@@ -56,6 +56,8 @@ pub struct Service {
     limit: Semaphore,
     /// Calls waiting for a permit.
     waiting: AtomicU64,
+    /// `oauth2`: the Bearer token every call carries.
+    tokens: Option<super::oauth2::Tokens>,
 }
 
 /// What the metrics (and tests) can read of one service.
@@ -102,6 +104,10 @@ impl Service {
             balancer: Balancer::new(config.load_balancing),
             limit: Semaphore::new(config.max_concurrency.max(1) as usize),
             waiting: AtomicU64::new(0),
+            tokens: config
+                .oauth2
+                .clone()
+                .map(|oauth2| super::oauth2::Tokens::new(oauth2, http.clone())),
             name,
             http,
             direct,
@@ -119,6 +125,31 @@ impl Service {
     /// a retryable failure — never past `request.timeout`, the whole
     /// budget, waiting included.
     pub async fn send(&self, request: &UpstreamRequest) -> Result<UpstreamAnswer, UpstreamFailure> {
+        let Some(tokens) = &self.tokens else {
+            return self.send_as_is(request).await;
+        };
+        // docs/SHAPING.md "OAuth2 to services": the token goes on every
+        // call; a 401 renews it once and sends the call once more.
+        let deadline = Instant::now() + request.timeout;
+        let bearer = tokens.bearer(deadline).await?;
+        let with_token = |header: http::HeaderValue| {
+            let mut request = request.clone();
+            request.headers.insert(http::header::AUTHORIZATION, header);
+            request
+        };
+        let result = self.send_as_is(&with_token(bearer.header)).await;
+        if !matches!(result, Err(UpstreamFailure::Status(401, _))) {
+            return result;
+        }
+        tracing::debug!(service = %self.name, "service answered 401; renewing its oauth2 token");
+        let renewed = tokens.renew(bearer.generation, deadline).await?;
+        self.send_as_is(&with_token(renewed.header)).await
+    }
+
+    async fn send_as_is(
+        &self,
+        request: &UpstreamRequest,
+    ) -> Result<UpstreamAnswer, UpstreamFailure> {
         let deadline = Instant::now() + request.timeout;
         // Fail fast: when no instance may be called, neither waiting for a
         // place nor the network can help.
@@ -322,8 +353,17 @@ impl Service {
                 return Err(UpstreamFailure::Unavailable);
             }
         };
-        if reply.status == StatusCode::NOT_FOUND {
+        if reply.status == StatusCode::NOT_FOUND && reply.error_headers.is_none() {
             return Ok(UpstreamAnswer::NotFound);
+        }
+        if let Some(headers) = reply.error_headers {
+            // docs/SHAPING.md: the call's `errors` templates read it.
+            let body = reply.body.and_then(|body| super::json::parse(&body).ok());
+            let answer = super::failure::ErrorAnswer { headers, body };
+            return Err(UpstreamFailure::Status(
+                reply.status.as_u16(),
+                Some(Arc::new(answer)),
+            ));
         }
         let (Some(body), true) = (reply.body, reply.status.is_success()) else {
             tracing::debug!(
@@ -332,7 +372,7 @@ impl Service {
                 status = reply.status.as_u16(),
                 "upstream answered an error status"
             );
-            return Err(UpstreamFailure::Status(reply.status.as_u16()));
+            return Err(UpstreamFailure::Status(reply.status.as_u16(), None));
         };
         let (cache, forwarded) = (reply.cache, reply.forwarded);
         if body.is_empty() {
@@ -397,6 +437,7 @@ impl Service {
                 deadline,
                 max_body: self.config.max_response_bytes,
                 forward: &self.config.forward_response_headers,
+                error_body: request.error_body,
             };
             let reply = match direct {
                 Some(direct) => direct.send(call).await?,

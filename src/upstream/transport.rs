@@ -36,8 +36,11 @@ pub struct Reply {
     pub cache: CacheDirectives,
     /// The service's `forward_response_headers` the answer carried.
     pub forwarded: Forwarded,
-    /// Read only for a 2xx answer.
+    /// Read for a 2xx answer, and for an error answer when the call asks
+    /// (`Outgoing::error_body`).
     pub body: Option<Bytes>,
+    /// An error answer's headers, kept when its body is read.
+    pub error_headers: Option<HeaderMap>,
     /// Where the call would go on, when the answer is a redirect.
     pub redirect: Option<Redirect>,
 }
@@ -57,10 +60,20 @@ impl Reply {
             cache: CacheDirectives::parse(headers),
             forwarded,
             body: None,
+            error_headers: None,
             redirect: None,
         }
     }
+
+    /// Whether this answer's body is read as an error's: a non-2xx that is
+    /// no redirect, to a call whose `errors` templates read bodies.
+    fn wants_error_body(&self, error_body: bool) -> bool {
+        error_body && !self.status.is_success() && self.redirect.is_none()
+    }
 }
+
+/// The most of an error answer's body read for `errors` templates.
+pub const MAX_ERROR_BODY: usize = 64 * 1024;
 
 /// The next step of a redirected call, as reqwest's redirect policy
 /// (tower-http's `FollowRedirect`) takes it: a 301 or 302 turns a POST into
@@ -173,6 +186,8 @@ pub struct Outgoing<'a> {
     pub max_body: usize,
     /// `forward_response_headers`: the answer's headers to keep.
     pub forward: &'a [HeaderName],
+    /// Read an error answer's body too (at most [`MAX_ERROR_BODY`]).
+    pub error_body: bool,
 }
 
 /// Why a transport got no reply.
@@ -221,6 +236,20 @@ pub async fn via_reqwest(client: &reqwest::Client, call: Outgoing<'_>) -> Result
             body.extend_from_slice(&chunk);
         }
         reply.body = Some(body.freeze());
+    } else if reply.wants_error_body(call.error_body) {
+        reply.error_headers = Some(response.headers().clone());
+        let limit = MAX_ERROR_BODY.min(call.max_body);
+        let mut body = BytesMut::new();
+        // A body over the bound, or broken, is no body: the failure stays
+        // the status.
+        while let Ok(Some(chunk)) = response.chunk().await {
+            if body.len() + chunk.len() > limit {
+                body.clear();
+                break;
+            }
+            body.extend_from_slice(&chunk);
+        }
+        reply.body = (!body.is_empty()).then(|| body.freeze());
     }
     Ok(reply)
 }
@@ -356,6 +385,17 @@ impl Direct {
                         SendError::Failed(with_causes("cannot read the answer", &*err))
                     })?;
                 reply.body = Some(body.to_bytes());
+            } else if reply.wants_error_body(call.error_body) {
+                reply.error_headers = Some(response.headers().clone());
+                let limit = MAX_ERROR_BODY.min(call.max_body);
+                // A body over the bound, or broken, is no body: the
+                // failure stays the status.
+                reply.body = Limited::new(response.into_body(), limit)
+                    .collect()
+                    .await
+                    .ok()
+                    .map(|body| body.to_bytes())
+                    .filter(|body| !body.is_empty());
             }
             Ok(reply)
         };

@@ -272,8 +272,12 @@ pub fn follow<'v, 's, 'p>(
     };
     let ty = &binding.output;
     match &binding.source {
-        BoundSource::ParentKey(key) => descend(ty, json::get(parent, key)?, rest),
-        BoundSource::From(path) => descend(ty, json::at(parent, path)?, rest),
+        BoundSource::ParentKey(key) if binding.shape.is_none() => {
+            descend(ty, json::get(parent, key)?, rest)
+        }
+        BoundSource::From(path) if binding.shape.is_none() => {
+            descend(ty, json::at(parent, path)?, rest)
+        }
         _ => {
             let FieldAnswer::Value { held, .. } = answer? else {
                 return None;

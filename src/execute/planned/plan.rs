@@ -884,10 +884,12 @@ impl<'a> Planner<'a> {
             ),
             _ => SubPlan::Leaf,
         };
-        let calls = !matches!(
-            binding.source,
-            BoundSource::ParentKey(_) | BoundSource::From(_)
-        );
+        // A shaped field's answer is kept like a call's (docs/SHAPING.md).
+        let calls = binding.shape.is_some()
+            || !matches!(
+                binding.source,
+                BoundSource::ParentKey(_) | BoundSource::From(_)
+            );
         if calls {
             let definitions = self
                 .schema

@@ -166,11 +166,11 @@ impl<'p> Resolution<'p> {
             }
         }
         match &binding.source {
-            BoundSource::ParentKey(key) => {
+            BoundSource::ParentKey(key) if binding.shape.is_none() => {
                 self.below(sub, &binding.output, json::get(parent, key))
                     .await
             }
-            BoundSource::From(path) => {
+            BoundSource::From(path) if binding.shape.is_none() => {
                 self.below(sub, &binding.output, json::at(parent, path))
                     .await
             }
@@ -301,12 +301,16 @@ impl<'p> Resolution<'p> {
             // item, everything else is done per distinct key.
             let mut keys: IndexMap<String, Json, foldhash::fast::RandomState> = IndexMap::default();
             let mut item_keys = Vec::with_capacity(items.len());
+            let mut first_parent: Vec<&Json> = Vec::new();
             let mut no_key = Vec::new();
             for value in items.iter().filter(|v| v.is_object()) {
                 let scope = FieldScope::new(binding, self.state, args, Some(value));
                 match calls::batch_key(batch, &scope) {
                     Some(key) => {
-                        let (index, _) = keys.insert_full(json::key_text(&key), key);
+                        let (index, known) = keys.insert_full(json::key_text(&key), key);
+                        if known.is_none() {
+                            first_parent.push(value);
+                        }
                         item_keys.push((address(value), index));
                     }
                     None => no_key.push((address(value), calls::no_key(binding, batch, &scope))),
@@ -327,11 +331,20 @@ impl<'p> Resolution<'p> {
             };
             let per_key: Vec<Arc<FieldAnswer>> = keys
                 .into_keys()
-                .map(|text| {
-                    Arc::new(match &found {
+                .enumerate()
+                .map(|(index, text)| {
+                    let answer = match &found {
                         Ok(found) => calls::batch_answer(found, text),
                         Err(err) => FieldAnswer::Failed(err.clone()),
-                    })
+                    };
+                    if binding.shape.is_none() {
+                        return Arc::new(answer);
+                    }
+                    // A shape's templates read the arguments (the same for
+                    // every item) and the first parent with that key.
+                    let parent = first_parent.get(index).copied();
+                    let scope = FieldScope::new(binding, self.state, args, parent);
+                    Arc::new(calls::shaped(answer, &scope))
                 })
                 .collect();
             let mut answers = self.lock_answers();

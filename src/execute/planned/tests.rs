@@ -120,6 +120,7 @@ fn object(out: &mut String, plan: &ObjectPlan, depth: usize, whole: &OperationPl
                     BoundSource::Call(call) => format!("call {}", call.spec.path_text),
                     BoundSource::Merge(calls) => format!("merge of {}", calls.len()),
                     BoundSource::Batch(batch) => format!("batch {}", batch.id),
+                    BoundSource::Value(_) => "value".to_owned(),
                 };
                 let mut line = source;
                 if !feeds.is_empty() {

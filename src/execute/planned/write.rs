@@ -215,11 +215,13 @@ impl<'r> Writer<'r> {
             service: service_of(binding, parent_service),
         };
         match &binding.source {
-            BoundSource::ParentKey(key) => {
+            BoundSource::ParentKey(key) if binding.shape.is_none() => {
                 let json = read.unwrap_or_else(|| json::get(parent, key));
                 self.value(json, &binding.output, &at)
             }
-            BoundSource::From(path) => self.value(json::at(parent, path), &binding.output, &at),
+            BoundSource::From(path) if binding.shape.is_none() => {
+                self.value(json::at(parent, path), &binding.output, &at)
+            }
             _ => {
                 let Some(answer) = self.resolution.answer_of(parent, field.id) else {
                     // The first phase ran out of time before reaching it.
@@ -429,7 +431,7 @@ fn service_of<'r>(binding: &'r FieldBinding, parent_service: Option<&'r str>) ->
         BoundSource::Call(call) => Some(call.service.name.as_str()),
         BoundSource::Merge(calls) => calls.first().map(|c| c.service.name.as_str()),
         BoundSource::Batch(batch) => Some(batch.service.name.as_str()),
-        BoundSource::ParentKey(_) | BoundSource::From(_) => parent_service,
+        BoundSource::ParentKey(_) | BoundSource::From(_) | BoundSource::Value(_) => parent_service,
     }
 }
 
