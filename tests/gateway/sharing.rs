@@ -152,12 +152,12 @@ async fn concurrent_clients_keys_share_batch_calls() {
     let client: &Client = &gw;
 
     // Client a's batch (p1, p2) goes at once and stays in flight 1.5 s.
-    let a = names(&client, "a", &[]);
+    let a = names(client, "a", &[]);
     let later = async {
         received(&products, 1).await;
         // b's p2 is in a's call: b awaits it. b's p3 and c's p4, asked
         // while a's call is in flight, wait the window and go together.
-        futures::join!(names(&client, "b", &[]), names(&client, "c", &[]))
+        futures::join!(names(client, "b", &[]), names(client, "c", &[]))
     };
     let (a, (b, c)) = futures::join!(a, later);
     assert_eq!(a, vec![json!("Product p1"), json!("Product p2")]);
@@ -184,11 +184,11 @@ async fn calls_carrying_different_users_never_share() {
     .await;
     let client: &Client = &gw;
 
-    let first = names(&client, "a", &[("authorization", "Bearer user-1")]);
+    let first = names(client, "a", &[("authorization", "Bearer user-1")]);
     let second = async {
         received(&products, 1).await;
         // The same keys, asked while user 1's call is in flight.
-        names(&client, "a", &[("authorization", "Bearer user-2")]).await
+        names(client, "a", &[("authorization", "Bearer user-2")]).await
     };
     let (first, second) = futures::join!(first, second);
     assert_eq!(first, second);
@@ -208,10 +208,10 @@ async fn a_window_of_zero_shares_nothing() {
     let gw = gateway("batch_window_ms = 0", &orders, &products).await;
     let client: &Client = &gw;
 
-    let a = names(&client, "a", &[]);
+    let a = names(client, "a", &[]);
     let b = async {
         received(&products, 1).await;
-        names(&client, "b", &[]).await
+        names(client, "b", &[]).await
     };
     let (a, b) = futures::join!(a, b);
     assert_eq!(a, vec![json!("Product p1"), json!("Product p2")]);
@@ -230,10 +230,10 @@ async fn with_the_default_window_keys_in_flight_are_not_asked_again() {
     let gw = gateway("", &orders, &products).await;
     let client: &Client = &gw;
 
-    let a = names(&client, "a", &[]);
+    let a = names(client, "a", &[]);
     let b = async {
         received(&products, 1).await;
-        names(&client, "b", &[]).await
+        names(client, "b", &[]).await
     };
     let (_, b) = futures::join!(a, b);
     assert_eq!(b, vec![json!("Product p2"), json!("Product p3")]);
