@@ -10,13 +10,14 @@ use std::sync::Arc;
 use futures::future::join_all;
 use sonic_rs::JsonValueTrait;
 
+use super::shared::Chunks;
 use super::{BatchItems, BatchOutcome};
 use crate::connector::errors::Failed;
 use crate::connector::request::{self, ClientContext, UpstreamRequest};
 use crate::connector::template::{Looked, Placeholder, Root, Scope};
 use crate::error::{ErrorCode, FieldError};
 use crate::execute::operation::{CallLabel, OperationState};
-use crate::fetch::{Lifetime, Lookup};
+use crate::fetch::{Fetched, Lifetime, Lookup};
 use crate::schema::binding::BoundBatch;
 use crate::upstream::json::{self, key_text, Json};
 use crate::upstream::{CacheDirectives, UpstreamAnswer};
@@ -48,9 +49,10 @@ pub async fn fetch(
     };
     let mut grouped = BatchItems::default();
     grouped.by_key.reserve(keys.len());
-    // Per-key cache entries are keyed by the call that would fetch that one
-    // key alone, so they carry the same identity (headers included).
-    let mut cache_keys: Vec<String> = Vec::new();
+    // Per-key cache entries, by key text, are keyed by the call that would
+    // fetch that one key alone, so they carry the same identity (headers
+    // included).
+    let mut cache_keys: Vec<(String, String)> = Vec::new();
     let mut stand_ins: foldhash::HashMap<String, Json> = foldhash::HashMap::default();
     let mut missing = Vec::with_capacity(keys.len());
     // Whether the calls carry who the user is (any one key's call does
@@ -64,50 +66,83 @@ pub async fn fetch(
                 // `b`: a batch's per-key entries are not a mutation's to
                 // invalidate (docs/CACHING.md).
                 let cache_key = format!("b{}", single.identity().fingerprint(&batch.service.name));
+                let text = key_text(&key);
                 match state.fetcher.lookup(&cache_key).await {
                     Lookup::Fresh(entry) if entry.value.as_ref().is_some_and(|v| v.is_array()) => {
                         state.note_lifetime(Lifetime::of_entry(&entry, single.personal));
                         let items = entry.value.as_ref().and_then(json::items);
                         grouped
                             .by_key
-                            .insert(key_text(&key), items.unwrap_or_default().to_vec());
+                            .insert(text, items.unwrap_or_default().to_vec());
                         continue;
                     }
                     lookup => {
                         if let Some(value) = lookup.stand_in().and_then(|e| e.value.clone()) {
-                            stand_ins.insert(key_text(&key), value);
+                            stand_ins.insert(text.clone(), value);
                         }
                     }
                 }
-                cache_keys.push(cache_key);
+                cache_keys.push((text, cache_key));
                 missing.push(key);
             }
         }
         None => missing = keys,
     }
-    let calls = missing.chunks(spec.max).map(|chunk| async {
-        let request = build(chunk).map_err(Failed::Error)?;
-        // The per-key entries are the cache here, not the whole call.
+    if missing.is_empty() {
+        return Ok(Arc::new(grouped));
+    }
+    // The calls for a set of keys, `max` keys each, made concurrently.
+    let field = &field;
+    let send = |keys: Vec<Json>| async move {
+        let calls = keys.chunks(spec.max).map(|chunk| async {
+            let result = match build(chunk) {
+                // The per-key entries are the cache here, not the whole call.
+                Ok(request) => state
+                    .fetch(
+                        &batch.service,
+                        request,
+                        None,
+                        CallLabel {
+                            path: spec.call.path_text.clone(),
+                            batch_size: Some(chunk.len()),
+                            field: field.clone(),
+                        },
+                    )
+                    .await
+                    .map_err(|err| spec.call.answers.failed(&err, scope)),
+                Err(err) => Err(Failed::Error(err)),
+            };
+            (chunk.to_vec(), result)
+        });
+        join_all(calls).await
+    };
+    // docs/CONFIG.md `batch_window_ms`: pooled with other client requests'
+    // keys of the same call; never for a service whose answers carry
+    // headers for the client (one user's `Set-Cookie` must not reach
+    // another).
+    let service = &batch.service;
+    let shared = !service.batch_window.is_zero() && service.forward_response_headers.is_empty();
+    // With sharing, a sent batch holds other requests' keys too: only this
+    // request's are read from it.
+    let mine: Option<foldhash::HashSet<String>> =
+        shared.then(|| missing.iter().map(key_text).collect());
+    let sent: Vec<Chunks<Result<Fetched, Failed>>> = if shared {
+        let group = (service.name.clone(), build(&[])?.identity());
         state
-            .fetch(
-                &batch.service,
-                request,
-                None,
-                CallLabel {
-                    path: spec.call.path_text.clone(),
-                    batch_size: Some(chunk.len()),
-                    field: field.clone(),
-                },
-            )
+            .fetcher
+            .shared_batches
+            .fetch(group, missing, service.batch_window, send)
             .await
-            .map_err(|err| spec.call.answers.failed(&err, scope))
-    });
+    } else {
+        vec![Arc::new(send(missing).await)]
+    };
+    let is_mine = |text: &str| mine.as_ref().is_none_or(|mine| mine.contains(text));
     let mut directives = CacheDirectives::default();
-    for (answer, chunk) in join_all(calls)
-        .await
-        .into_iter()
-        .zip(missing.chunks(spec.max))
-    {
+    for (chunk, answer) in sent.iter().flat_map(|chunks| chunks.iter()) {
+        let texts: Vec<String> = chunk.iter().map(key_text).filter(|t| is_mine(t)).collect();
+        if texts.is_empty() {
+            continue;
+        }
         let fetched = match answer {
             Ok(fetched) => fetched,
             // docs/SHAPING.md `null_on`: like a 404, none of its keys matched.
@@ -115,7 +150,6 @@ pub async fn fetch(
             Err(Failed::Error(err)) => {
                 // docs/CONFIG.md `stale_if_error_s`: when every key of the failed
                 // call has a stale entry, those stand in, marked stale.
-                let texts: Vec<String> = chunk.iter().map(key_text).collect();
                 if texts.iter().all(|t| stand_ins.contains_key(t)) {
                     state.note_lifetime(Lifetime::NO_STORE);
                     for text in texts {
@@ -127,7 +161,7 @@ pub async fn fetch(
                     }
                     continue;
                 }
-                return Err(err);
+                return Err(err.clone());
             }
         };
         state.note_lifetime(match batch.cache {
@@ -157,13 +191,14 @@ pub async fn fetch(
         };
         for item in items {
             if let Some(text) = json::at(item, &spec.match_field).map(json::key_text) {
-                grouped.by_key.entry(text).or_default().push(item.clone());
+                if is_mine(&text) {
+                    grouped.by_key.entry(text).or_default().push(item.clone());
+                }
             }
         }
     }
     if let Some(policy) = batch.cache {
-        for (key, cache_key) in missing.iter().zip(cache_keys) {
-            let text = key_text(key);
+        for (text, cache_key) in cache_keys {
             if grouped.stale.contains(&text) {
                 continue;
             }

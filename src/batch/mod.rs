@@ -17,6 +17,7 @@
 //! is [`fetch::fetch`]: the batch's calls and its per-key cache.
 
 pub mod fetch;
+pub mod shared;
 
 use std::future::Future;
 use std::sync::{Arc, Mutex};

@@ -226,6 +226,10 @@ pub struct ServiceConfig {
     pub claims_headers: Vec<(HeaderName, String)>,
     pub max_concurrency: u32,
     pub coalesce: bool,
+    /// How long a batched call waits for other client requests' keys of
+    /// the same call while one is in flight (docs/CONFIG.md
+    /// `batch_window_ms`); zero: batches are not shared across requests.
+    pub batch_window: Duration,
     /// The largest answer body read from one call; past it the call is
     /// `UPSTREAM_BAD_RESPONSE` and the connection is dropped.
     pub max_response_bytes: usize,

@@ -749,6 +749,7 @@ impl Validator<'_> {
             claims_headers,
             max_concurrency: service.max_concurrency,
             coalesce: service.coalesce,
+            batch_window: Duration::from_millis(service.batch_window_ms),
             max_response_bytes: usize::try_from(service.max_response_bytes).unwrap_or(usize::MAX),
             follow_redirects,
             load_balancing,

@@ -183,6 +183,7 @@ impl AnswerRules {
 }
 
 /// What a failed call comes to for its field.
+#[derive(Debug, Clone)]
 pub enum Failed {
     /// A status in `null_on`: null on a nullable field.
     Null(u16),

@@ -19,7 +19,9 @@ use cache::{now_ms, Entry, ResponseCache};
 use coalesce::Coalescer;
 pub use lifetime::Lifetime;
 
+use crate::batch::shared::BatchGroups;
 use crate::config::ServiceConfig;
+use crate::connector::errors::Failed;
 use crate::connector::request::UpstreamRequest;
 use crate::telemetry::metrics;
 use crate::upstream::{CacheDirectives, UpstreamAnswer, UpstreamClient, UpstreamError};
@@ -50,6 +52,10 @@ pub struct Fetcher {
     pub upstream: Arc<UpstreamClient>,
     cache: Option<ResponseCache>,
     coalescer: Arc<Coalescer>,
+    /// Batched calls shared across client requests (`batch_window_ms`),
+    /// beside coalescing: both pool the same upstream work of concurrent
+    /// clients.
+    pub shared_batches: BatchGroups<Result<Fetched, Failed>>,
     /// Keys being refreshed in the background (`stale_while_revalidate_s`):
     /// one refresh per key, however many requests meet the entry.
     refreshing: Mutex<foldhash::HashSet<String>>,
@@ -61,6 +67,7 @@ impl Fetcher {
             upstream,
             cache,
             coalescer: Arc::new(Coalescer::default()),
+            shared_batches: BatchGroups::default(),
             refreshing: Mutex::default(),
         }
     }

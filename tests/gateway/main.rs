@@ -36,6 +36,7 @@ mod resilience;
 mod schema_constructs;
 mod shaping;
 mod shaping_check;
+mod sharing;
 mod subscription_clients;
 mod subscriptions;
 mod subscriptions_process;
