@@ -122,25 +122,23 @@ pub async fn fetch(
     // another).
     let service = &batch.service;
     let shared = !service.batch_window.is_zero() && service.forward_response_headers.is_empty();
-    // With sharing, a sent batch holds other requests' keys too: only this
-    // request's are read from it.
-    let mine: Option<foldhash::HashSet<String>> =
-        shared.then(|| missing.iter().map(key_text).collect());
-    let sent: Vec<Chunks<Result<Fetched, Failed>>> = if shared {
+    // With sharing, a sent batch may hold other requests' keys too (`mine`
+    // is then this request's): only this request's are read from it.
+    let (sent, mine): (Vec<Chunks<Result<Fetched, Failed>>>, _) = if shared {
         let group = (service.name.clone(), build(&[])?.identity());
-        state
+        let answer = state
             .fetcher
             .shared_batches
             .fetch(group, missing, service.batch_window, send)
-            .await
+            .await;
+        (answer.chunks, answer.mine)
     } else {
-        vec![Arc::new(send(missing).await)]
+        (vec![Arc::new(send(missing).await)], None)
     };
     let is_mine = |text: &str| mine.as_ref().is_none_or(|mine| mine.contains(text));
     let mut directives = CacheDirectives::default();
     for (chunk, answer) in sent.iter().flat_map(|chunks| chunks.iter()) {
-        let texts: Vec<String> = chunk.iter().map(key_text).filter(|t| is_mine(t)).collect();
-        if texts.is_empty() {
+        if mine.is_some() && !chunk.iter().any(|key| is_mine(&key_text(key))) {
             continue;
         }
         let fetched = match answer {
@@ -150,6 +148,8 @@ pub async fn fetch(
             Err(Failed::Error(err)) => {
                 // docs/CONFIG.md `stale_if_error_s`: when every key of the failed
                 // call has a stale entry, those stand in, marked stale.
+                let texts: Vec<String> =
+                    chunk.iter().map(key_text).filter(|t| is_mine(t)).collect();
                 if texts.iter().all(|t| stand_ins.contains_key(t)) {
                     state.note_lifetime(Lifetime::NO_STORE);
                     for text in texts {

@@ -87,12 +87,24 @@ struct Batch<R> {
 struct Joined<R> {
     awaited: Vec<(u64, Outcome<R>, Vec<Json>)>,
     opened: Option<Opened>,
+    /// The texts of the member's keys.
+    texts: Vec<String>,
+}
+
+/// What a member's keys came to: the sent batches holding them, and, when
+/// any of those holds other requests' keys too, the member's own key texts
+/// (`None`: every key in `chunks` is the member's).
+pub struct SharedAnswer<R> {
+    pub chunks: Vec<Chunks<R>>,
+    pub mine: Option<foldhash::HashSet<String>>,
 }
 
 struct Opened {
     id: u64,
     /// Another batch of the call was in flight: wait for others' keys.
     wait: bool,
+    /// How many of its keys are the opener's own.
+    own: usize,
 }
 
 impl<K: Hash + Eq + Clone, R: Clone + Send + Sync + 'static> SharedBatches<K, R> {
@@ -106,13 +118,15 @@ impl<K: Hash + Eq + Clone, R: Clone + Send + Sync + 'static> SharedBatches<K, R>
         keys: Vec<Json>,
         window: Duration,
         send: F,
-    ) -> Vec<Chunks<R>>
+    ) -> SharedAnswer<R>
     where
         F: Fn(Vec<Json>) -> Fut,
         Fut: Future<Output = Vec<(Vec<Json>, R)>>,
     {
         let joined = self.join(&group, keys);
         let mut found = Vec::with_capacity(joined.awaited.len() + 1);
+        // Whether a sent batch holds keys of other requests.
+        let mut foreign = false;
         if let Some(opened) = joined.opened {
             // Takes the batch off the group however this member ends.
             let _leading = Leading {
@@ -124,6 +138,7 @@ impl<K: Hash + Eq + Clone, R: Clone + Send + Sync + 'static> SharedBatches<K, R>
                 tokio::time::sleep(window).await;
             }
             if let Some((keys, sender)) = self.start(&group, opened.id) {
+                foreign |= keys.len() != opened.own;
                 let chunks = Arc::new(send(keys).await);
                 // Members may be gone (their operations were cancelled).
                 let _ = sender.send(chunks.clone());
@@ -132,12 +147,18 @@ impl<K: Hash + Eq + Clone, R: Clone + Send + Sync + 'static> SharedBatches<K, R>
         }
         for (_, outcome, mine) in joined.awaited {
             match outcome.await {
-                Ok(chunks) => found.push(chunks),
+                Ok(chunks) => {
+                    foreign = true;
+                    found.push(chunks)
+                }
                 // Its sender went away before the answers were in.
                 Err(_) => found.push(Arc::new(send(mine).await)),
             }
         }
-        found
+        SharedAnswer {
+            chunks: found,
+            mine: foreign.then(|| joined.texts.into_iter().collect()),
+        }
     }
 
     fn join(&self, group: &K, keys: Vec<Json>) -> Joined<R> {
@@ -145,8 +166,10 @@ impl<K: Hash + Eq + Clone, R: Clone + Send + Sync + 'static> SharedBatches<K, R>
         let entry = groups.entry(group.clone()).or_default();
         let mut awaited: Vec<(u64, Outcome<R>, Vec<Json>)> = Vec::new();
         let mut fresh: Vec<(String, Json)> = Vec::new();
+        let mut texts = Vec::with_capacity(keys.len());
         for key in keys {
             let text = key_text(&key);
+            texts.push(text.clone());
             let holder = entry
                 .in_flight
                 .iter()
@@ -164,6 +187,7 @@ impl<K: Hash + Eq + Clone, R: Clone + Send + Sync + 'static> SharedBatches<K, R>
             return Joined {
                 awaited,
                 opened: None,
+                texts,
             };
         }
         if let Some(collecting) = &mut entry.collecting {
@@ -181,15 +205,17 @@ impl<K: Hash + Eq + Clone, R: Clone + Send + Sync + 'static> SharedBatches<K, R>
             return Joined {
                 awaited,
                 opened: None,
+                texts,
             };
         }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (sender, receiver) = oneshot::channel();
-        let (texts, keys) = fresh.into_iter().unzip();
+        let own = fresh.len();
+        let (batch_texts, keys) = fresh.into_iter().unzip();
         entry.collecting = Some(Batch {
             id,
             keys,
-            texts,
+            texts: batch_texts,
             sender: Some(sender),
             outcome: receiver.shared(),
         });
@@ -198,7 +224,9 @@ impl<K: Hash + Eq + Clone, R: Clone + Send + Sync + 'static> SharedBatches<K, R>
             opened: Some(Opened {
                 id,
                 wait: !entry.in_flight.is_empty(),
+                own,
             }),
+            texts,
         }
     }
 
@@ -316,9 +344,18 @@ mod tests {
             vec![vec!["a", "b"], vec!["c", "d"]],
             "keys in flight are awaited, not sent again"
         );
-        assert_eq!(first.len(), 1);
-        let answers = |found: &Vec<Chunks<String>>| {
+        assert_eq!(first.chunks.len(), 1);
+        assert!(first.mine.is_none(), "a's batch held only a's keys");
+        let mine = |answer: &SharedAnswer<String>| {
+            let mut texts: Vec<String> = answer.mine.clone().expect("shared").into_iter().collect();
+            texts.sort();
+            texts
+        };
+        assert_eq!(mine(&second), vec!["b", "c"]);
+        assert_eq!(mine(&third), vec!["a", "d"]);
+        let answers = |found: &SharedAnswer<String>| {
             let mut all: Vec<String> = found
+                .chunks
                 .iter()
                 .flat_map(|c| c.iter().map(|(_, r)| r.clone()))
                 .collect();
@@ -368,7 +405,8 @@ mod tests {
             found
         };
         let (_, found) = futures::join!(busy, rest);
-        let mut answers: Vec<String> = found.iter().map(|c| c[0].1.clone()).collect();
+        assert!(found.mine.is_none(), "the member sent only its own keys");
+        let mut answers: Vec<String> = found.chunks.iter().map(|c| c[0].1.clone()).collect();
         answers.sort();
         assert_eq!(answers, vec!["a,b"], "the member sent its own keys");
         assert_eq!(*sent.lock().unwrap(), vec![vec!["x"], vec!["a", "b"]]);
