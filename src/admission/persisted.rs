@@ -224,7 +224,7 @@ impl PersistedQueries {
                 }
                 let query: Arc<str> = Arc::from(query);
                 if self.apq && !safelisted {
-                    self.register(hash, query.clone()).await;
+                    Box::pin(self.register(hash, query.clone())).await;
                 }
                 Ok(query)
             }
@@ -238,7 +238,7 @@ impl PersistedQueries {
                 if !self.apq {
                     return Err(PersistedRefusal::not_supported());
                 }
-                self.registered(&hash)
+                Box::pin(self.registered(&hash))
                     .await
                     .ok_or_else(PersistedRefusal::not_found)
             }

@@ -227,6 +227,11 @@ impl Default for Report {
 /// Runs one GraphQL request: everything between the HTTP layer and the
 /// engine, and the response object written as one body. `report` gets what
 /// the request's log line and metrics say of it.
+///
+/// The rare paths' futures — a subscription's start, the Redis rate limit,
+/// incremental delivery — are boxed: an async function's future is as large
+/// as its largest await, and this one is moved several times per request
+/// (bench/README.md "Instructions per query").
 pub async fn run(
     gateway: &Gateway,
     caller: Caller<'_>,
@@ -397,7 +402,7 @@ pub async fn run(
             headers: headers.clone(),
             claims: state.claims.clone(),
         };
-        return match crate::subscribe::start(operation, subscriber).await {
+        return match Box::pin(crate::subscribe::start(operation, subscriber)).await {
             Ok(events) => Outcome {
                 refusal: None,
                 events: Some(events),
@@ -442,7 +447,7 @@ pub async fn run(
         );
     }
     if let (Some(key), Some(limiter)) = (&rate_key, &admission.rate_limiter) {
-        if let Err(wait) = limiter.check_n(key, predicted).await {
+        if let Err(wait) = Box::pin(limiter.check_n(key, predicted)).await {
             crate::telemetry::metrics::rate_limited();
             let seconds = crate::admission::rate_limit::retry_after_seconds(wait);
             return Outcome {
@@ -459,7 +464,14 @@ pub async fn run(
     }
     state.stats.set_budget(limits.max_upstream_calls);
     let (executed, rest) = if plan.defers {
-        deliver_incrementally(gateway, plan, state.clone(), args, variables).await
+        Box::pin(deliver_incrementally(
+            gateway,
+            plan,
+            state.clone(),
+            args,
+            variables,
+        ))
+        .await
     } else {
         let executed = planned::execute(&plan, &state, args, &variables, &gateway.schema).await;
         (executed, None)

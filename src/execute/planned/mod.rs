@@ -347,7 +347,9 @@ async fn resolve_first(
         }
         let mut request = async_graphql::Request::new("").variables(variables.clone());
         request.set_parsed_query(introspection.document.clone());
-        let answered = Arc::new(executor.execute(request).await);
+        // Boxed: async-graphql's executor future is large, and unboxed it
+        // would be moved with every operation's future (bench/README.md).
+        let answered = Arc::new(Box::pin(executor.execute(request)).await);
         if introspection.is_constant() {
             let _ = introspection.answered.set(answered.clone());
         }
@@ -416,7 +418,8 @@ async fn validate(
     }
     let (document, mut errors) = deferred::rewrite_for_validation(document.clone());
     request.set_parsed_query(document);
-    errors.extend(executor.execute(request).await.errors);
+    // Boxed, as in resolve_first: once per document, not in every request's future.
+    errors.extend(Box::pin(executor.execute(request)).await.errors);
     if errors.is_empty() {
         Ok(())
     } else {
