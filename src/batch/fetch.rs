@@ -34,18 +34,22 @@ pub async fn fetch(
     field: Option<Arc<str>>,
 ) -> BatchOutcome {
     let spec = &batch.spec;
-    let build = |keys: &[Json]| -> Result<UpstreamRequest, FieldError> {
-        let keys = Json::from(keys);
-        let scope = WithKeys {
-            inner: scope,
-            keys: &keys,
-        };
+    // `keys`: a JSON list, which `{keys}` renders.
+    let build = |keys: &Json, client: &ClientContext| -> Result<UpstreamRequest, FieldError> {
+        let scope = WithKeys { inner: scope, keys };
         request::build(&spec.call, &batch.service, &scope, client, batch.timeout).map_err(|p| {
             FieldError::new(
                 ErrorCode::MissingValue,
                 format!("the batched call needs a value for `{p}`"),
             )
         })
+    };
+    // Requests built only for their identity (cache keys, the sharing
+    // group) are never sent: no trace context is made for them.
+    let identity_only = ClientContext {
+        headers: client.headers,
+        claims: client.claims,
+        trace: (client.trace.0, false),
     };
     let mut grouped = BatchItems::default();
     grouped.by_key.reserve(keys.len());
@@ -61,7 +65,7 @@ pub async fn fetch(
     match batch.cache {
         Some(_) => {
             for key in keys {
-                let single = build(std::slice::from_ref(&key))?;
+                let single = build(&Json::from(vec![key.clone()]), &identity_only)?;
                 personal |= single.personal;
                 // `b`: a batch's per-key entries are not a mutation's to
                 // invalidate (docs/CACHING.md).
@@ -93,9 +97,11 @@ pub async fn fetch(
     }
     // The calls for a set of keys, `max` keys each, made concurrently.
     let field = &field;
+    // Each call's keys are moved into the list its `{keys}` renders, which
+    // the answer keeps: they are not copied.
     let send = |keys: Vec<Json>| async move {
-        let calls = keys.chunks(spec.max).map(|chunk| async {
-            let result = match build(chunk) {
+        let calls = chunked(keys, spec.max).into_iter().map(|chunk| async {
+            let result = match build(&chunk, client) {
                 // The per-key entries are the cache here, not the whole call.
                 Ok(request) => state
                     .fetch(
@@ -104,7 +110,7 @@ pub async fn fetch(
                         None,
                         CallLabel {
                             path: spec.call.path_text.clone(),
-                            batch_size: Some(chunk.len()),
+                            batch_size: Some(json::items(&chunk).map_or(0, <[Json]>::len)),
                             field: field.clone(),
                         },
                     )
@@ -112,7 +118,7 @@ pub async fn fetch(
                     .map_err(|err| spec.call.answers.failed(&err, scope)),
                 Err(err) => Err(Failed::Error(err)),
             };
-            (chunk.to_vec(), result)
+            (chunk, result)
         });
         join_all(calls).await
     };
@@ -125,7 +131,10 @@ pub async fn fetch(
     // With sharing, a sent batch may hold other requests' keys too (`mine`
     // is then this request's): only this request's are read from it.
     let (sent, mine): (Vec<Chunks<Result<Fetched, Failed>>>, _) = if shared {
-        let group = (service.name.clone(), build(&[])?.identity());
+        let group = (
+            service.name.clone(),
+            build(&Json::new_array(), &identity_only)?.identity(),
+        );
         let answer = state
             .fetcher
             .shared_batches
@@ -138,6 +147,7 @@ pub async fn fetch(
     let is_mine = |text: &str| mine.as_ref().is_none_or(|mine| mine.contains(text));
     let mut directives = CacheDirectives::default();
     for (chunk, answer) in sent.iter().flat_map(|chunks| chunks.iter()) {
+        let chunk = json::items(chunk).unwrap_or_default();
         if mine.is_some() && !chunk.iter().any(|key| is_mine(&key_text(key))) {
             continue;
         }
@@ -212,6 +222,18 @@ pub async fn fetch(
         }
     }
     Ok(Arc::new(grouped))
+}
+
+/// `keys` as lists of at most `max` keys, in order.
+fn chunked(keys: Vec<Json>, max: usize) -> Vec<Json> {
+    let mut keys = keys.into_iter().peekable();
+    let mut lists = Vec::new();
+    while keys.peek().is_some() {
+        lists.push(Json::from(
+            keys.by_ref().take(max.max(1)).collect::<Vec<_>>(),
+        ));
+    }
+    lists
 }
 
 /// The list of items at `select` in a batch's answer.

@@ -66,9 +66,9 @@ pub struct Batches {
 struct State {
     /// Batches still collecting keys.
     pending: foldhash::HashMap<BatchId, PendingBatch>,
-    /// Every key ever asked for → the batch that fetches it, so a key is
+    /// Every key ever asked for, by batch id → the batch that fetches it, so a key is
     /// fetched once per operation however often it is asked for.
-    known: foldhash::HashMap<(BatchId, String), SharedOutcome>,
+    known: foldhash::HashMap<BatchId, foldhash::HashMap<String, SharedOutcome>>,
     /// Calls in flight whose answers may hold parents of a batched field,
     /// by that field.
     providers: foldhash::HashMap<Arc<str>, usize>,
@@ -174,9 +174,16 @@ impl Batches {
     }
 
     /// Registers `keys`: the distinct batches that will answer them, and
-    /// whether a new batch was opened (its fetch is the caller's job).
+    /// whether a new batch was opened (its fetch is the caller's job). The
+    /// batch's id is hashed once per call, not once per key: a list's keys
+    /// usually come in one call.
     fn join(&self, id: &BatchId, keys: Vec<(String, Json)>) -> (Vec<SharedOutcome>, bool) {
         let mut state = self.lock();
+        let State { pending, known, .. } = &mut *state;
+        if !known.contains_key(id) {
+            known.insert(id.clone(), foldhash::HashMap::default());
+        }
+        let known = known.get_mut(id).expect("inserted above");
         let mut outcomes: Vec<SharedOutcome> = Vec::new();
         let mut opened = false;
         let add = |outcome: &SharedOutcome, outcomes: &mut Vec<SharedOutcome>| {
@@ -184,34 +191,35 @@ impl Batches {
                 outcomes.push(outcome.clone());
             }
         };
-        for (key_text, key) in keys {
-            let known_key = (id.clone(), key_text);
-            if let Some(outcome) = state.known.get(&known_key) {
+        let mut keys = keys;
+        keys.retain(|(text, _)| match known.get(text) {
+            Some(outcome) => {
                 add(outcome, &mut outcomes);
-                continue;
+                false
             }
-            let outcome = match state.pending.get_mut(id) {
-                Some(pending) => {
-                    pending.keys.push(key);
-                    pending.outcome.clone()
-                }
-                None => {
-                    let (sender, receiver) = oneshot::channel();
-                    let outcome = receiver.shared();
-                    state.pending.insert(
-                        id.clone(),
-                        PendingBatch {
-                            keys: vec![key],
-                            sender,
-                            outcome: outcome.clone(),
-                        },
-                    );
-                    opened = true;
-                    outcome
-                }
+            None => true,
+        });
+        if keys.is_empty() {
+            return (outcomes, opened);
+        }
+        // The keys not asked for before join the batch collecting this id's
+        // keys, or open it.
+        if !pending.contains_key(id) {
+            let (sender, receiver) = oneshot::channel();
+            let batch = PendingBatch {
+                keys: Vec::with_capacity(keys.len()),
+                sender,
+                outcome: receiver.shared(),
             };
-            add(&outcome, &mut outcomes);
-            state.known.insert(known_key, outcome);
+            pending.insert(id.clone(), batch);
+            opened = true;
+        }
+        let batch = pending.get_mut(id).expect("inserted above");
+        add(&batch.outcome, &mut outcomes);
+        for (key_text, key) in keys {
+            if known.insert(key_text, batch.outcome.clone()).is_none() {
+                batch.keys.push(key);
+            }
         }
         (outcomes, opened)
     }

@@ -38,8 +38,8 @@ pub type GroupKey = (String, Arc<RequestIdentity>);
 /// Batches of the gateway's batched calls, answered with `R`.
 pub type BatchGroups<R> = SharedBatches<GroupKey, R>;
 
-/// A sent batch: each call's keys and what the call came to.
-pub type Chunks<R> = Arc<Vec<(Vec<Json>, R)>>;
+/// A sent batch: each call's keys (a JSON list) and what the call came to.
+pub type Chunks<R> = Arc<Vec<(Json, R)>>;
 
 type Outcome<R> = Shared<oneshot::Receiver<Chunks<R>>>;
 
@@ -87,12 +87,10 @@ struct Batch<R> {
 struct Joined<R> {
     awaited: Vec<(u64, Outcome<R>, Vec<Json>)>,
     opened: Option<Opened>,
-    /// The texts of the member's keys.
-    texts: Vec<String>,
 }
 
 /// What a member's keys came to: the sent batches holding them, and, when
-/// any of those holds other requests' keys too, the member's own key texts
+/// any of those may hold other requests' keys too, the member's own key texts
 /// (`None`: every key in `chunks` is the member's).
 pub struct SharedAnswer<R> {
     pub chunks: Vec<Chunks<R>>,
@@ -121,12 +119,20 @@ impl<K: Hash + Eq + Clone, R: Clone + Send + Sync + 'static> SharedBatches<K, R>
     ) -> SharedAnswer<R>
     where
         F: Fn(Vec<Json>) -> Fut,
-        Fut: Future<Output = Vec<(Vec<Json>, R)>>,
+        Fut: Future<Output = Vec<(Json, R)>>,
     {
         let joined = self.join(&group, keys);
         let mut found = Vec::with_capacity(joined.awaited.len() + 1);
-        // Whether a sent batch holds keys of other requests.
+        // The texts of this member's keys, made only when a batch it reads
+        // may hold other requests' keys: an awaited batch, or the one it
+        // opened when others joined it. Then it holds all of them.
+        let mut mine: Option<foldhash::HashSet<String>> = None;
+        // Whether a sent batch does hold keys of other requests.
         let mut foreign = false;
+        let note = |mine: &mut Option<foldhash::HashSet<String>>, keys: &[Json]| {
+            mine.get_or_insert_with(Default::default)
+                .extend(keys.iter().map(key_text));
+        };
         if let Some(opened) = joined.opened {
             // Takes the batch off the group however this member ends.
             let _leading = Leading {
@@ -139,25 +145,30 @@ impl<K: Hash + Eq + Clone, R: Clone + Send + Sync + 'static> SharedBatches<K, R>
             }
             if let Some((keys, sender)) = self.start(&group, opened.id) {
                 foreign |= keys.len() != opened.own;
+                if foreign || !joined.awaited.is_empty() {
+                    // The opener's keys come first in its batch.
+                    note(&mut mine, &keys[..opened.own]);
+                }
                 let chunks = Arc::new(send(keys).await);
                 // Members may be gone (their operations were cancelled).
                 let _ = sender.send(chunks.clone());
                 found.push(chunks);
             }
         }
-        for (_, outcome, mine) in joined.awaited {
+        for (_, outcome, keys) in joined.awaited {
+            note(&mut mine, &keys);
             match outcome.await {
                 Ok(chunks) => {
                     foreign = true;
                     found.push(chunks)
                 }
                 // Its sender went away before the answers were in.
-                Err(_) => found.push(Arc::new(send(mine).await)),
+                Err(_) => found.push(Arc::new(send(keys).await)),
             }
         }
         SharedAnswer {
             chunks: found,
-            mine: foreign.then(|| joined.texts.into_iter().collect()),
+            mine: mine.filter(|_| foreign),
         }
     }
 
@@ -165,11 +176,9 @@ impl<K: Hash + Eq + Clone, R: Clone + Send + Sync + 'static> SharedBatches<K, R>
         let mut groups = self.lock();
         let entry = groups.entry(group.clone()).or_default();
         let mut awaited: Vec<(u64, Outcome<R>, Vec<Json>)> = Vec::new();
-        let mut fresh: Vec<(String, Json)> = Vec::new();
-        let mut texts = Vec::with_capacity(keys.len());
+        let mut fresh: Vec<(String, Json)> = Vec::with_capacity(keys.len());
         for key in keys {
             let text = key_text(&key);
-            texts.push(text.clone());
             let holder = entry
                 .in_flight
                 .iter()
@@ -187,7 +196,6 @@ impl<K: Hash + Eq + Clone, R: Clone + Send + Sync + 'static> SharedBatches<K, R>
             return Joined {
                 awaited,
                 opened: None,
-                texts,
             };
         }
         if let Some(collecting) = &mut entry.collecting {
@@ -205,7 +213,6 @@ impl<K: Hash + Eq + Clone, R: Clone + Send + Sync + 'static> SharedBatches<K, R>
             return Joined {
                 awaited,
                 opened: None,
-                texts,
             };
         }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
@@ -226,7 +233,6 @@ impl<K: Hash + Eq + Clone, R: Clone + Send + Sync + 'static> SharedBatches<K, R>
                 wait: !entry.in_flight.is_empty(),
                 own,
             }),
-            texts,
         }
     }
 
@@ -301,7 +307,7 @@ mod tests {
     fn sender<'a>(
         calls: &'a AtomicUsize,
         sent: &'a Mutex<Vec<Vec<String>>>,
-    ) -> impl Fn(Vec<Json>) -> futures::future::BoxFuture<'a, Vec<(Vec<Json>, String)>> + 'a {
+    ) -> impl Fn(Vec<Json>) -> futures::future::BoxFuture<'a, Vec<(Json, String)>> + 'a {
         move |keys: Vec<Json>| {
             async move {
                 calls.fetch_add(1, Ordering::SeqCst);
@@ -311,7 +317,7 @@ mod tests {
                 // Long enough for the other members to arrive meanwhile.
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 let answer = keys.iter().map(key_text).collect::<Vec<_>>().join(",");
-                vec![(keys, answer)]
+                vec![(Json::from(keys), answer)]
             }
             .boxed()
         }

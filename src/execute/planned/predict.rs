@@ -12,7 +12,6 @@
 //! repeating it counts 0. The figure is an upper bound: a 404, a missing
 //! value, a cache hit or a shorter list make fewer calls.
 
-use std::collections::HashSet;
 use std::sync::Arc;
 
 use async_graphql::Value as GqlValue;
@@ -79,16 +78,16 @@ pub fn predicted_calls(
     walk(plan, args, assumed_list_length, false).predicted_calls
 }
 
-fn walk(
-    plan: &OperationPlan,
-    args: &[Option<Args>],
+fn walk<'a>(
+    plan: &'a OperationPlan,
+    args: &'a [Option<Args>],
     assumed_list_length: u64,
     detailed: bool,
 ) -> Prediction {
     let mut walk = Walk {
         args,
         assumed: assumed_list_length,
-        seen: HashSet::new(),
+        seen: Vec::new(),
         calls: Vec::new(),
         detailed,
         total: 0,
@@ -110,8 +109,10 @@ struct Walk<'a> {
     args: &'a [Option<Args>],
     assumed: u64,
     /// GETs already counted that are the same request wherever they
-    /// appear: (field, arguments).
-    seen: HashSet<(String, String)>,
+    /// appear: (field, arguments). A list, compared by value: an operation
+    /// has a few such calls, and rendering each one's arguments as text to
+    /// hash them cost more than the rest of the prediction.
+    seen: Vec<(&'a str, Option<&'a Args>)>,
     calls: Vec<PredictedCall>,
     /// Build `calls` (explain), or only add up `total` (every request).
     detailed: bool,
@@ -130,8 +131,8 @@ struct Place {
     depends_on: Option<String>,
 }
 
-impl Walk<'_> {
-    fn object(&mut self, plan: &ObjectPlan, place: &Place) {
+impl<'a> Walk<'a> {
+    fn object(&mut self, plan: &'a ObjectPlan, place: &Place) {
         for field in &plan.fields {
             let FieldKind::Field { binding, sub, .. } = &field.kind else {
                 continue;
@@ -225,18 +226,21 @@ impl Walk<'_> {
     fn call(
         &mut self,
         path: &str,
-        field: &str,
+        field: &'a str,
         spec: &CallSpec,
         cache_ttl_s: Option<u64>,
-        args: Option<&Args>,
+        args: Option<&'a Args>,
         place: &Place,
     ) {
         let per_parent = uses_parent(spec);
         let count = if spec.method == Method::GET && !per_parent {
             // The same request for every parent, and for every alias with
             // the same arguments: made once.
-            let args = args.map_or_else(String::new, |a| GqlValue::Object(a.clone()).to_string());
-            let fresh = self.seen.insert((field.to_owned(), args));
+            let args = args.filter(|a| !a.is_empty());
+            let fresh = !self.seen.iter().any(|seen| *seen == (field, args));
+            if fresh {
+                self.seen.push((field, args));
+            }
             u64::from(fresh)
         } else {
             place.parents
