@@ -22,7 +22,7 @@ use http::header::{
     ACCEPT, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, LOCATION, REFERER, TRANSFER_ENCODING,
 };
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
-use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use http_body_util::{BodyExt, Full, Limited};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
@@ -227,7 +227,7 @@ pub async fn via_reqwest(client: &reqwest::Client, call: Outgoing<'_>) -> Result
         if declared.is_some_and(|length| length > call.max_body) {
             return Err(SendError::TooLarge);
         }
-        let mut body = BytesMut::with_capacity(declared.unwrap_or(0));
+        let mut body = BytesMut::with_capacity(preallocated(declared));
         while let Some(chunk) = response.chunk().await.map_err(reqwest_error)? {
             if body.len() + chunk.len() > call.max_body {
                 // Dropping the response drops its connection mid-body.
@@ -283,6 +283,13 @@ fn reqwest_error(err: reqwest::Error) -> SendError {
 }
 
 /// `kind`, then every source of `err`, `: `-separated.
+/// What to allocate for an answer body of `declared` length before any of
+/// it has come: all of it, up to 4 MiB, so that an upstream declaring a
+/// length it never sends cannot make every call hold `max_response_bytes`.
+fn preallocated(declared: Option<usize>) -> usize {
+    declared.unwrap_or(0).min(4 << 20)
+}
+
 fn with_causes(kind: &str, err: &(dyn std::error::Error + 'static)) -> String {
     let mut text = kind.to_owned();
     let mut source = err.source();
@@ -371,20 +378,29 @@ impl Direct {
                     Redirect::of(reply.status, response.headers(), call.url, call.method);
             }
             if reply.status.is_success() {
-                if declared_length(response.headers()).is_some_and(|n| n > call.max_body) {
+                let declared = declared_length(response.headers());
+                if declared.is_some_and(|n| n > call.max_body) {
                     return Err(SendError::TooLarge);
                 }
+                // Read into one buffer of the declared length, each chunk
+                // freed once copied: collecting the chunks and joining them
+                // held a large answer twice (bench/README.md, `large`).
                 // Dropping the body past the limit drops its connection.
-                let body = Limited::new(response.into_body(), call.max_body)
-                    .collect()
-                    .await
-                    .map_err(|err| {
-                        if err.downcast_ref::<LengthLimitError>().is_some() {
-                            return SendError::TooLarge;
-                        }
-                        SendError::Failed(with_causes("cannot read the answer", &*err))
+                let mut incoming = response.into_body();
+                let mut body = BytesMut::with_capacity(preallocated(declared));
+                while let Some(frame) = incoming.frame().await {
+                    let frame = frame.map_err(|err| {
+                        SendError::Failed(with_causes("cannot read the answer", &err))
                     })?;
-                reply.body = Some(body.to_bytes());
+                    let Ok(chunk) = frame.into_data() else {
+                        continue;
+                    };
+                    if body.len() + chunk.len() > call.max_body {
+                        return Err(SendError::TooLarge);
+                    }
+                    body.extend_from_slice(&chunk);
+                }
+                reply.body = Some(body.freeze());
             } else if reply.wants_error_body(call.error_body) {
                 reply.error_headers = Some(response.headers().clone());
                 let limit = MAX_ERROR_BODY.min(call.max_body);
