@@ -237,7 +237,7 @@ impl<'a> Walk<'a> {
             // The same request for every parent, and for every alias with
             // the same arguments: made once.
             let args = args.filter(|a| !a.is_empty());
-            let fresh = !self.seen.iter().any(|seen| *seen == (field, args));
+            let fresh = !self.seen.contains(&(field, args));
             if fresh {
                 self.seen.push((field, args));
             }
