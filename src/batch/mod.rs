@@ -66,8 +66,9 @@ pub struct Batches {
 struct State {
     /// Batches still collecting keys.
     pending: foldhash::HashMap<BatchId, PendingBatch>,
-    /// Every key ever asked for, by batch id → the batch that fetches it, so a key is
-    /// fetched once per operation however often it is asked for.
+    /// Every key ever asked for, by batch id → the batch that fetches it,
+    /// so a key is fetched once per operation however often it is asked
+    /// for.
     known: foldhash::HashMap<BatchId, foldhash::HashMap<String, SharedOutcome>>,
     /// Calls in flight whose answers may hold parents of a batched field,
     /// by that field.
