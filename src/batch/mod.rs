@@ -178,7 +178,7 @@ impl Batches {
     /// whether a new batch was opened (its fetch is the caller's job). The
     /// batch's id is hashed once per call, not once per key: a list's keys
     /// usually come in one call.
-    fn join(&self, id: &BatchId, keys: Vec<(String, Json)>) -> (Vec<SharedOutcome>, bool) {
+    fn join(&self, id: &BatchId, mut keys: Vec<(String, Json)>) -> (Vec<SharedOutcome>, bool) {
         let mut state = self.lock();
         let State { pending, known, .. } = &mut *state;
         if !known.contains_key(id) {
@@ -192,7 +192,6 @@ impl Batches {
                 outcomes.push(outcome.clone());
             }
         };
-        let mut keys = keys;
         keys.retain(|(text, _)| match known.get(text) {
             Some(outcome) => {
                 add(outcome, &mut outcomes);

@@ -2,9 +2,9 @@
 //! document (cached), then each request makes its calls (`resolve`) and
 //! writes the response JSON straight from the upstream values (`write`) —
 //! no future, map or value per field: that per-field cost is what keeps
-//! generic executors 2-40x behind hand-written code (docs/PERFORMANCE.md,
-//! bench/README.md). Queries and mutations run here alike, whatever their variables
-//! and directives.
+//! generic executors 2-40x behind hand-written code (docs/SPEED.md,
+//! bench/README.md). Queries and mutations run here alike, whatever their
+//! variables and directives.
 //!
 //! async-graphql stays for what it is good at: it validates each document
 //! once (the result cached with the plan), and answers the root's

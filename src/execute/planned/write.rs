@@ -424,8 +424,9 @@ const READ_AHEAD: usize = 32;
 /// The values of the fields that read a key of `parent`, by field index,
 /// found in one pass over its entries: a map lookup per field costs several
 /// string comparisons, and per-field work must stay near 100 ns for the
-/// engine to keep up with hand-written code (docs/PERFORMANCE.md). Empty when the pass would cost more than the lookups (many more
-/// entries than fields read); fields then look their key up.
+/// engine to keep up with hand-written code (docs/SPEED.md). Empty when
+/// the pass would cost more than the lookups (many more entries than
+/// fields read); fields then look their key up.
 fn read_keys<'v>(plan: &ObjectPlan, parent: &'v Json) -> ReadAhead<'v> {
     let mut read = ReadAhead::default();
     let Some(map) = parent.as_object() else {
