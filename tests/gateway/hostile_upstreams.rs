@@ -32,6 +32,8 @@ enum Answer {
     Declared(usize),
     /// `200`, chunked, 64 KiB chunks until the gateway hangs up.
     Endless,
+    /// `200` whose head holds a header of this many bytes, then `{}`.
+    LongHead(usize),
 }
 
 impl RawUpstream {
@@ -92,6 +94,13 @@ async fn serve_raw(mut socket: TcpStream, answer: Answer, seen: Arc<Mutex<Vec<St
                     left -= n;
                 }
                 Ok(())
+            }
+            Answer::LongHead(length) => {
+                let reply = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nx-padding: {}\r\ncontent-length: 2\r\n\r\n{{}}",
+                    "p".repeat(length)
+                );
+                socket.write_all(reply.as_bytes()).await
             }
             Answer::Endless => {
                 let head = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n";
@@ -425,6 +434,39 @@ async fn an_answer_declared_over_max_response_bytes_is_refused_unread() {
 #[tokio::test]
 async fn an_endless_answer_is_cut_at_max_response_bytes() {
     assert_too_large(Answer::Endless).await;
+}
+
+/// The gateway's read buffer per upstream connection stops at 64 KiB
+/// (docs/CONFIG.md `max_response_bytes`): a head within it is read, a far
+/// longer one (300 KiB, which hyper's default buffer would take) is a
+/// failed call, answered as any other, not a buffer grown to fit it.
+#[tokio::test]
+async fn a_response_head_far_over_64_kib_is_a_failed_call() {
+    for (length, read) in [(60 * 1024, true), (300 * 1024, false)] {
+        let users = RawUpstream::start(Answer::LongHead(length)).await;
+        let gateway = TestGateway::builder()
+            .schema(SDL)
+            .config(BIG_TOML)
+            .upstream_url("users", &users.url)
+            .start()
+            .await;
+
+        let reply = gateway.post(r#"{ user(id: "1") { name } }"#).await;
+
+        let body = reply.json();
+        assert_eq!(reply.status, 200, "{}", reply.text);
+        if read {
+            assert_eq!(body["data"]["user"], json!({"name": null}), "{body}");
+            assert!(body.get("errors").is_none(), "{body}");
+        } else {
+            assert_eq!(body["data"]["user"], Value::Null, "{body}");
+            assert_eq!(
+                body["errors"][0]["extensions"]["code"], "UPSTREAM_UNAVAILABLE",
+                "{body}"
+            );
+            assert_eq!(body["errors"][0]["extensions"]["service"], "users");
+        }
+    }
 }
 
 #[tokio::test]
