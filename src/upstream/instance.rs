@@ -26,6 +26,9 @@ pub struct Instance {
     base: Option<(reqwest::Url, String)>,
     /// Calls here may skip reqwest ([`super::transport::Direct::carries`]).
     pub direct: bool,
+    /// A direct instance's scheme and authority, parsed once for
+    /// [`Instance::plain_target`].
+    origin: Option<(http::uri::Scheme, http::uri::Authority)>,
     /// `conflux_upstream_requests_total` and `…_duration_seconds` here.
     pub call_metrics: UpstreamCallMetrics,
     /// Calls sent and not yet answered; least_requests reads it.
@@ -75,9 +78,17 @@ pub struct InstanceSnapshot {
 impl Instance {
     pub fn new(service: Arc<str>, url: String, breaker: Option<&CircuitBreakerConfig>) -> Self {
         let parsed = reqwest::Url::parse(&url).ok();
+        let direct = parsed.as_ref().is_some_and(Direct::carries);
+        let origin = parsed.as_ref().filter(|_| direct).and_then(|base| {
+            let origin = base.origin().ascii_serialization();
+            let uri: http::Uri = origin.parse().ok()?;
+            let parts = uri.into_parts();
+            Some((parts.scheme?, parts.authority?))
+        });
         Instance {
             label: redact(&url),
-            direct: parsed.as_ref().is_some_and(Direct::carries),
+            direct,
+            origin,
             base: parsed.map(|base| {
                 let path = base.path().trim_end_matches('/').to_owned();
                 (base, path)
@@ -107,6 +118,34 @@ impl Instance {
         Some(url)
     }
 
+    /// The request target of a call to `path_and_query` for the direct
+    /// client, built without a WHATWG URL: `Some` when this instance is
+    /// direct and the path and query hold only characters such a URL keeps
+    /// as they are, and no `.` or `..` segment it would resolve. Building and
+    /// then re-reading [`Instance::call_url`]'s URL was the largest part
+    /// of a call's own cost on the benchmark (bench/README.md). The text
+    /// sent is the same: the base path, then the call's path and query.
+    pub fn plain_target(&self, path_and_query: &str) -> Option<http::Uri> {
+        let (scheme, authority) = self.origin.as_ref()?;
+        let (_, base_path) = self.base.as_ref()?;
+        if !path_and_query.starts_with('/') || !path_and_query.bytes().all(kept_as_is) {
+            return None;
+        }
+        let path = path_and_query.split('?').next().unwrap_or_default();
+        if path
+            .split('/')
+            .any(|segment| segment == "." || segment == "..")
+        {
+            return None;
+        }
+        let target = format!("{base_path}{path_and_query}");
+        let mut parts = http::uri::Parts::default();
+        parts.scheme = Some(scheme.clone());
+        parts.authority = Some(authority.clone());
+        parts.path_and_query = Some(http::uri::PathAndQuery::from_maybe_shared(target).ok()?);
+        http::Uri::from_parts(parts).ok()
+    }
+
     /// The request target of a call whose path has a `.` or `..` segment
     /// that a value made (encoded `%2E` by the connector): a WHATWG URL
     /// such as [`Instance::call_url`]'s would resolve it and call another
@@ -115,6 +154,10 @@ impl Instance {
     /// one and cannot be sent from here.
     pub fn verbatim_target(&self, path_and_query: &str) -> Option<Option<http::Uri>> {
         let path = path_and_query.split('?').next().unwrap_or_default();
+        // Every form looked for holds a `%`; most paths have none.
+        if !path.contains('%') {
+            return None;
+        }
         let dot_segment = path.split('/').any(|segment| {
             ["%2e", "%2e%2e", ".%2e", "%2e."]
                 .iter()
@@ -299,6 +342,34 @@ impl Drop for Lease<'_> {
     }
 }
 
+/// Bytes a WHATWG URL keeps as they are in an `http` URL's path and
+/// query: unreserved characters, sub-delimiters but `'` (a query escapes
+/// it), `:`, `@`, `/`, `?` and `%`.
+fn kept_as_is(byte: u8) -> bool {
+    byte.is_ascii_alphanumeric()
+        || matches!(
+            byte,
+            b'-' | b'.'
+                | b'_'
+                | b'~'
+                | b'!'
+                | b'$'
+                | b'&'
+                | b'('
+                | b')'
+                | b'*'
+                | b'+'
+                | b','
+                | b';'
+                | b'='
+                | b':'
+                | b'@'
+                | b'/'
+                | b'?'
+                | b'%'
+        )
+}
+
 /// `scheme://host:port/path` without user name and password.
 fn redact(url: &str) -> String {
     match reqwest::Url::parse(url) {
@@ -350,6 +421,58 @@ mod tests {
         }
         let unparsable = Instance::new(Arc::from("s"), "not a url".to_owned(), None);
         assert_eq!(unparsable.call_url("/x"), None);
+    }
+
+    /// A plain target is the text the WHATWG URL would have sent; a path
+    /// that URL would change (a `.` segment, a character it escapes) gets
+    /// none, and goes by the URL.
+    #[test]
+    fn a_plain_target_is_the_text_the_call_url_sends() {
+        for base in [
+            "http://127.0.0.1:7001",
+            "http://users.internal:8080/api/v2/",
+        ] {
+            let instance = Instance::new(Arc::from("s"), base.to_owned(), None);
+            if !instance.direct {
+                // A proxy in the environment: every call goes by reqwest.
+                assert_eq!(instance.plain_target("/users/7"), None);
+                continue;
+            }
+            for call in [
+                "/users/7",
+                "/users/7?fields=a,b&x=%20y",
+                "/search?q=caf%C3%A9&tags=a%2Cb&n=(1)*2;x=@y:z",
+                "/a%2Fb/c%3Fd",
+                "/",
+                "/items?",
+                "/v1.2/file.json?sort=-name&a=b?c",
+            ] {
+                let url = instance.call_url(call).expect("url");
+                let target = instance.plain_target(call).expect(call);
+                assert_eq!(target.to_string(), url.as_str(), "{base} + {call}");
+            }
+            for changed in [
+                "/a/./b",
+                "/a/../b",
+                "/a/..",
+                "/a b",
+                "/a\\b",
+                "/q?name=o'brien",
+                "/q?x=\"y\"",
+                "/{x}",
+                "/caf\u{e9}",
+                "users/7",
+            ] {
+                assert_eq!(instance.plain_target(changed), None, "{changed}");
+            }
+            // An encoded dot-segment is sent as written, as the verbatim
+            // target sends it.
+            let dots = "/users/%2E%2E/admin";
+            let verbatim = instance.verbatim_target(dots).expect("a dot-segment");
+            assert_eq!(instance.plain_target(dots), verbatim);
+        }
+        let https = Instance::new(Arc::from("s"), "https://example.com".to_owned(), None);
+        assert_eq!(https.plain_target("/users/7"), None);
     }
 
     #[test]

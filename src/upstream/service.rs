@@ -14,7 +14,7 @@ use super::balance::Balancer;
 use super::failure::UpstreamFailure;
 use super::health::Checker;
 use super::instance::{Instance, InstanceSnapshot, Lease};
-use super::transport::{same_origin, via_reqwest, Direct, Outgoing, Reply, SendError};
+use super::transport::{same_origin, url_of, via_reqwest, Direct, Outgoing, Reply, SendError};
 use super::UpstreamAnswer;
 use crate::config::{FollowRedirects, ServiceConfig};
 use crate::connector::request::UpstreamRequest;
@@ -315,17 +315,25 @@ impl Service {
             }
             headers
         };
-        let Some(url) = instance.call_url(&request.path_and_query) else {
-            // Config validation parses every URL; this is a safeguard.
-            tracing::warn!(service = %self.name, instance = %instance.label, "the instance URL does not parse");
-            return Err(UpstreamFailure::Unavailable);
-        };
-        let verbatim = match instance.verbatim_target(&request.path_and_query) {
-            None => None,
-            Some(Some(target)) => Some(target),
-            Some(None) => {
-                tracing::warn!(service = %self.name, instance = %instance.label, "a value makes a dot-segment in the path; call not sent");
-                return Err(UpstreamFailure::UnsafePath);
+        // A plain call to a direct instance needs no WHATWG URL; any other
+        // gets one, and the verbatim target when a value made a dot-segment.
+        let (url, verbatim) = match instance.plain_target(&request.path_and_query) {
+            Some(target) => (None, Some(target)),
+            None => {
+                let Some(url) = instance.call_url(&request.path_and_query) else {
+                    // Config validation parses every URL; this is a safeguard.
+                    tracing::warn!(service = %self.name, instance = %instance.label, "the instance URL does not parse");
+                    return Err(UpstreamFailure::Unavailable);
+                };
+                let verbatim = match instance.verbatim_target(&request.path_and_query) {
+                    None => None,
+                    Some(Some(target)) => Some(target),
+                    Some(None) => {
+                        tracing::warn!(service = %self.name, instance = %instance.label, "a value makes a dot-segment in the path; call not sent");
+                        return Err(UpstreamFailure::UnsafePath);
+                    }
+                };
+                (Some(url), verbatim)
             }
         };
         let reply = self
@@ -403,33 +411,36 @@ impl Service {
         &self,
         instance: &Instance,
         request: &UpstreamRequest,
-        first: reqwest::Url,
+        first: Option<reqwest::Url>,
         verbatim: Option<http::Uri>,
         headers: http::HeaderMap,
         deadline: Instant,
     ) -> Result<Reply, SendError> {
-        // Where the call goes now: `first` until a redirect is taken (the
-        // common case allocates no second URL).
+        // The first hop's URL, when the call has one; a plain direct call
+        // has only its target (`verbatim`), read as a URL once a redirect
+        // needs it.
+        let mut first = first;
+        // Where the call goes now: the first hop until a redirect is taken
+        // (the common case allocates no second URL).
         let mut redirected: Option<reqwest::Url> = None;
         let mut method = request.method.clone();
         let mut body = request.body.as_ref();
         let mut headers = headers;
-        let mut verbatim = verbatim;
         // Once a hop leaves the first origin, the gateway's headers stay
         // behind for good, even if a later hop comes back.
         let mut foreign = false;
         let mut hops = 0;
         loop {
-            let url = redirected.as_ref().unwrap_or(&first);
-            let direct = match &self.direct {
-                Some(direct) if hops == 0 && instance.direct => Some(direct),
-                Some(direct) if hops > 0 && Direct::carries(url) => Some(direct),
+            let url = redirected.as_ref().or(first.as_ref());
+            let direct = match (&self.direct, url) {
+                (Some(direct), _) if hops == 0 && instance.direct => Some(direct),
+                (Some(direct), Some(url)) if hops > 0 && Direct::carries(url) => Some(direct),
                 _ => None,
             };
             let call = Outgoing {
                 method: &method,
                 url,
-                verbatim: verbatim.as_ref(),
+                verbatim: verbatim.as_ref().filter(|_| hops == 0),
                 // Moved, not cloned: a redirect builds its own from the
                 // request's.
                 headers: std::mem::take(&mut headers),
@@ -446,9 +457,15 @@ impl Service {
             let Some(redirect) = &reply.redirect else {
                 return Ok(reply);
             };
+            if first.is_none() {
+                first = verbatim.as_ref().and_then(url_of);
+            }
+            let Some(first) = first.as_ref() else {
+                return Ok(reply);
+            };
             let allowed = match self.config.follow_redirects {
                 FollowRedirects::None => false,
-                FollowRedirects::SameOrigin => same_origin(&redirect.url, &first),
+                FollowRedirects::SameOrigin => same_origin(&redirect.url, first),
                 FollowRedirects::Any => true,
             };
             if !allowed || hops == MAX_REDIRECTS {
@@ -462,12 +479,12 @@ impl Service {
                 );
                 return Ok(reply);
             }
-            foreign |= !same_origin(&redirect.url, &first);
+            foreign |= !same_origin(&redirect.url, first);
             body = body.filter(|_| redirect.keep_body);
-            headers = redirect.headers(url, request.headers.clone(), body.is_some(), foreign);
+            let from = redirected.as_ref().unwrap_or(first);
+            headers = redirect.headers(from, request.headers.clone(), body.is_some(), foreign);
             method = redirect.method.clone();
             redirected = Some(redirect.url.clone());
-            verbatim = None;
             hops += 1;
         }
     }

@@ -164,6 +164,12 @@ impl Redirect {
     }
 }
 
+/// A request target (absolute, as the direct client sends it) read as a
+/// WHATWG URL, for resolving a redirect's `Location` against it.
+pub fn url_of(target: &http::Uri) -> Option<reqwest::Url> {
+    reqwest::Url::parse(&target.to_string()).ok()
+}
+
 /// Whether two URLs have one origin: scheme, host and port.
 pub fn same_origin(a: &reqwest::Url, b: &reqwest::Url) -> bool {
     a.scheme() == b.scheme()
@@ -174,10 +180,13 @@ pub fn same_origin(a: &reqwest::Url, b: &reqwest::Url) -> bool {
 /// One call as the transports take it.
 pub struct Outgoing<'a> {
     pub method: &'a Method,
-    pub url: &'a reqwest::Url,
+    /// The call's WHATWG URL; `None` for a plain call to a direct instance,
+    /// which has only `verbatim` (`Instance::plain_target`).
+    pub url: Option<&'a reqwest::Url>,
     /// The request target the direct client sends instead of `url`'s text:
-    /// a path whose encoded dot-segments `url` (a WHATWG URL) would have
-    /// resolved. Only the direct client can send it.
+    /// a plain call's, built without a URL, or a path whose encoded
+    /// dot-segments `url` (a WHATWG URL) would have resolved. Only the
+    /// direct client can send it.
     pub verbatim: Option<&'a http::Uri>,
     pub headers: HeaderMap,
     pub body: Option<&'a Bytes>,
@@ -204,14 +213,14 @@ pub enum SendError {
 /// Sends `call` through reqwest and reads a 2xx answer's body, all before
 /// its deadline. The client follows no redirect (its policy is `none`).
 pub async fn via_reqwest(client: &reqwest::Client, call: Outgoing<'_>) -> Result<Reply, SendError> {
-    if call.verbatim.is_some() {
+    let (None, Some(url)) = (call.verbatim, call.url) else {
         // Callers send such a call through the direct client only.
         return Err(SendError::Failed(
             "request failed: the path cannot be sent through reqwest".to_owned(),
         ));
-    }
+    };
     let mut builder = client
-        .request(call.method.clone(), call.url.clone())
+        .request(call.method.clone(), url.clone())
         .headers(call.headers)
         .timeout(call.deadline.saturating_duration_since(Instant::now()));
     if let Some(body) = call.body {
@@ -220,7 +229,7 @@ pub async fn via_reqwest(client: &reqwest::Client, call: Outgoing<'_>) -> Result
     let mut response = builder.send().await.map_err(reqwest_error)?;
     let mut reply = Reply::head(response.status(), response.headers(), call.forward);
     if reply.status.is_redirection() {
-        reply.redirect = Redirect::of(reply.status, response.headers(), call.url, call.method);
+        reply.redirect = Redirect::of(reply.status, response.headers(), url, call.method);
     }
     if reply.status.is_success() {
         let declared = declared_length(response.headers());
@@ -356,13 +365,17 @@ impl Direct {
 
     /// Sends `call` and reads a 2xx answer's body, all before its deadline.
     pub async fn send(&self, call: Outgoing<'_>) -> Result<Reply, SendError> {
-        let uri: http::Uri = match call.verbatim {
-            Some(uri) => uri.clone(),
-            None => call
-                .url
+        let uri: http::Uri = match (call.verbatim, call.url) {
+            (Some(uri), _) => uri.clone(),
+            (None, Some(url)) => url
                 .as_str()
                 .parse()
                 .map_err(|err| SendError::Failed(format!("request failed: {err}")))?,
+            (None, None) => {
+                return Err(SendError::Failed(
+                    "request failed: the call has no target".to_owned(),
+                ))
+            }
         };
         let body = call.body.cloned().map(Full::new).unwrap_or_default();
         let mut request = http::Request::new(body);
@@ -383,8 +396,13 @@ impl Direct {
             })?;
             let mut reply = Reply::head(response.status(), response.headers(), call.forward);
             if reply.status.is_redirection() {
-                reply.redirect =
-                    Redirect::of(reply.status, response.headers(), call.url, call.method);
+                // A plain call has no URL to resolve `Location` against
+                // until now.
+                let target = call.verbatim.and_then(url_of);
+                if let Some(from) = call.url.or(target.as_ref()) {
+                    reply.redirect =
+                        Redirect::of(reply.status, response.headers(), from, call.method);
+                }
             }
             if reply.status.is_success() {
                 let declared = declared_length(response.headers());
