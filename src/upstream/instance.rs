@@ -132,13 +132,17 @@ impl Instance {
             return None;
         }
         let path = path_and_query.split('?').next().unwrap_or_default();
-        if path
-            .split('/')
-            .any(|segment| segment == "." || segment == "..")
+        // A dot-segment starts with "/."; most paths have none.
+        if path.contains("/.")
+            && path
+                .split('/')
+                .any(|segment| segment == "." || segment == "..")
         {
             return None;
         }
-        let target = format!("{base_path}{path_and_query}");
+        let mut target = String::with_capacity(base_path.len() + path_and_query.len());
+        target.push_str(base_path);
+        target.push_str(path_and_query);
         let mut parts = http::uri::Parts::default();
         parts.scheme = Some(scheme.clone());
         parts.authority = Some(authority.clone());
@@ -346,29 +350,42 @@ impl Drop for Lease<'_> {
 /// query: unreserved characters, sub-delimiters but `'` (a query escapes
 /// it), `:`, `@`, `/`, `?` and `%`.
 fn kept_as_is(byte: u8) -> bool {
-    byte.is_ascii_alphanumeric()
-        || matches!(
-            byte,
-            b'-' | b'.'
-                | b'_'
-                | b'~'
-                | b'!'
-                | b'$'
-                | b'&'
-                | b'('
-                | b')'
-                | b'*'
-                | b'+'
-                | b','
-                | b';'
-                | b'='
-                | b':'
-                | b'@'
-                | b'/'
-                | b'?'
-                | b'%'
-        )
+    KEPT_AS_IS[usize::from(byte)]
 }
+
+/// [`kept_as_is`] as a table: every byte of every plain call's path and
+/// query is looked up.
+static KEPT_AS_IS: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut byte = 0;
+    while byte < 256 {
+        let b = byte as u8;
+        table[byte] = b.is_ascii_alphanumeric()
+            || matches!(
+                b,
+                b'-' | b'.'
+                    | b'_'
+                    | b'~'
+                    | b'!'
+                    | b'$'
+                    | b'&'
+                    | b'('
+                    | b')'
+                    | b'*'
+                    | b'+'
+                    | b','
+                    | b';'
+                    | b'='
+                    | b':'
+                    | b'@'
+                    | b'/'
+                    | b'?'
+                    | b'%'
+            );
+        byte += 1;
+    }
+    table
+};
 
 /// `scheme://host:port/path` without user name and password.
 fn redact(url: &str) -> String {
@@ -446,6 +463,7 @@ mod tests {
                 "/",
                 "/items?",
                 "/v1.2/file.json?sort=-name&a=b?c",
+                "/.well-known/x?y=.",
             ] {
                 let url = instance.call_url(call).expect("url");
                 let target = instance.plain_target(call).expect(call);
