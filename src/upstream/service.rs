@@ -336,10 +336,16 @@ impl Service {
                 (Some(url), verbatim)
             }
         };
-        let reply = self
-            .follow(instance, request, url, verbatim, headers(), deadline)
-            .instrument(span.clone())
-            .await;
+        // Without OTLP the span is none: wrapping the call in it would only
+        // move its (large) future once more, on every call.
+        let reply = if otlp {
+            self.follow(instance, request, url, verbatim, headers(), deadline)
+                .instrument(span.clone())
+                .await
+        } else {
+            self.follow(instance, request, url, verbatim, headers(), deadline)
+                .await
+        };
         let reply = match reply {
             Ok(reply) => reply,
             Err(SendError::TooLarge) => {
