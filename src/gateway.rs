@@ -265,11 +265,16 @@ async fn serve_connection<I>(
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let requests_seen = Arc::new(AtomicBool::new(false));
-    let seen = requests_seen.clone();
+    // Told once, at the first request: the first-request timer is then no
+    // longer polled at each of the connection's wake-ups.
+    let first_seen = Arc::new(tokio::sync::Notify::new());
+    let (seen, notify) = (requests_seen.clone(), first_seen.clone());
     // Each request is handed to the router current when it arrives, and
     // keeps it (and its `Gateway`) until it is answered.
     let service = hyper::service::service_fn(move |request: Request<Incoming>| {
-        seen.store(true, Ordering::Relaxed);
+        if !seen.swap(true, Ordering::Relaxed) {
+            notify.notify_one();
+        }
         let mut request = request.map(axum::body::Body::new);
         request.extensions_mut().insert(ConnectInfo(peer));
         let router = live.router();
@@ -311,6 +316,9 @@ async fn serve_connection<I>(
                     tracing::debug!(%peer, "no request head within the header read timeout; closed");
                     break;
                 }
+                waiting_for_first = false;
+            }
+            () = first_seen.notified(), if waiting_for_first => {
                 waiting_for_first = false;
             }
             _ = stopping.changed(), if !draining => {

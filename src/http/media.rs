@@ -1,5 +1,7 @@
 //! Which media type a client wants (GraphQL over HTTP, docs/HTTP.md).
 
+use std::borrow::Cow;
+
 use axum::http::header::ACCEPT;
 use axum::http::HeaderMap;
 
@@ -35,13 +37,25 @@ impl ResponseMedia {
     }
 }
 
-fn accept_text(headers: &HeaderMap) -> String {
-    headers
+/// The request's `Accept` values as one list; borrowed when there is one
+/// header (what clients send), so that reading it allocates nothing.
+fn accept_text(headers: &HeaderMap) -> Cow<'_, str> {
+    let mut values = headers
         .get_all(ACCEPT)
         .iter()
-        .filter_map(|v| v.to_str().ok())
-        .collect::<Vec<_>>()
-        .join(",")
+        .filter_map(|v| v.to_str().ok());
+    let Some(first) = values.next() else {
+        return Cow::Borrowed("");
+    };
+    let Some(second) = values.next() else {
+        return Cow::Borrowed(first);
+    };
+    let mut text = format!("{first},{second}");
+    for value in values {
+        text.push(',');
+        text.push_str(value);
+    }
+    Cow::Owned(text)
 }
 
 /// The q value given to exactly `media` in an Accept header, if listed.
@@ -125,5 +139,27 @@ mod tests {
         assert!(!multipart("multipart/mixed;q=0, application/json"));
         assert!(!multipart("*/*"));
         assert!(!accepts_multipart(&HeaderMap::new()));
+    }
+
+    /// Several `Accept` headers read as one list, in their order.
+    #[test]
+    fn accept_headers_are_read_as_one_list() {
+        let mut headers = HeaderMap::new();
+        for value in ["text/html", "application/json;q=0.9", "multipart/mixed"] {
+            headers.append(ACCEPT, HeaderValue::from_static(value));
+        }
+        assert_eq!(
+            accept_text(&headers),
+            "text/html,application/json;q=0.9,multipart/mixed"
+        );
+        assert!(accepts_multipart(&headers));
+        headers.append(
+            ACCEPT,
+            HeaderValue::from_static("application/graphql-response+json"),
+        );
+        assert_eq!(
+            ResponseMedia::negotiate(&headers),
+            ResponseMedia::GraphqlResponseJson
+        );
     }
 }
