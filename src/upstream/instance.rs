@@ -126,8 +126,6 @@ impl Instance {
     /// of a call's own cost on the benchmark (bench/README.md). The text
     /// sent is the same: the base path, then the call's path and query.
     pub fn plain_target(&self, path_and_query: &str) -> Option<http::Uri> {
-        let (scheme, authority) = self.origin.as_ref()?;
-        let (_, base_path) = self.base.as_ref()?;
         if !path_and_query.starts_with('/') || !path_and_query.bytes().all(kept_as_is) {
             return None;
         }
@@ -140,6 +138,15 @@ impl Instance {
         {
             return None;
         }
+        self.direct_target(path_and_query)
+    }
+
+    /// A direct instance's request target for `path_and_query` as written:
+    /// its origin, its base path, then the call's text. `None` when this
+    /// instance is not direct or the text is not a valid request target.
+    fn direct_target(&self, path_and_query: &str) -> Option<http::Uri> {
+        let (scheme, authority) = self.origin.as_ref()?;
+        let (_, base_path) = self.base.as_ref()?;
         let mut target = String::with_capacity(base_path.len() + path_and_query.len());
         target.push_str(base_path);
         target.push_str(path_and_query);
@@ -170,11 +177,7 @@ impl Instance {
         if !dot_segment {
             return None;
         }
-        let Some((base, base_path)) = self.base.as_ref().filter(|_| self.direct) else {
-            return Some(None);
-        };
-        let origin = base.origin().ascii_serialization();
-        Some(format!("{origin}{base_path}{path_and_query}").parse().ok())
+        Some(self.direct_target(path_and_query))
     }
 
     pub fn in_flight(&self) -> u64 {
@@ -356,33 +359,17 @@ fn kept_as_is(byte: u8) -> bool {
 /// [`kept_as_is`] as a table: every byte of every plain call's path and
 /// query is looked up.
 static KEPT_AS_IS: [bool; 256] = {
+    const PUNCTUATION: &[u8] = b"-._~!$&()*+,;=:@/?%";
     let mut table = [false; 256];
     let mut byte = 0;
     while byte < 256 {
-        let b = byte as u8;
-        table[byte] = b.is_ascii_alphanumeric()
-            || matches!(
-                b,
-                b'-' | b'.'
-                    | b'_'
-                    | b'~'
-                    | b'!'
-                    | b'$'
-                    | b'&'
-                    | b'('
-                    | b')'
-                    | b'*'
-                    | b'+'
-                    | b','
-                    | b';'
-                    | b'='
-                    | b':'
-                    | b'@'
-                    | b'/'
-                    | b'?'
-                    | b'%'
-            );
+        table[byte] = (byte as u8).is_ascii_alphanumeric();
         byte += 1;
+    }
+    let mut i = 0;
+    while i < PUNCTUATION.len() {
+        table[PUNCTUATION[i] as usize] = true;
+        i += 1;
     }
     table
 };
