@@ -31,7 +31,7 @@ use crate::error::ErrorCode;
 use crate::execute::cache_control::NO_STORE;
 use crate::gateway::Gateway;
 use crate::telemetry::metrics;
-use crate::telemetry::trace::RequestTrace;
+use crate::telemetry::trace::{RequestTrace, X_REQUEST_ID};
 
 pub async fn handle(State(gateway): State<Arc<Gateway>>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
@@ -41,11 +41,12 @@ pub async fn handle(State(gateway): State<Arc<Gateway>>, request: Request) -> Re
         media: ResponseMedia::negotiate(&parts.headers),
         incremental: accepts_multipart(&parts.headers),
         // The TCP peer; absent only when the app runs without a socket.
-        ip: parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|info| info.0.ip().to_string())
-            .unwrap_or_default(),
+        ip: super::Peer(
+            parts
+                .extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|info| info.0.ip()),
+        ),
         debug: gateway.config.server.debug
             && parts.headers.get("conflux-debug").is_some_and(|v| v == "1"),
         explain: gateway.config.server.debug
@@ -87,7 +88,7 @@ pub async fn handle(State(gateway): State<Arc<Gateway>>, request: Request) -> Re
         ),
     };
     let headers = response.headers_mut();
-    headers.insert("x-request-id", request_id);
+    headers.insert(X_REQUEST_ID, request_id);
     // docs/CACHING.md: an answer that says nothing else is not reused.
     if !headers.contains_key(CACHE_CONTROL) {
         headers.insert(CACHE_CONTROL, NO_STORE);

@@ -23,11 +23,25 @@ use axum::Router;
 use crate::gateway::Gateway;
 use crate::telemetry::trace::RequestTrace;
 
+/// The TCP peer's IP address, written only where a key or log line needs
+/// it (nothing when the app runs without a socket).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Peer(pub Option<std::net::IpAddr>);
+
+impl std::fmt::Display for Peer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(ip) => ip.fmt(f),
+            None => Ok(()),
+        }
+    }
+}
+
 /// What the HTTP layer knows about the client of one request.
 pub struct Client {
     pub headers: axum::http::HeaderMap,
     /// The TCP peer's address (the rate limit's `ip` key).
-    pub ip: String,
+    pub ip: Peer,
     pub media: media::ResponseMedia,
     /// Takes incremental delivery (`@defer` over multipart/mixed).
     pub incremental: bool,

@@ -29,7 +29,7 @@ use tokio::task::JoinHandle;
 
 use super::media::ResponseMedia;
 use super::request::parse_request;
-use super::{operation, Client};
+use super::{operation, Client, Peer};
 use crate::auth::Claims;
 use crate::gateway::Gateway;
 use crate::subscribe::Subscriber;
@@ -84,15 +84,14 @@ pub async fn upgrade(gateway: Arc<Gateway>, client: Client, extensions: Extensio
     let ip = parts
         .extensions
         .get::<ConnectInfo<SocketAddr>>()
-        .map(|info| info.0.ip().to_string())
-        .unwrap_or(client.ip);
+        .map_or(client.ip, |info| Peer(Some(info.0.ip())));
     let headers = client.headers;
     ws.protocols([PROTOCOL])
         .on_upgrade(move |socket| serve(socket, gateway, headers, ip))
 }
 
 /// One connection: the protocol's state machine.
-async fn serve(socket: WebSocket, gateway: Arc<Gateway>, headers: HeaderMap, ip: String) {
+async fn serve(socket: WebSocket, gateway: Arc<Gateway>, headers: HeaderMap, ip: Peer) {
     let (mut sink, mut stream) = socket.split();
     let (out, mut outgoing) = mpsc::channel::<Message>(OUTGOING);
     let writer = tokio::spawn(async move {
@@ -163,7 +162,7 @@ struct Connection {
     out: mpsc::Sender<Message>,
     /// The upgrade request's headers, with the `connection_init` token.
     headers: HeaderMap,
-    ip: String,
+    ip: Peer,
     claims: Option<Claims>,
     acknowledged: bool,
     /// Operations running, by the client's id.
@@ -270,7 +269,7 @@ impl Connection {
     fn client(&self) -> Client {
         Client {
             headers: self.headers.clone(),
-            ip: self.ip.clone(),
+            ip: self.ip,
             media: ResponseMedia::Json,
             incremental: false,
             trace: RequestTrace::from_headers(&self.headers),

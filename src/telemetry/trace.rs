@@ -6,7 +6,13 @@
 //! the same trace id with a span id of its own; without one, a new trace
 //! starts here. `tracestate` is passed on untouched.
 
-use http::{HeaderMap, HeaderValue};
+use http::{HeaderMap, HeaderName, HeaderValue};
+
+/// The header names, parsed once: a `&str` name is parsed (and its case
+/// checked) at every lookup, on every request and call.
+pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+const TRACESTATE: HeaderName = HeaderName::from_static("tracestate");
 
 /// Longest client-given request id kept; longer ones are replaced.
 const MAX_REQUEST_ID: usize = 128;
@@ -24,7 +30,7 @@ pub struct RequestTrace {
 impl RequestTrace {
     pub fn from_headers(headers: &HeaderMap) -> RequestTrace {
         let request_id = headers
-            .get("x-request-id")
+            .get(X_REQUEST_ID)
             .filter(|v| {
                 let bytes = v.as_bytes();
                 !bytes.is_empty()
@@ -36,7 +42,7 @@ impl RequestTrace {
                 HeaderValue::from_str(&random_id()).unwrap_or(HeaderValue::from_static("-"))
             });
         let parent = headers
-            .get("traceparent")
+            .get(TRACEPARENT)
             .and_then(|v| v.to_str().ok())
             .and_then(parse_traceparent);
         let (trace_id, parent_span, flags) = match parent {
@@ -48,7 +54,7 @@ impl RequestTrace {
             trace_id,
             parent_span,
             flags,
-            tracestate: headers.get("tracestate").cloned(),
+            tracestate: headers.get(TRACESTATE).cloned(),
         }
     }
 
@@ -59,7 +65,7 @@ impl RequestTrace {
     /// Headers for one upstream call: the request id, and (when
     /// propagating) a `traceparent` with a fresh span id and `tracestate`.
     pub fn upstream_headers(&self, propagate: bool, headers: &mut HeaderMap) {
-        headers.insert("x-request-id", self.request_id.clone());
+        headers.insert(X_REQUEST_ID, self.request_id.clone());
         if !propagate {
             return;
         }
@@ -73,10 +79,10 @@ impl RequestTrace {
         traceparent.push('-');
         traceparent.push_str(&self.flags);
         if let Ok(value) = HeaderValue::try_from(traceparent) {
-            headers.insert("traceparent", value);
+            headers.insert(TRACEPARENT, value);
         }
         if let Some(state) = &self.tracestate {
-            headers.insert("tracestate", state.clone());
+            headers.insert(TRACESTATE, state.clone());
         }
     }
 }
