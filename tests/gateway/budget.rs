@@ -346,6 +346,12 @@ async fn an_operation_predicted_over_the_budget_is_refused_before_any_call() {
         "{message}"
     );
     assert_eq!(shop.calls_received().await, 0);
+    // An operation without variables is predicted once and kept with its
+    // plan: the second time it is refused the same way.
+    let again = shop.gateway.post(NESTED).await;
+    assert_eq!(again.status, 400, "{}", again.text);
+    assert_eq!(again.error_codes(), ["TOO_MANY_UPSTREAM_CALLS"]);
+    assert_eq!(shop.calls_received().await, 0);
     // One fewer item fits: 1 + 1 + 3 + ceil(9 / 2) = 5 + 9 = 19.
     let reply = shop
         .gateway

@@ -148,6 +148,13 @@ pub struct OperationPlan {
     /// one buffer instead of one grown by doubling (which copied it and
     /// held up to twice its size).
     pub last_body_len: AtomicUsize,
+    /// The operation declares no variables: its arguments, and so its
+    /// predicted calls, are the same for every request.
+    pub without_variables: bool,
+    /// The predicted calls of an operation without variables, with the
+    /// `assumed_list_length` they were predicted for: predicted once, not
+    /// per request (docs/PLAN.md).
+    pub predicted_once: std::sync::OnceLock<(u64, u64)>,
 }
 
 impl OperationPlan {
@@ -477,6 +484,8 @@ pub fn plan(
         depends_on_variables: planner.depends_on_variables,
         defers: planner.deferred > 0,
         last_body_len: AtomicUsize::new(0),
+        without_variables: operation.variable_definitions.is_empty(),
+        predicted_once: std::sync::OnceLock::new(),
     })
 }
 
