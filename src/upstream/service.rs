@@ -337,7 +337,9 @@ impl Service {
             }
         };
         // Without OTLP the span is none: wrapping the call in it would only
-        // move its (large) future once more, on every call.
+        // move its (large) future once more, on every call. The call is
+        // written in each branch rather than bound to a local before them,
+        // which could give it a second slot in this future to move from.
         let reply = if otlp {
             self.follow(instance, request, url, verbatim, headers(), deadline)
                 .instrument(span.clone())

@@ -398,15 +398,12 @@ impl Direct {
             if reply.status.is_redirection() {
                 // A plain call has no URL to resolve `Location` against
                 // until now.
-                let target;
-                let from = match call.url {
-                    Some(url) => Some(url),
-                    None => {
-                        target = call.verbatim.and_then(url_of);
-                        target.as_ref()
-                    }
-                };
-                if let Some(from) = from {
+                let target = call
+                    .url
+                    .is_none()
+                    .then(|| call.verbatim.and_then(url_of))
+                    .flatten();
+                if let Some(from) = call.url.or(target.as_ref()) {
                     reply.redirect =
                         Redirect::of(reply.status, response.headers(), from, call.method);
                 }

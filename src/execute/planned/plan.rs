@@ -148,13 +148,12 @@ pub struct OperationPlan {
     /// one buffer instead of one grown by doubling (which copied it and
     /// held up to twice its size).
     pub last_body_len: AtomicUsize,
-    /// The operation declares no variables: its arguments, and so its
-    /// predicted calls, are the same for every request.
-    pub without_variables: bool,
-    /// The predicted calls of an operation without variables, with the
-    /// `assumed_list_length` they were predicted for: predicted once, not
-    /// per request (docs/PLAN.md).
-    pub predicted_once: std::sync::OnceLock<(u64, u64)>,
+    /// `Some` when the operation declares no variables: its arguments, and
+    /// so its predicted calls, are the same for every request, and are
+    /// predicted once (docs/PLAN.md). A plan belongs to the gateway it was
+    /// planned by, whose `[limits]` a reload does not change (it builds a
+    /// new gateway).
+    pub predicted_once: Option<std::sync::OnceLock<u64>>,
 }
 
 impl OperationPlan {
@@ -484,8 +483,10 @@ pub fn plan(
         depends_on_variables: planner.depends_on_variables,
         defers: planner.deferred > 0,
         last_body_len: AtomicUsize::new(0),
-        without_variables: operation.variable_definitions.is_empty(),
-        predicted_once: std::sync::OnceLock::new(),
+        predicted_once: operation
+            .variable_definitions
+            .is_empty()
+            .then(std::sync::OnceLock::new),
     })
 }
 

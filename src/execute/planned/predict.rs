@@ -76,18 +76,9 @@ pub fn predicted_calls(
     assumed_list_length: u64,
 ) -> u64 {
     let predict = || walk(plan, args, assumed_list_length, false).predicted_calls;
-    if !plan.without_variables {
-        return predict();
-    }
-    let (assumed, calls) = *plan
-        .predicted_once
-        .get_or_init(|| (assumed_list_length, predict()));
-    // A reload that changed `assumed_list_length` plans anew; should an
-    // old plan still run with the new value, it is predicted again.
-    if assumed == assumed_list_length {
-        calls
-    } else {
-        predict()
+    match &plan.predicted_once {
+        Some(once) => *once.get_or_init(predict),
+        None => predict(),
     }
 }
 
