@@ -11,9 +11,11 @@
 //!
 //! A key already in a batch of the same call (in flight, or still collecting)
 //! awaits that batch's answer; the others join the batch still collecting,
-//! or open one. A new batch waits `window` for other operations' keys only
-//! while another batch of the same call is in flight: that is when there is
-//! concurrent traffic to share with, so a lone request never pays the wait.
+//! or open one. A new batch gathers other operations' keys only while
+//! another batch of the same call is in flight: that is when there is
+//! concurrent traffic to share with, so a lone request never waits. It
+//! gathers the keys of the operations the gateway is working on at that
+//! moment (see [`SharedBatches::gather`]), for at most `window`.
 //!
 //! The operation that opened a batch sends it with its own request builder
 //! (every member's builds the same requests, their group keys being equal).
@@ -141,7 +143,7 @@ impl<K: Hash + Eq + Clone, R: Clone + Send + Sync + 'static> SharedBatches<K, R>
                 id: opened.id,
             };
             if opened.wait {
-                tokio::time::sleep(window).await;
+                self.gather(&group, opened.id, opened.own, window).await;
             }
             if let Some((keys, sender)) = self.start(&group, opened.id) {
                 foreign |= keys.len() != opened.own;
@@ -234,6 +236,34 @@ impl<K: Hash + Eq + Clone, R: Clone + Send + Sync + 'static> SharedBatches<K, R>
                 own,
             }),
         }
+    }
+
+    /// Lets the operations the gateway is working on add their keys to the
+    /// collecting batch `id` before it is sent: each pass lets every other
+    /// ready task run once (and the runtime read what has arrived), and
+    /// another pass follows while the last one added keys, until `window`
+    /// has passed. Waiting the whole window instead added its length (1-2 ms
+    /// on tokio's millisecond timer) to every shared batch's latency under
+    /// load for no fewer calls: without it the benchmark's batched workloads
+    /// at 32 clients answer 8-17 % more queries per second, at the same
+    /// calls per query (bench/README.md).
+    async fn gather(&self, group: &K, id: u64, own: usize, window: Duration) {
+        let deadline = tokio::time::Instant::now() + window;
+        let mut seen = own;
+        loop {
+            tokio::task::yield_now().await;
+            match self.collecting_keys(group, id) {
+                Some(keys) if keys > seen && tokio::time::Instant::now() < deadline => seen = keys,
+                _ => return,
+            }
+        }
+    }
+
+    /// How many keys the batch `id` holds while it is still collecting.
+    fn collecting_keys(&self, group: &K, id: u64) -> Option<usize> {
+        let groups = self.lock();
+        let batch = groups.get(group)?.collecting.as_ref()?;
+        (batch.id == id).then_some(batch.keys.len())
     }
 
     /// Closes the batch `id` to new keys and hands its keys and sender to
@@ -329,18 +359,13 @@ mod tests {
         let (calls, sent) = (AtomicUsize::new(0), Mutex::new(Vec::new()));
         let window = Duration::from_millis(5);
         // The first batch goes at once (nothing in flight); the next two,
-        // arriving while it is in flight, share one call after the window.
+        // asked together while it is in flight, share one call.
         let first = shared.fetch(GROUP, keys(&["a", "b"]), window, sender(&calls, &sent));
         let later = async {
             tokio::time::sleep(Duration::from_millis(1)).await;
             futures::join!(
                 shared.fetch(GROUP, keys(&["b", "c"]), window, sender(&calls, &sent)),
-                async {
-                    tokio::time::sleep(Duration::from_millis(2)).await;
-                    shared
-                        .fetch(GROUP, keys(&["d", "a"]), window, sender(&calls, &sent))
-                        .await
-                },
+                shared.fetch(GROUP, keys(&["d", "a"]), window, sender(&calls, &sent)),
             )
         };
         let (first, (second, third)) = futures::join!(first, later);
@@ -391,11 +416,11 @@ mod tests {
         let shared = Shared::default();
         let (calls, sent) = (AtomicUsize::new(0), Mutex::new(Vec::new()));
         let window = Duration::from_millis(5);
-        // Keeps a batch in flight, so the next one waits its window.
+        // Keeps a batch in flight, so that the next ones gather.
         let busy = shared.fetch(GROUP, keys(&["x"]), window, sender(&calls, &sent));
         let rest = async {
             tokio::time::sleep(Duration::from_millis(1)).await;
-            // Opens a batch, and is cancelled during its window.
+            // Sends a batch, and is cancelled before its answer is in.
             let opener = shared.fetch(GROUP, keys(&["a"]), window, sender(&calls, &sent));
             let member = async {
                 tokio::time::sleep(Duration::from_millis(1)).await;
@@ -411,11 +436,64 @@ mod tests {
             found
         };
         let (_, found) = futures::join!(busy, rest);
-        assert!(found.mine.is_none(), "the member sent only its own keys");
+        assert!(
+            found.mine.is_none(),
+            "the member's answers hold only its keys"
+        );
         let mut answers: Vec<String> = found.chunks.iter().map(|c| c[0].1.clone()).collect();
         answers.sort();
-        assert_eq!(answers, vec!["a,b"], "the member sent its own keys");
-        assert_eq!(*sent.lock().unwrap(), vec![vec!["x"], vec!["a", "b"]]);
+        assert_eq!(answers, vec!["a", "b"], "the member sent a itself");
+        assert_eq!(
+            *sent.lock().unwrap(),
+            vec![vec!["x"], vec!["a"], vec!["b"], vec!["a"]],
+            "b went in a batch of its own, a again once its sender was gone"
+        );
         assert_eq!(shared.groups(), 0);
+    }
+
+    /// Under concurrent traffic a batch is sent once the operations in
+    /// progress have added their keys, not after the whole window: one asked
+    /// later makes its own call.
+    #[tokio::test(start_paused = true)]
+    async fn a_batch_waits_for_keys_being_added_not_for_the_window() {
+        let shared = Shared::default();
+        let started = tokio::time::Instant::now();
+        let sent_at = Mutex::new(Vec::new());
+        let send = |keys: Vec<Json>| {
+            sent_at.lock().unwrap().push((
+                started.elapsed(),
+                keys.iter().map(key_text).collect::<Vec<_>>(),
+            ));
+            async move {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                vec![(Json::from(keys), String::new())]
+            }
+            .boxed()
+        };
+        let window = Duration::from_secs(1);
+        let ms = Duration::from_millis;
+        futures::join!(
+            // In flight from 0 to 50 ms.
+            shared.fetch(GROUP, keys(&["x"]), window, send),
+            async {
+                tokio::time::sleep(ms(1)).await;
+                futures::join!(
+                    shared.fetch(GROUP, keys(&["a"]), window, send),
+                    shared.fetch(GROUP, keys(&["b"]), window, send),
+                )
+            },
+            async {
+                tokio::time::sleep(ms(2)).await;
+                shared.fetch(GROUP, keys(&["c"]), window, send).await
+            },
+        );
+        assert_eq!(
+            *sent_at.lock().unwrap(),
+            vec![
+                (ms(0), vec!["x".to_owned()]),
+                (ms(1), vec!["a".to_owned(), "b".to_owned()]),
+                (ms(2), vec!["c".to_owned()]),
+            ]
+        );
     }
 }

@@ -17,7 +17,8 @@ type Order { id: ID!  product: Product }
 type Product { id: ID!  name: String }
 "#;
 
-fn config(products: &str) -> String {
+/// `orders`: more of the `Query.orders` mapping (e.g. `, cache_ttl_s = 60`).
+fn config(products: &str, orders: &str) -> String {
     format!(
         r#"
 [services.orders]
@@ -28,7 +29,7 @@ retries = 0
 {products}
 
 [resolvers]
-"Query.orders" = {{ service = "orders", get = "/orders/{{args.user}}" }}
+"Query.orders" = {{ service = "orders", get = "/orders/{{args.user}}"{orders} }}
 "Order.product" = {{ service = "products", get = "/products/{{parent.productId}}", batch = {{ key = "{{parent.productId}}", get = "/products?ids={{keys}}", match = "id" }} }}
 "#
     )
@@ -94,9 +95,18 @@ async fn products(delay: Duration) -> MockServer {
 }
 
 async fn gateway(products_config: &str, orders: &MockServer, products: &MockServer) -> TestGateway {
+    gateway_with(products_config, "", orders, products).await
+}
+
+async fn gateway_with(
+    products_config: &str,
+    orders_mapping: &str,
+    orders: &MockServer,
+    products: &MockServer,
+) -> TestGateway {
     TestGateway::builder()
         .schema(SDL)
-        .config(&config(products_config))
+        .config(&config(products_config, orders_mapping))
         .upstream("orders", orders)
         .upstream("products", products)
         .start()
@@ -145,32 +155,85 @@ async fn names(client: &Client, user: &str, headers: &[(&str, &str)]) -> Vec<Val
         .collect()
 }
 
+fn products_query(user: &str) -> Value {
+    json!({ "query": format!(r#"{{ orders(user: "{user}") {{ product {{ name }} }} }}"#) })
+}
+
 #[tokio::test]
-async fn concurrent_clients_keys_share_batch_calls() {
+async fn operations_in_progress_together_share_batch_calls() {
     let (orders, products) = (orders().await, products(Duration::from_millis(1500)).await);
-    let gw = gateway("batch_window_ms = 500", &orders, &products).await;
+    let gw = gateway_with(
+        "batch_window_ms = 500",
+        ", cache_ttl_s = 60",
+        &orders,
+        &products,
+    )
+    .await;
     let client: &Client = &gw;
+    // b's and c's orders come from the cache from now on, so that their
+    // operations reach their products batch at the same moment.
+    for user in ["b", "c"] {
+        let body = client
+            .post(&format!(r#"{{ orders(user: "{user}") {{ id }} }}"#))
+            .await
+            .json();
+        assert_eq!(body["errors"], Value::Null, "{body}");
+    }
 
     // Client a's batch (p1, p2) goes at once and stays in flight 1.5 s.
     let a = names(client, "a", &[]);
     let later = async {
         received(&products, 1).await;
         // b's p2 is in a's call: b awaits it. b's p3 and c's p4, asked
-        // while a's call is in flight, wait the window and go together.
-        futures::join!(names(client, "b", &[]), names(client, "c", &[]))
+        // while a's call is in flight, go together. The two operations
+        // come in one HTTP batch only to be in progress at the same moment:
+        // the shared batches do not know which client an operation is of.
+        client
+            .post_json(json!([products_query("b"), products_query("c")]))
+            .await
+            .json()
     };
-    let (a, (b, c)) = futures::join!(a, later);
+    let (a, both) = futures::join!(a, later);
     assert_eq!(a, vec![json!("Product p1"), json!("Product p2")]);
-    assert_eq!(b, vec![json!("Product p2"), json!("Product p3")]);
-    assert_eq!(c, vec![json!("Product p4")]);
+    assert_eq!(
+        both,
+        json!([
+            {"data": {"orders": [{"product": {"name": "Product p2"}}, {"product": {"name": "Product p3"}}]}},
+            {"data": {"orders": [{"product": {"name": "Product p4"}}]}},
+        ])
+    );
 
     let mut sent: Vec<String> = calls(&products).await.into_iter().map(|c| c.0).collect();
     sent[1..].sort();
     assert_eq!(
         sent,
         vec!["p1,p2", "p3,p4"],
-        "three clients' five keys (four distinct) in two calls"
+        "three operations' five keys (four distinct) in two calls"
     );
+}
+
+/// A batch opened while another is in flight is sent once the operations in
+/// progress have added their keys, not after the window: a request that
+/// comes later makes its own call, and waits no window for it.
+#[tokio::test]
+async fn a_shared_batch_does_not_wait_out_its_window() {
+    let (orders, products) = (orders().await, products(Duration::from_millis(1500)).await);
+    let gw = gateway("batch_window_ms = 10000", &orders, &products).await;
+    let client: &Client = &gw;
+
+    let a = names(client, "a", &[]);
+    let c = async {
+        received(&products, 1).await;
+        let started = Instant::now();
+        let names = names(client, "c", &[]).await;
+        (names, started.elapsed())
+    };
+    let (_, (c, took)) = futures::join!(a, c);
+    assert_eq!(c, vec![json!("Product p4")]);
+    // p4's call takes 1.5 s; the window is 10 s.
+    assert!(took < Duration::from_secs(8), "c waited {took:?}");
+    let sent: Vec<String> = calls(&products).await.into_iter().map(|c| c.0).collect();
+    assert_eq!(sent, vec!["p1,p2", "p4"]);
 }
 
 #[tokio::test]
