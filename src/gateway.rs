@@ -51,6 +51,8 @@ pub struct Gateway {
     /// Open subscriptions, their pollers and webhook deliveries; handed on
     /// to the next gateway by a reload (`reload`).
     pub subscriptions: Arc<crate::subscribe::Hub>,
+    /// The GraphQL requests' counters and histograms, by operation.
+    pub request_metrics: crate::telemetry::metrics::RequestMetrics,
 }
 
 /// What refuses work before execution (see `admission`).
@@ -148,6 +150,7 @@ pub fn load(path: &Path) -> Result<Gateway, Diagnostics> {
         fetcher: Arc::new(Fetcher::new(upstream.clone(), Some(cache))),
         upstream,
         subscriptions: Arc::new(crate::subscribe::Hub::new(&config_subscriptions)),
+        request_metrics: Default::default(),
     })
 }
 

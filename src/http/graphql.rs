@@ -19,7 +19,7 @@ use http_body_util::LengthLimitError;
 use serde_json::Value;
 
 use super::graphiql;
-use super::media::{accepts_multipart, wants_event_stream, wants_html, ResponseMedia};
+use super::media::{Accepted, ResponseMedia};
 use super::operation;
 use super::outcome::{batch_response, request_error, too_large};
 use super::request::{from_query_params, parse_request};
@@ -37,9 +37,10 @@ pub async fn handle(State(gateway): State<Arc<Gateway>>, request: Request) -> Re
     let (parts, body) = request.into_parts();
     let trace = RequestTrace::from_headers(&parts.headers);
     let request_id = trace.request_id.clone();
+    let accepted = Accepted::read(&parts.headers);
     let mut client = Client {
-        media: ResponseMedia::negotiate(&parts.headers),
-        incremental: accepts_multipart(&parts.headers),
+        media: accepted.media,
+        incremental: accepted.multipart,
         // The TCP peer; absent only when the app runs without a socket.
         ip: super::Peer(
             parts
@@ -67,13 +68,13 @@ pub async fn handle(State(gateway): State<Arc<Gateway>>, request: Request) -> Re
             client.media,
         ),
         Method::POST => match admit(&gateway, &mut client).await {
-            Ok(claims) => post(&gateway, &client, claims, body).await,
+            Ok(claims) => post(&gateway, &client, claims, body, accepted.event_stream).await,
             Err(refused) => refused,
         },
         Method::GET if super::ws::is_upgrade(&client.headers) => {
             super::ws::upgrade(gateway.clone(), client, parts.extensions).await
         }
-        Method::GET => get(&gateway, &parts.uri, &mut client).await,
+        Method::GET => get(&gateway, &parts.uri, &mut client, accepted.html).await,
         // Preflights are answered by the CORS layer when CORS is on.
         Method::OPTIONS => (
             StatusCode::NO_CONTENT,
@@ -195,6 +196,7 @@ async fn post(
     client: &Client,
     claims: Option<Claims>,
     body: Body,
+    event_stream: bool,
 ) -> Response {
     let media = client.media;
     let headers = &client.headers;
@@ -248,7 +250,7 @@ async fn post(
             )
         }
     };
-    if wants_event_stream(headers) {
+    if event_stream {
         return super::sse::respond(gateway, client, claims, json).await;
     }
     match json {
@@ -304,9 +306,8 @@ async fn post(
     }
 }
 
-async fn get(gateway: &Gateway, uri: &Uri, client: &mut Client) -> Response {
+async fn get(gateway: &Gateway, uri: &Uri, client: &mut Client, html: bool) -> Response {
     let media = client.media;
-    let headers = &client.headers;
     let params: HashMap<String, String> = match Query::try_from_uri(uri) {
         Ok(Query(params)) => params,
         Err(_) => {
@@ -318,7 +319,7 @@ async fn get(gateway: &Gateway, uri: &Uri, client: &mut Client) -> Response {
             )
         }
     };
-    if !params.contains_key("query") && gateway.config.server.graphiql && wants_html(headers) {
+    if !params.contains_key("query") && gateway.config.server.graphiql && html {
         return graphiql::page();
     }
     let claims = match admit(gateway, client).await {

@@ -27,12 +27,62 @@ impl ResponseMedia {
     }
 
     pub fn negotiate(headers: &HeaderMap) -> ResponseMedia {
-        let accept = accept_text(headers);
-        let graphql = quality(&accept, GRAPHQL_RESPONSE_JSON);
-        let json = quality(&accept, "application/json");
-        match graphql {
+        Accepted::read(headers).media
+    }
+}
+
+/// What a request's `Accept` headers ask for, read in one pass.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Accepted {
+    /// `application/graphql-response+json` when listed (q > 0) at a q no
+    /// lower than `application/json`'s; else `application/json`.
+    pub media: ResponseMedia,
+    /// `multipart/mixed` listed, with or without `deferSpec=20220824` (as
+    /// Apollo Client sends it), not with `q=0`: incremental delivery.
+    pub multipart: bool,
+    /// `text/event-stream` listed: GraphQL over SSE (docs/SUBSCRIPTIONS.md).
+    pub event_stream: bool,
+    /// `text/html` listed: a browser asks for a page.
+    pub html: bool,
+}
+
+impl Accepted {
+    pub fn read(headers: &HeaderMap) -> Accepted {
+        const NAMES: [&str; 5] = [
+            GRAPHQL_RESPONSE_JSON,
+            "application/json",
+            "multipart/mixed",
+            "text/event-stream",
+            "text/html",
+        ];
+        // Each type's q where it is first listed.
+        let mut quality: [Option<f32>; 5] = [None; 5];
+        for range in accept_text(headers).split(',') {
+            let mut parts = range.split(';').map(str::trim);
+            let name = parts.next().unwrap_or_default();
+            let Some(i) = NAMES.iter().position(|n| name.eq_ignore_ascii_case(n)) else {
+                continue;
+            };
+            if quality[i].is_none() {
+                quality[i] = Some(
+                    parts
+                        .filter_map(|p| p.strip_prefix("q="))
+                        .find_map(|q| q.parse::<f32>().ok())
+                        .unwrap_or(1.0),
+                );
+            }
+        }
+        let listed = |q: Option<f32>| q.is_some_and(|q| q > 0.0);
+        let [graphql, json, multipart, event_stream, html] = quality;
+        let media = match graphql {
             Some(q) if q > 0.0 && q >= json.unwrap_or(0.0) => ResponseMedia::GraphqlResponseJson,
             _ => ResponseMedia::Json,
+        };
+        Accepted {
+            media,
+            multipart: listed(multipart),
+            event_stream: listed(event_stream),
+            html: listed(html),
         }
     }
 }
@@ -56,40 +106,6 @@ fn accept_text(headers: &HeaderMap) -> Cow<'_, str> {
         text.push_str(value);
     }
     Cow::Owned(text)
-}
-
-/// The q value given to exactly `media` in an Accept header, if listed.
-fn quality(accept: &str, media: &str) -> Option<f32> {
-    accept.split(',').find_map(|range| {
-        let mut parts = range.split(';').map(str::trim);
-        let name = parts.next()?;
-        if !name.eq_ignore_ascii_case(media) {
-            return None;
-        }
-        let q = parts
-            .filter_map(|p| p.strip_prefix("q="))
-            .find_map(|q| q.parse::<f32>().ok())
-            .unwrap_or(1.0);
-        Some(q)
-    })
-}
-
-/// Whether the client takes incremental delivery: its `Accept` lists
-/// `multipart/mixed` (with or without `deferSpec=20220824`, among other
-/// types, as Apollo Client sends it), not with `q=0`.
-pub fn accepts_multipart(headers: &HeaderMap) -> bool {
-    quality(&accept_text(headers), "multipart/mixed").is_some_and(|q| q > 0.0)
-}
-
-/// Whether the client asks for GraphQL over SSE: its `Accept` lists
-/// `text/event-stream` (docs/SUBSCRIPTIONS.md).
-pub fn wants_event_stream(headers: &HeaderMap) -> bool {
-    quality(&accept_text(headers), "text/event-stream").is_some_and(|q| q > 0.0)
-}
-
-/// Whether a browser asks for a page (`text/html` listed).
-pub fn wants_html(headers: &HeaderMap) -> bool {
-    quality(&accept_text(headers), "text/html").is_some_and(|q| q > 0.0)
 }
 
 #[cfg(test)]
@@ -127,7 +143,7 @@ mod tests {
     fn multipart(accept: &str) -> bool {
         let mut headers = HeaderMap::new();
         headers.insert(ACCEPT, HeaderValue::from_str(accept).expect("valid"));
-        accepts_multipart(&headers)
+        Accepted::read(&headers).multipart
     }
 
     #[test]
@@ -138,7 +154,7 @@ mod tests {
         assert!(multipart("application/json, multipart/mixed"));
         assert!(!multipart("multipart/mixed;q=0, application/json"));
         assert!(!multipart("*/*"));
-        assert!(!accepts_multipart(&HeaderMap::new()));
+        assert!(!Accepted::read(&HeaderMap::new()).multipart);
     }
 
     /// Several `Accept` headers read as one list, in their order.
@@ -152,7 +168,7 @@ mod tests {
             accept_text(&headers),
             "text/html,application/json;q=0.9,multipart/mixed"
         );
-        assert!(accepts_multipart(&headers));
+        assert!(Accepted::read(&headers).multipart);
         headers.append(
             ACCEPT,
             HeaderValue::from_static("application/graphql-response+json"),
@@ -161,5 +177,21 @@ mod tests {
             ResponseMedia::negotiate(&headers),
             ResponseMedia::GraphqlResponseJson
         );
+    }
+
+    #[test]
+    fn event_stream_and_html_are_read_in_the_same_pass() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            ACCEPT,
+            HeaderValue::from_static("text/html;q=0, text/event-stream, application/json"),
+        );
+        let accepted = Accepted::read(&headers);
+        assert!(accepted.event_stream);
+        assert!(!accepted.html, "q=0 refuses");
+        assert!(!accepted.multipart);
+        assert_eq!(accepted.media, ResponseMedia::Json);
+        headers.insert(ACCEPT, HeaderValue::from_static("TEXT/HTML, text/html;q=0"));
+        assert!(Accepted::read(&headers).html, "the first listing counts");
     }
 }

@@ -90,12 +90,12 @@ pub async fn run_streamed(
     let duration = started.elapsed();
     let codes: Vec<&str> = outcome.errors.iter().filter_map(code_of).collect();
     let result = outcome.result();
-    let label = if operation_chosen {
-        metrics::operation_label(operation_name.as_deref())
-    } else {
-        metrics::UNKNOWN_OPERATION.to_owned()
-    };
-    metrics::request(&label, result, duration);
+    gateway.request_metrics.record(
+        operation_name.as_deref(),
+        operation_chosen,
+        result,
+        duration,
+    );
     tracing::info!(
         target: "conflux::request",
         request_id = client.trace.request_id.to_str().unwrap_or("-"),
