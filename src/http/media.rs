@@ -25,10 +25,6 @@ impl ResponseMedia {
             ResponseMedia::Json => "application/json; charset=utf-8",
         }
     }
-
-    pub fn negotiate(headers: &HeaderMap) -> ResponseMedia {
-        Accepted::read(headers).media
-    }
 }
 
 /// What a request's `Accept` headers ask for, read in one pass.
@@ -116,7 +112,7 @@ mod tests {
     fn negotiate(accept: &str) -> ResponseMedia {
         let mut headers = HeaderMap::new();
         headers.insert(ACCEPT, HeaderValue::from_str(accept).expect("valid"));
-        ResponseMedia::negotiate(&headers)
+        Accepted::read(&headers).media
     }
 
     #[test]
@@ -134,10 +130,7 @@ mod tests {
             ResponseMedia::Json
         );
         assert_eq!(negotiate("*/*"), ResponseMedia::Json);
-        assert_eq!(
-            ResponseMedia::negotiate(&HeaderMap::new()),
-            ResponseMedia::Json
-        );
+        assert_eq!(Accepted::read(&HeaderMap::new()).media, ResponseMedia::Json);
     }
 
     fn multipart(accept: &str) -> bool {
@@ -174,7 +167,7 @@ mod tests {
             HeaderValue::from_static("application/graphql-response+json"),
         );
         assert_eq!(
-            ResponseMedia::negotiate(&headers),
+            Accepted::read(&headers).media,
             ResponseMedia::GraphqlResponseJson
         );
     }

@@ -143,6 +143,24 @@ async fn calls(products: &MockServer) -> Vec<(String, Option<String>)> {
         .collect()
 }
 
+/// The `ids` of every products call, in order.
+async fn ids_sent(products: &MockServer) -> Vec<String> {
+    calls(products).await.into_iter().map(|c| c.0).collect()
+}
+
+/// Runs `first`, and `then` once the products service has received a call
+/// (`first`'s, which stays in flight for the service's delay).
+async fn while_in_flight<A: std::future::Future, B: std::future::Future>(
+    products: &MockServer,
+    first: A,
+    then: B,
+) -> (A::Output, B::Output) {
+    futures::join!(first, async {
+        received(products, 1).await;
+        then.await
+    })
+}
+
 async fn names(client: &Client, user: &str, headers: &[(&str, &str)]) -> Vec<Value> {
     let query = format!(r#"{{ orders(user: "{user}") {{ product {{ name }} }} }}"#);
     let body = client.post_with_headers(&query, headers).await.json();
@@ -181,9 +199,7 @@ async fn operations_in_progress_together_share_batch_calls() {
     }
 
     // Client a's batch (p1, p2) goes at once and stays in flight 1.5 s.
-    let a = names(client, "a", &[]);
-    let later = async {
-        received(&products, 1).await;
+    let (a, both) = while_in_flight(&products, names(client, "a", &[]), async {
         // b's p2 is in a's call: b awaits it. b's p3 and c's p4, asked
         // while a's call is in flight, go together. The two operations
         // come in one HTTP batch only to be in progress at the same moment:
@@ -192,8 +208,8 @@ async fn operations_in_progress_together_share_batch_calls() {
             .post_json(json!([products_query("b"), products_query("c")]))
             .await
             .json()
-    };
-    let (a, both) = futures::join!(a, later);
+    })
+    .await;
     assert_eq!(a, vec![json!("Product p1"), json!("Product p2")]);
     assert_eq!(
         both,
@@ -203,7 +219,7 @@ async fn operations_in_progress_together_share_batch_calls() {
         ])
     );
 
-    let mut sent: Vec<String> = calls(&products).await.into_iter().map(|c| c.0).collect();
+    let mut sent = ids_sent(&products).await;
     sent[1..].sort();
     assert_eq!(
         sent,
@@ -221,18 +237,16 @@ async fn a_shared_batch_does_not_wait_out_its_window() {
     let gw = gateway("batch_window_ms = 10000", &orders, &products).await;
     let client: &Client = &gw;
 
-    let a = names(client, "a", &[]);
-    let c = async {
-        received(&products, 1).await;
+    let (_, (c, took)) = while_in_flight(&products, names(client, "a", &[]), async {
         let started = Instant::now();
         let names = names(client, "c", &[]).await;
         (names, started.elapsed())
-    };
-    let (_, (c, took)) = futures::join!(a, c);
+    })
+    .await;
     assert_eq!(c, vec![json!("Product p4")]);
     // p4's call takes 1.5 s; the window is 10 s.
     assert!(took < Duration::from_secs(8), "c waited {took:?}");
-    let sent: Vec<String> = calls(&products).await.into_iter().map(|c| c.0).collect();
+    let sent = ids_sent(&products).await;
     assert_eq!(sent, vec!["p1,p2", "p4"]);
 }
 
@@ -247,13 +261,15 @@ async fn calls_carrying_different_users_never_share() {
     .await;
     let client: &Client = &gw;
 
-    let first = names(client, "a", &[("authorization", "Bearer user-1")]);
-    let second = async {
-        received(&products, 1).await;
-        // The same keys, asked while user 1's call is in flight.
-        names(client, "a", &[("authorization", "Bearer user-2")]).await
-    };
-    let (first, second) = futures::join!(first, second);
+    let (first, second) = while_in_flight(
+        &products,
+        names(client, "a", &[("authorization", "Bearer user-1")]),
+        async {
+            // The same keys, asked while user 1's call is in flight.
+            names(client, "a", &[("authorization", "Bearer user-2")]).await
+        },
+    )
+    .await;
     assert_eq!(first, second);
     assert_eq!(
         calls(&products).await,
@@ -271,15 +287,10 @@ async fn a_window_of_zero_shares_nothing() {
     let gw = gateway("batch_window_ms = 0", &orders, &products).await;
     let client: &Client = &gw;
 
-    let a = names(client, "a", &[]);
-    let b = async {
-        received(&products, 1).await;
-        names(client, "b", &[]).await
-    };
-    let (a, b) = futures::join!(a, b);
+    let (a, b) = while_in_flight(&products, names(client, "a", &[]), names(client, "b", &[])).await;
     assert_eq!(a, vec![json!("Product p1"), json!("Product p2")]);
     assert_eq!(b, vec![json!("Product p2"), json!("Product p3")]);
-    let sent: Vec<String> = calls(&products).await.into_iter().map(|c| c.0).collect();
+    let sent = ids_sent(&products).await;
     assert_eq!(
         sent,
         vec!["p1,p2", "p2,p3"],
@@ -293,14 +304,9 @@ async fn with_the_default_window_keys_in_flight_are_not_asked_again() {
     let gw = gateway("", &orders, &products).await;
     let client: &Client = &gw;
 
-    let a = names(client, "a", &[]);
-    let b = async {
-        received(&products, 1).await;
-        names(client, "b", &[]).await
-    };
-    let (_, b) = futures::join!(a, b);
+    let (_, b) = while_in_flight(&products, names(client, "a", &[]), names(client, "b", &[])).await;
     assert_eq!(b, vec![json!("Product p2"), json!("Product p3")]);
-    let sent: Vec<String> = calls(&products).await.into_iter().map(|c| c.0).collect();
+    let sent = ids_sent(&products).await;
     assert_eq!(
         sent,
         vec!["p1,p2", "p3"],
