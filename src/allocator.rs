@@ -14,6 +14,15 @@
 //! at c=256). Shortening mimalloc's delay instead cost 5-40 % more CPU
 //! per query for a similar or smaller saving.
 //!
+//! The small blocks mimalloc still frees, it returns to the OS after 1 ms
+//! ([`configure`]) instead of its default second: at 32 clients of the
+//! large answer that took the peak RSS from 71-78 MiB to 68-70 MiB, and
+//! wide's from 40-43 to 36-40 MiB, at the same CPU per query within the
+//! benchmark's noise (bench/README.md). With the large blocks still in
+//! mimalloc, shortening the delay had cost 5-20 % more CPU: it was
+//! returning and refaulting megabytes per request, where now it returns
+//! the pages of small blocks that a burst left empty.
+//!
 //! Which allocator owns a block follows from its size alone, and Rust
 //! frees (and reallocates) a block with the size it was allocated with:
 //! no header or lookup is needed.
@@ -24,6 +33,22 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 
 use mimalloc::MiMalloc;
+
+/// mimalloc's `mi_option_purge_delay` (its `mimalloc.h` enum; the Rust
+/// bindings name only some options): how many milliseconds freed memory
+/// waits before it is returned to the OS.
+const PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+
+/// The purge delay [`configure`] sets, in milliseconds.
+pub const PURGE_DELAY_MS: std::ffi::c_long = 1;
+
+/// Sets mimalloc's purge delay to [`PURGE_DELAY_MS`], unless the
+/// environment's `MIMALLOC_PURGE_DELAY` already set it (docs/DEPLOY.md).
+/// Called first thing in `main`; mimalloc reads the option at each purge.
+pub fn configure() {
+    // Safety: sets a number in mimalloc's option table; any value is valid.
+    unsafe { libmimalloc_sys::mi_option_set_default(PURGE_DELAY, PURGE_DELAY_MS) }
+}
 
 /// Blocks of at least this many bytes go to the system allocator.
 pub const LARGE: usize = 64 * 1024;
@@ -84,6 +109,20 @@ unsafe impl GlobalAlloc for Allocator {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// [`PURGE_DELAY`] is the option mimalloc documents as the purge delay:
+    /// its default is 1000 ms, which no neighbouring option has, and
+    /// [`configure`] changes it.
+    #[test]
+    fn configure_sets_the_purge_delay() {
+        if std::env::var_os("MIMALLOC_PURGE_DELAY").is_some() {
+            return; // the environment's value wins, by design
+        }
+        let get = || unsafe { libmimalloc_sys::mi_option_get(PURGE_DELAY) };
+        assert_eq!(get(), 1000, "mimalloc's default purge delay");
+        configure();
+        assert_eq!(get(), PURGE_DELAY_MS);
+    }
 
     /// Allocates, grows across the boundary both ways, and frees, checking
     /// the bytes survive each move: a block handed to the allocator that
