@@ -19,9 +19,9 @@
 //! large answer that took the peak RSS from 71-78 MiB to 68-70 MiB, and
 //! wide's from 40-43 to 36-40 MiB, at the same CPU per query within the
 //! benchmark's noise (bench/README.md). With the large blocks still in
-//! mimalloc, shortening the delay had cost 5-20 % more CPU: it was
-//! returning and refaulting megabytes per request, where now it returns
-//! the pages of small blocks that a burst left empty.
+//! mimalloc, a shorter delay had cost CPU (above): it was returning and
+//! refaulting megabytes per request, where now it returns the pages of
+//! small blocks that a burst left empty.
 //!
 //! Which allocator owns a block follows from its size alone, and Rust
 //! frees (and reallocates) a block with the size it was allocated with:
