@@ -112,9 +112,11 @@ mod tests {
 
     /// [`PURGE_DELAY`] is the option mimalloc documents as the purge delay:
     /// its default is 1000 ms, which no neighbouring option has, and
-    /// [`configure`] changes it.
+    /// [`configure`] changes it, but not once the option was set (as
+    /// `MIMALLOC_PURGE_DELAY` sets it, which `mi_option_set` stands in for:
+    /// the environment is read before any test runs).
     #[test]
-    fn configure_sets_the_purge_delay() {
+    fn configure_sets_the_purge_delay_unless_it_was_set() {
         if std::env::var_os("MIMALLOC_PURGE_DELAY").is_some() {
             return; // the environment's value wins, by design
         }
@@ -122,6 +124,9 @@ mod tests {
         assert_eq!(get(), 1000, "mimalloc's default purge delay");
         configure();
         assert_eq!(get(), PURGE_DELAY_MS);
+        unsafe { libmimalloc_sys::mi_option_set(PURGE_DELAY, 7) };
+        configure();
+        assert_eq!(get(), 7, "a purge delay already set is kept");
     }
 
     /// Allocates, grows across the boundary both ways, and frees, checking
